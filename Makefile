@@ -1,0 +1,48 @@
+# segint — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+# `serve` pulls onnxruntime-gpu (runs on CPU too); EXTRAS=train,serve-cpu,dev for the CPU wheel.
+EXTRAS ?= train,serve,dev
+PYTEST_ARGS ?=
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch is pinned to the CPU wheel (2.13.0) so a fresh machine never pulls a CUDA build.
+	$(PIP) install -q "torch==2.13.0"
+	$(PIP) install -q -e ".[$(EXTRAS)]"
+	@touch $@
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+.PHONY: install
+install: $(VENV)/.installed ## create .venv and install segint with all extras
+
+.PHONY: lint
+lint: $(VENV)/.installed ## ruff check + ruff format --check + mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+.PHONY: format
+format: $(VENV)/.installed ## apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+.PHONY: test
+test: $(VENV)/.installed ## run the test suite (starts a throwaway redis-server when none answers)
+	bash deploy/with-redis.sh $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: bench
+bench: $(VENV)/.installed ## run the benchmarks in bench/ (writes reports/bench/*.json)
+	$(PY) bench/run_all.py
+
+.PHONY: serve
+serve: $(VENV)/.installed ## train (if needed), export and serve the model on :8000
+	bash deploy/serve.sh

@@ -1,0 +1,1 @@
+"""Sub-commands of the `segint` CLI; each module exposes ``register(subparsers)``."""
