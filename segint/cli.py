@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -60,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SegintError as e:
         sys.stderr.write(f"segint {args.command}: error: {e}\n")
         return 2
+    except BrokenPipeError:  # e.g. `segint baselines ... | head`
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep Python's exit flush quiet
+        return 0
     except KeyboardInterrupt:
         sys.stderr.write("segint: interrupted\n")
         return 130

@@ -223,8 +223,9 @@ def write_prepared(
         .sort("exit_slot")
         .collect(engine="streaming")
     )
-    kept_before_dedup = summary["rows_read"] - sum(summary["dropped"].values())  # type: ignore[operator, arg-type]
-    summary["dropped"]["duplicates"] = kept_before_dedup - stats["rows_kept"]  # type: ignore[index]
+    dropped: dict[str, int] = summary["dropped"]  # type: ignore[assignment]
+    rows_read: int = summary["rows_read"]  # type: ignore[assignment]
+    dropped["duplicates"] = rows_read - sum(dropped.values()) - stats["rows_kept"]
     summary.update(stats)
     summary["exit_slot_histogram"] = dict(
         zip(hist["exit_slot"].to_list(), hist["len"].to_list(), strict=True)

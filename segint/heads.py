@@ -30,7 +30,8 @@ def exit_distribution(
         z = np.where(mask, z, -np.inf)
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+    out: FloatArray = e / e.sum(axis=-1, keepdims=True)
+    return out
 
 
 def expected_exit_slot(dist: FloatArray) -> npt.NDArray[np.int64]:
@@ -45,7 +46,8 @@ def expected_watch_ms(dist: FloatArray, duration_ms: npt.ArrayLike) -> FloatArra
     n = np.ceil(d / SEGMENT_MS)
     j = np.arange(s)[None, :]
     watched = np.where(j < n, np.minimum((j + 0.5) * SEGMENT_MS, d), d)
-    return np.sum(dist * watched, axis=-1)
+    out: FloatArray = np.sum(dist * watched, axis=-1)
+    return out
 
 
 def completion_probability(dist: FloatArray, n_segments: npt.ArrayLike) -> FloatArray:

@@ -60,7 +60,8 @@ def exit_ranks(
     st = s[rows, t][:, None]
     kt = tie_key[rows, t][:, None]
     ahead = (s < st) | ((s == st) & (tie_key < kt))
-    return 1 + np.sum(ahead & eligible, axis=1)
+    ranks: npt.NDArray[np.int64] = 1 + np.sum(ahead & eligible, axis=1)
+    return ranks
 
 
 def ranking_metrics(ranks: npt.NDArray[np.int64]) -> dict[str, float]:

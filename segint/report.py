@@ -1,0 +1,59 @@
+"""Evaluation report: every method on the same test rows, both protocols, all and cold rows.
+
+The JSON layout is shared by `segint baselines`, `segint evaluate` and later tasks::
+
+    {"paper": {METHOD: {"HR@1": x, "HR@5": x, "HR@10": x, "NDCG@5": x, "NDCG@10": x, "MAE": x}},
+     "strict": {...}, "paper_cold": {...}, "strict_cold": {...},
+     "rows": {"train": n, "test": n, "test_cold": n}}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from segint.baselines import MethodScores
+from segint.metrics import METRIC_NAMES, PROTOCOLS, evaluate_scores
+from segint.splits import cold_mask
+
+
+def evaluate_methods(
+    fit: pl.DataFrame, test: pl.DataFrame, methods: MethodScores, seed: int = 0
+) -> dict[str, Any]:
+    """Evaluate each method's ``(scores, exit_dist)`` on ``test``; cold = video not in ``fit``."""
+    target = test["exit_slot"].to_numpy()
+    n_seg = test["n_segments"].to_numpy()
+    cold = cold_mask(fit["video_id"].to_numpy(), test["video_id"].to_numpy())
+    result: dict[str, Any] = {}
+    for protocol in PROTOCOLS:
+        for suffix, rows in (("", slice(None)), ("_cold", cold)):
+            result[protocol + suffix] = {
+                name: evaluate_scores(s[rows], d[rows], target[rows], n_seg[rows], protocol, seed)
+                for name, (s, d) in methods.items()
+            }
+    result["rows"] = {"train": fit.height, "test": test.height, "test_cold": int(cold.sum())}
+    return result
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Plain-text table of a report, one block per protocol and row subset."""
+    lines = []
+    rows = result["rows"]
+    lines.append(
+        f"rows: train {rows['train']:,}  test {rows['test']:,}  test cold {rows['test_cold']:,}"
+    )
+    for key in ("paper", "strict", "paper_cold", "strict_cold"):
+        if key not in result:
+            continue
+        lines.append("")
+        lines.append(f"[{key}]")
+        lines.append(f"{'method':<22}" + "".join(f"{m:>9}" for m in METRIC_NAMES))
+        for name, metrics in result[key].items():
+            cells = "".join(
+                f"{metrics[m]:>9.4f}" if np.isfinite(metrics[m]) else f"{'-':>9}"
+                for m in METRIC_NAMES
+            )
+            lines.append(f"{name:<22}{cells}")
+    return "\n".join(lines)
