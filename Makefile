@@ -5,8 +5,8 @@ SHELL := /bin/bash
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
-# `serve` pulls onnxruntime-gpu (runs on CPU too); EXTRAS=train,serve-cpu,dev for the CPU wheel.
-EXTRAS ?= train,serve,dev
+# `serve` pulls onnxruntime-gpu (runs on CPU too); EXTRAS=train,serve-cpu,features,dev for the CPU wheel.
+EXTRAS ?= train,serve,features,dev
 PYTEST_ARGS ?=
 
 $(VENV)/.installed: pyproject.toml
@@ -46,3 +46,19 @@ bench: $(VENV)/.installed ## run the benchmarks in bench/ (writes reports/bench/
 .PHONY: serve
 serve: $(VENV)/.installed ## train (if needed), export and serve the model on :8000
 	bash deploy/serve.sh
+
+# Load test: fixed arrival rate (requests/s) for DURATION against the local stack (started if
+# it is not running; `bash deploy/local-stack.sh down` stops it). Reports go to reports/load/.
+RATE ?= 20
+DURATION ?= 30s
+LOAD_HOST ?= http://127.0.0.1:$(or $(STACK_LB_PORT),8080)
+LOAD_REPORT ?= reports/load/rate$(RATE)_$(DURATION)
+
+.PHONY: load
+load: $(VENV)/.installed ## load-test the local stack: make load RATE=20 DURATION=30s
+	bash deploy/local-stack.sh up
+	@mkdir -p $(dir $(LOAD_REPORT))
+	$(VENV)/bin/locust -f deploy/load/locustfile.py --headless --host $(LOAD_HOST) \
+		--rate $(RATE) --run-time $(DURATION) --reset-stats --only-summary \
+		--csv $(LOAD_REPORT) --html $(LOAD_REPORT).html
+	@echo "load: reports in $(LOAD_REPORT)_stats.csv, $(LOAD_REPORT).html, $(LOAD_REPORT)_summary.json"

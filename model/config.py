@@ -1,0 +1,118 @@
+"""ModelConfig: the frozen, validated configuration of the segment interest model.
+
+The model is always rebuilt from this config (checkpoints hold state_dict + config), so every
+field that changes the parameter set or the computation lives here. ``from_dict`` / ``to_dict``
+map it to and from the plain dicts of the YAML files; unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+MODALITIES = ("id", "content")
+USER_STREAMS = ("self", "cross")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    n_users: int  # user-ID table rows, including row 0 = unknown user
+    n_videos: int  # video-ID table rows, including row 0 = unknown video
+    s_max: int = 40  # S: slots on the segment axis (videos shorter than s_max * 5 s)
+    history_len: int = 20  # H: most recent history views the model takes
+    d_model: int = 64  # d: token width
+    n_heads: int = 4  # attention heads (d_model must divide evenly)
+    n_layers: int = 2  # L: user-video cross-attention layers per modality (0 = no encoder)
+    ffn_dim: int = 128  # hidden width of each layer's feed-forward block
+    dropout: float = 0.1  # dropout on embeddings, attention and residual branches
+    modalities: tuple[str, ...] = ("id",)  # any of "id", "content": one encoder per modality
+    content_dim: int = 0  # Dc: per-segment content feature width (> 0 iff "content")
+    user_stream: str = "self"  # "self": user tokens attend to user tokens only (cacheable);
+    # "cross": user tokens also attend to the target video (paper; recomputed per candidate)
+    position_bias: bool = True  # learned per-(N, slot) logit offset (paper eq. 7), starts at 0
+    history_tokens: bool = True  # one user token per history view (False: user-ID token only)
+    video_profile: bool = True  # learned per-video per-slot logit offset, starts at zero
+    fusion_heads: int = 2  # heads of the bilinear fusion across modalities (paper eq. 6)
+    mask_impossible: bool = True  # slots j > N get a constant +1e4 logit ("never the exit")
+    reference_last_layer_bug: bool = False  # quirk: encoder returns the last layer's *input*
+    attn_logit_dropout: bool = False  # quirk: dropout on attention logits, not probabilities
+
+    def __post_init__(self) -> None:
+        # YAML gives lists; keep the dataclass hashable and frozen with a tuple.
+        if isinstance(self.modalities, list):
+            object.__setattr__(self, "modalities", tuple(self.modalities))
+        for name in ("n_users", "n_videos", "s_max", "history_len", "d_model", "n_heads"):
+            _check_int(name, getattr(self, name), minimum=1)
+        _check_int("ffn_dim", self.ffn_dim, minimum=1)
+        _check_int("n_layers", self.n_layers, minimum=0)
+        _check_int("content_dim", self.content_dim, minimum=0)
+        _check_int("fusion_heads", self.fusion_heads, minimum=1)
+        if self.s_max < 2:
+            raise ValueError(
+                f"s_max must be >= 2 (a view has N + 1 >= 2 outcomes), got {self.s_max}"
+            )
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float):
+            raise ValueError(f"dropout must be a number, got {self.dropout!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not isinstance(self.modalities, tuple) or not self.modalities:
+            raise ValueError(f"modalities must be a non-empty list, got {self.modalities!r}")
+        unknown = [m for m in self.modalities if m not in MODALITIES]
+        if unknown or len(set(self.modalities)) != len(self.modalities):
+            raise ValueError(
+                f"modalities must be distinct values from {MODALITIES}, got {self.modalities!r}"
+            )
+        if ("content" in self.modalities) != (self.content_dim > 0):
+            raise ValueError(
+                f"content_dim must be > 0 exactly when 'content' is in modalities, "
+                f"got content_dim={self.content_dim}, modalities={self.modalities!r}"
+            )
+        if self.user_stream not in USER_STREAMS:
+            raise ValueError(f"user_stream must be one of {USER_STREAMS}, got {self.user_stream!r}")
+        if len(self.modalities) > 1 and self.d_model % self.fusion_heads:
+            raise ValueError(
+                f"d_model={self.d_model} is not divisible by fusion_heads={self.fusion_heads}"
+            )
+        for name in (
+            "position_bias",
+            "history_tokens",
+            "video_profile",
+            "mask_impossible",
+            "reference_last_layer_bug",
+            "attn_logit_dropout",
+        ):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.reference_last_layer_bug and self.n_layers < 1:
+            raise ValueError("reference_last_layer_bug needs n_layers >= 1, got n_layers=0")
+
+    @property
+    def n_user_tokens(self) -> int:
+        """M at the configured history length: the user token plus one token per view."""
+        return 1 + self.history_len if self.history_tokens else 1
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Build from a plain (YAML) dict; unknown keys raise ValueError naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for YAML (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        out["modalities"] = list(self.modalities)
+        return out
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    # bool is an int subclass: `n_layers: true` in a YAML file is a mistake, not 1.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")

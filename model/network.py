@@ -1,0 +1,435 @@
+"""The segment interest network (He et al., SIGIR 2025, eqs. 1-7), reimplemented and fixed.
+
+Shape legend:
+    B   batch rows (users); in ``forward`` row b scores video b, so C = B there
+    C   candidate videos in ``score`` (a user batch of 1 broadcasts over them)
+    S   slots on the segment axis (cfg.s_max); a video has N segments and N + 1 outcomes 0..N
+    H   history views; M = 1 + H user tokens (M = 1 when cfg.history_tokens is False)
+    d   token width, h heads, dh = d / h; T query tokens, K key tokens
+    L   encoder layers; n_mod modalities; Dc content feature width
+
+Per modality (one instance each, any number of modalities):
+    IdEmbedding | ContentEmbedding  -> user tokens (B, M, d), video tokens (C, S, d)
+    ModalityEncoder: L layers of CrossAttentionBlocks (eqs. 1-5)  -> video states (C, S, d)
+then InterestDecoder: reducers + bilinear fusion (eq. 6) + position bias (eq. 7) + a per-video
+exit profile -> logits (C, S). Higher logit = more interest = less likely to leave there.
+
+Cost note: the paper's user side has one token per *watched segment* of the history; we use one
+token per history *view* (video + how the view ended), i.e. M = 1 + H instead of up to 1 + 40 H.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import torch
+from torch import Tensor, nn
+
+from model.config import ModelConfig
+
+# Masked attention logits: large but finite, so a fully masked row is a uniform (finite)
+# softmax in PyTorch and ONNX Runtime alike; -inf would give NaN there.
+MASK_VALUE = -1e4
+# Logit of the impossible outcomes j > N: "certainly not the exit", ranked after every real slot.
+IMPOSSIBLE_LOGIT = 1e4
+
+
+def slot_features(n_segments: Tensor, s_max: int) -> Tensor:
+    """(C,) N -> (C, S, 4) [j/N, 1[j==N] (completion slot), 1[j<N] (real segment), N/S]."""
+    n = n_segments.to(torch.float32)[:, None]  # (C, 1)
+    j = torch.arange(s_max, device=n_segments.device, dtype=torch.float32)[None, :]  # (1, S)
+    ratio = j / n  # (C, S)
+    return torch.stack(
+        [ratio, (j == n).float(), (j < n).float(), (n / s_max).expand_as(ratio)], dim=-1
+    )
+
+
+class SlotPosition(nn.Module):
+    """Where a slot sits in its video: learned slot embedding + a map of its structural features.
+
+    The model must know N: slot 3 of a 4-segment video (its last) differs from slot 3 of 30.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.slot = nn.Embedding(cfg.s_max, cfg.d_model)
+        self.struct = nn.Linear(4, cfg.d_model)
+        self.s_max = cfg.s_max
+
+    def forward(self, n_segments: Tensor) -> Tensor:  # (C,) -> (C, S, d)
+        struct: Tensor = self.struct(slot_features(n_segments, self.s_max))
+        return struct + self.slot.weight
+
+
+class ViewOutcome(nn.Module):
+    """How a history view ended: exit-slot embedding + [exit/N, 1[exit==N], N/S] + recency."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.exit = nn.Embedding(cfg.s_max + 1, cfg.d_model)  # exit slot 0..N, N <= S
+        self.struct = nn.Linear(3, cfg.d_model)
+        self.recency = nn.Embedding(cfg.history_len, cfg.d_model)  # most recent view first
+        self.s_max, self.history_len = cfg.s_max, cfg.history_len
+
+    def forward(self, exit_slots: Tensor, n_segments: Tensor) -> Tensor:  # (B, H) -> (B, H, d)
+        e, n = exit_slots.to(torch.float32), n_segments.to(torch.float32)
+        feats = torch.stack([e / n, (exit_slots == n_segments).float(), n / self.s_max], dim=-1)
+        # Views older than history_len share the oldest recency row (no index error).
+        age = torch.arange(exit_slots.shape[1], device=exit_slots.device)
+        recency = self.recency(age.clamp(max=self.history_len - 1))  # (H, d), broadcast over B
+        out: Tensor = self.exit(exit_slots) + self.struct(feats) + recency
+        return out
+
+
+class ModalityEmbedding(nn.Module):
+    """What every modality's tokens share: slot positions, history view outcomes, LN + dropout."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.position = SlotPosition(cfg)
+        self.outcome = ViewOutcome(cfg) if cfg.history_tokens else None
+        self.user_norm, self.video_norm = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def user_tokens(self, user: Tensor, views: Tensor, exits: Tensor, n: Tensor) -> Tensor:
+        # user (B, 1, d) token, views (B, H, d) one per history view -> (B, M, d)
+        if self.outcome is not None:
+            user = torch.cat([user, views + self.outcome(exits, n)], dim=1)
+        out: Tensor = self.drop(self.user_norm(user))
+        return out
+
+    def video_tokens(self, segments: Tensor, n: Tensor) -> Tensor:
+        # segments (C, S, d), or (C, 1, d) for a per-video token -> (C, S, d)
+        out: Tensor = self.drop(self.video_norm(segments + self.position(n)))
+        return out
+
+
+class IdEmbedding(ModalityEmbedding):
+    """ID modality: user-ID token + history view tokens; video-ID + position per slot.
+
+    Row 0 of each ID table is the learned "unknown" id.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(cfg)
+        self.user = nn.Embedding(cfg.n_users, cfg.d_model)
+        self.video = nn.Embedding(cfg.n_videos, cfg.d_model)  # shared: targets and history
+
+    def users(self, user_ids: Tensor, hist_ids: Tensor, exits: Tensor, n: Tensor) -> Tensor:
+        return self.user_tokens(self.user(user_ids)[:, None], self.video(hist_ids), exits, n)
+
+    def videos(self, video_ids: Tensor, n_segments: Tensor) -> Tensor:
+        return self.video_tokens(self.video(video_ids)[:, None], n_segments)
+
+
+class ContentEmbedding(ModalityEmbedding):
+    """Content modality: projected per-view (history) and per-segment (video) features."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(cfg)
+        self.proj = nn.Linear(cfg.content_dim, cfg.d_model)  # shared: targets and history
+        self.user_token = nn.Parameter(torch.zeros(cfg.d_model))  # a user has no content
+
+    def users(self, hist_content: Tensor, exits: Tensor, n: Tensor) -> Tensor:
+        user = self.user_token.expand(hist_content.shape[0], 1, -1)  # (B, 1, d)
+        return self.user_tokens(user, self.proj(hist_content), exits, n)
+
+    def videos(self, video_content: Tensor, n_segments: Tensor) -> Tensor:
+        return self.video_tokens(self.proj(video_content), n_segments)
+
+
+class CrossAttention(nn.Module):
+    """One query stream attending over the concatenated keys of several sources (eqs. 1-4).
+
+    Each (query stream, key source) pair is its own block with its own query/key/value maps
+    (the reference's v2v, t2v, v2t, t2t); the logits of all blocks share one softmax.
+    """
+
+    def __init__(self, cfg: ModelConfig, n_sources: int):
+        super().__init__()
+        d = cfg.d_model
+        self.q = nn.ModuleList(nn.Linear(d, d) for _ in range(n_sources))
+        self.k = nn.ModuleList(nn.Linear(d, d) for _ in range(n_sources))
+        self.v = nn.ModuleList(nn.Linear(d, d) for _ in range(n_sources))
+        self.out = nn.Linear(d, d)
+        self.n_heads, self.scale = cfg.n_heads, (d // cfg.n_heads) ** -0.5
+        self.logit_dropout = cfg.attn_logit_dropout
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def heads(self, x: Tensor) -> Tensor:  # (B, T, d) -> (B, h, T, dh)
+        return torch.unflatten(x, -1, (self.n_heads, -1)).transpose(1, 2)
+
+    def forward(self, x: Tensor, sources: list[tuple[Tensor, Tensor]]) -> Tensor:
+        # x (Bq, T, d); each source = (tokens (Bk, K, d), key mask (Bk, K)), Bk in {Bq, 1}:
+        # a batch of 1 broadcasts in the matmuls below, never copied Bq times.
+        logits, values = [], []
+        for q, k, v, (tokens, mask) in zip(self.q, self.k, self.v, sources, strict=True):
+            qh = self.heads(q(x)) * self.scale  # (Bq, h, T, dh)
+            att = qh @ self.heads(k(tokens)).transpose(-2, -1)  # (Bq, h, T, K)
+            logits.append(att.masked_fill(~mask[:, None, None, :], MASK_VALUE))
+            values.append(self.heads(v(tokens)))  # (Bk, h, K, dh)
+        att = torch.cat(logits, dim=-1)  # (Bq, h, T, sum K)
+        if self.logit_dropout:  # reference quirk: a dropped masked logit becomes 0 (leak)
+            att = self.drop(att)
+        att = att.softmax(dim=-1)
+        if not self.logit_dropout:
+            att = self.drop(att)
+        start = values[0].shape[2]
+        y = att[..., :start] @ values[0]  # (Bq, h, T, dh)
+        for val in values[1:]:  # split the shared softmax back per source
+            y = y + att[..., start : start + val.shape[2]] @ val
+            start += val.shape[2]
+        out: Tensor = self.out(y.transpose(1, 2).flatten(2))  # (Bq, T, d)
+        return out
+
+
+class CrossAttentionBlock(nn.Module):
+    """Post-LN update of one token stream: attention, residual, LN; FFN, residual, LN (eq. 5)."""
+
+    def __init__(self, cfg: ModelConfig, n_sources: int):
+        super().__init__()
+        d = cfg.d_model
+        self.attn = CrossAttention(cfg, n_sources)
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.ffn = nn.Sequential(
+            nn.Linear(d, cfg.ffn_dim), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.ffn_dim, d)
+        )
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: Tensor, sources: list[tuple[Tensor, Tensor]]) -> Tensor:
+        x = self.norm1(x + self.drop(self.attn(x, sources)))
+        out: Tensor = self.norm2(x + self.drop(self.ffn(x)))
+        return out
+
+
+class ModalityEncoder(nn.Module):
+    """L user-video cross-attention layers for one modality (eqs. 1-5).
+
+    Layer l = a video block (video queries over [video ; user] keys) and a user block (user
+    queries over [video ; user] keys for the "cross" stream, over user keys only for "self").
+    The last layer has no user block: its output would feed nothing, and leaving it out means
+    every parameter gets a gradient (DistributedDataParallel needs that). Returns the LAST
+    layer's video output (the reference returns the last layer's input: quirk switch).
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        n, n_user_sources = cfg.n_layers, 2 if cfg.user_stream == "cross" else 1
+        self.video = nn.ModuleList(CrossAttentionBlock(cfg, 2) for _ in range(n))
+        self.user = nn.ModuleList(CrossAttentionBlock(cfg, n_user_sources) for _ in range(n - 1))
+        self.cross, self.n_layers = cfg.user_stream == "cross", n
+        self.n_run = n - 1 if cfg.reference_last_layer_bug else n
+
+    def forward(self, v: Tensor, v_mask: Tensor, u: Tensor, u_mask: Tensor) -> Tensor:
+        # Training path, both streams: video (C, S, d) and user (B = C, M, d) updated together.
+        for i in range(self.n_run):
+            both = [(v, v_mask), (u, u_mask)]
+            if i < self.n_run - 1:  # the next layer reads u
+                u = self.user[i](u, both if self.cross else [(u, u_mask)])
+            v = self.video[i](v, both)
+        return v
+
+    def encode_user(self, u: Tensor, u_mask: Tensor) -> Tensor:
+        # Self stream only: the input user tokens of every layer, (B, M, d) -> (B, L, M, d).
+        if self.n_layers == 0:
+            return u[:, None][:, :0]  # (B, 0, M, d)
+        states = [u]
+        for block in self.user:
+            states.append(block(states[-1], [(states[-1], u_mask)]))
+        return torch.stack(states, dim=1)
+
+    def encode_video(self, v: Tensor, v_mask: Tensor, states: Tensor, u_mask: Tensor) -> Tensor:
+        # Self stream only: v (C, S, d), cached states (B, L, M, d) with B = C or 1 (broadcast).
+        for i in range(self.n_run):
+            v = self.video[i](v, [(v, v_mask), (states[:, i], u_mask)])
+        return v
+
+
+class InterestDecoder(nn.Module):
+    """Per-slot logits from the modality outputs (eqs. 6-7) plus per-video exit profiles."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d, k, n_mod = cfg.d_model, cfg.fusion_heads, len(cfg.modalities)
+        self.reducers = nn.ModuleList(nn.Linear(d, 1) for _ in range(n_mod))  # w_x . x + b_x
+        # FinalMLP-style bilinear term per modality pair: sum_heads x_h^T W_h y_h (eq. 6).
+        self.pairs = [(a, b) for a in range(n_mod) for b in range(a + 1, n_mod)]
+        self.bilinear = (
+            nn.Parameter(torch.zeros(len(self.pairs), k, d // k, d // k)) if self.pairs else None
+        )
+        self.fusion_heads = k
+        # Per-slot offset (eq. 7) for each segment count N: where viewers leave depends on the
+        # slot *and* the video's length (slot 3 is the end of a 4-segment video). Rows N = 0..S.
+        # Neutral start (zeros), unlike the reference's (j + 1) w_j + b_j with w = b = 1, which
+        # makes its loss ~0 from the first step.
+        self.position_bias = (
+            nn.Parameter(torch.zeros(cfg.s_max + 1, cfg.s_max)) if cfg.position_bias else None
+        )
+        self.profile = nn.Embedding(cfg.n_videos, cfg.s_max) if cfg.video_profile else None
+        self.mask_impossible, self.s_max = cfg.mask_impossible, cfg.s_max
+
+    def reset_offsets(self) -> None:
+        if self.position_bias is not None:
+            nn.init.zeros_(self.position_bias)
+        if self.profile is not None:
+            nn.init.zeros_(self.profile.weight)
+
+    def forward(self, states: list[Tensor], video_ids: Tensor, n_segments: Tensor) -> Tensor:
+        # states: one (C, S, d) per modality -> logits (C, S)
+        z = torch.stack([r(x) for r, x in zip(self.reducers, states, strict=True)]).sum(0)
+        z = z.squeeze(-1)  # (C, S): w_x . x + b_x summed over modalities
+        for p, (a, b) in enumerate(self.pairs):
+            w = cast(Tensor, self.bilinear)[p]  # (k, d/k, d/k)
+            xa = torch.unflatten(states[a], -1, (self.fusion_heads, -1))  # (C, S, k, d/k)
+            xb = torch.unflatten(states[b], -1, (self.fusion_heads, -1))
+            xw = (xa.unsqueeze(-2) @ w).squeeze(-2)  # (C, S, k, 1, d/k) @ (k, d/k, d/k)
+            z = z + (xw * xb).sum(dim=(-2, -1))
+        if self.position_bias is not None:
+            z = z + self.position_bias[n_segments.clamp(0, self.s_max)]  # (C, S)
+        if self.profile is not None:
+            z = z + self.profile(video_ids)  # (C, S): what ItemPosition captures, learned
+        if self.mask_impossible:
+            j = torch.arange(self.s_max, device=z.device)[None, :]
+            z = z.masked_fill(j > n_segments[:, None], IMPOSSIBLE_LOGIT)
+        return z
+
+
+class SegmentInterestModel(nn.Module):
+    """Logits (B, S) of a user's interest in every slot of a video. See docs/contracts.md."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embeddings = nn.ModuleDict(
+            {m: IdEmbedding(cfg) if m == "id" else ContentEmbedding(cfg) for m in cfg.modalities}
+        )
+        self.encoders = nn.ModuleDict({m: ModalityEncoder(cfg) for m in cfg.modalities})
+        self.decoder = InterestDecoder(cfg)
+        self.apply(_init_weights)
+        self.decoder.reset_offsets()
+
+    def forward(
+        self,
+        user_ids: Tensor,  # (B,)
+        hist_video_ids: Tensor,  # (B, H)
+        hist_exit_slots: Tensor,  # (B, H)
+        hist_n_segments: Tensor,  # (B, H)
+        hist_mask: Tensor,  # (B, H) True = real history entry
+        video_ids: Tensor,  # (B,)
+        n_segments: Tensor,  # (B,)
+        hist_content: Tensor | None = None,  # (B, H, Dc)
+        video_content: Tensor | None = None,  # (B, S, Dc)
+    ) -> Tensor:
+        users, user_mask = self._user_tokens(
+            user_ids, hist_video_ids, hist_exit_slots, hist_n_segments, hist_mask, hist_content
+        )
+        videos, video_mask = self._video_tokens(video_ids, n_segments, video_content)
+        states = [
+            enc(v, video_mask, u, user_mask)
+            for enc, v, u in zip(self._encoders(), videos, users, strict=True)
+        ]
+        logits: Tensor = self.decoder(states, video_ids, n_segments)
+        return logits
+
+    def encode_user(
+        self,
+        user_ids: Tensor,
+        hist_video_ids: Tensor,
+        hist_exit_slots: Tensor,
+        hist_n_segments: Tensor,
+        hist_mask: Tensor,
+        hist_content: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Self stream: per-layer user states (B, n_mod, L, M, d) and user_mask (B, M)."""
+        self._require_self_stream("encode_user")
+        users, user_mask = self._user_tokens(
+            user_ids, hist_video_ids, hist_exit_slots, hist_n_segments, hist_mask, hist_content
+        )
+        states = [
+            enc.encode_user(u, user_mask) for enc, u in zip(self._encoders(), users, strict=True)
+        ]
+        return torch.stack(states, dim=1), user_mask
+
+    def score(
+        self,
+        user_states: Tensor,  # (B, n_mod, L, M, d), B = C or 1
+        user_mask: Tensor,  # (B, M)
+        video_ids: Tensor,  # (C,)
+        n_segments: Tensor,  # (C,)
+        video_content: Tensor | None = None,  # (C, S, Dc)
+    ) -> Tensor:
+        """Self stream: logits (C, S) for C videos; a user batch of 1 broadcasts over them."""
+        self._require_self_stream("score")
+        videos, video_mask = self._video_tokens(video_ids, n_segments, video_content)
+        states = [
+            enc.encode_video(v, video_mask, user_states[:, i], user_mask)
+            for i, (enc, v) in enumerate(zip(self._encoders(), videos, strict=True))
+        ]
+        logits: Tensor = self.decoder(states, video_ids, n_segments)
+        return logits
+
+    def _encoders(self) -> list[ModalityEncoder]:  # typed view of the ModuleDict
+        return [cast(ModalityEncoder, enc) for enc in self.encoders.values()]
+
+    def _user_tokens(
+        self,
+        user_ids: Tensor,
+        hist_video_ids: Tensor,
+        hist_exit_slots: Tensor,
+        hist_n_segments: Tensor,
+        hist_mask: Tensor,
+        hist_content: Tensor | None,
+    ) -> tuple[list[Tensor], Tensor]:
+        hist_mask = hist_mask.to(torch.bool)
+        # Padded history entries are reset to neutral values, so whatever the caller put there
+        # (ids, -1 slots, N = 0) can neither index out of range, divide by zero nor leak.
+        n = torch.where(hist_mask, hist_n_segments, 1).clamp(1, self.cfg.s_max)
+        exits = torch.minimum(torch.where(hist_mask, hist_exit_slots, 0).clamp(min=0), n)
+        ids = torch.where(hist_mask, hist_video_ids, 0)
+        users = []
+        for emb in self.embeddings.values():
+            if isinstance(emb, IdEmbedding):
+                users.append(emb.users(user_ids, ids, exits, n))
+            elif isinstance(emb, ContentEmbedding):
+                content = _require(hist_content, "hist_content") * hist_mask[..., None]
+                users.append(emb.users(content, exits, n))
+        user_mask = torch.ones_like(user_ids, dtype=torch.bool)[:, None]  # the user token
+        if self.cfg.history_tokens:
+            user_mask = torch.cat([user_mask, hist_mask], dim=1)  # (B, M)
+        return users, user_mask
+
+    def _video_tokens(
+        self, video_ids: Tensor, n_segments: Tensor, video_content: Tensor | None
+    ) -> tuple[list[Tensor], Tensor]:
+        n = n_segments.clamp(1, self.cfg.s_max)
+        videos = []
+        for emb in self.embeddings.values():
+            if isinstance(emb, IdEmbedding):
+                videos.append(emb.videos(video_ids, n))
+            elif isinstance(emb, ContentEmbedding):
+                videos.append(emb.videos(_require(video_content, "video_content"), n))
+        # Keys are the real segments j < N; slot N (completion) and beyond are padding tokens.
+        j = torch.arange(self.cfg.s_max, device=n.device)[None, :]
+        return videos, j < n[:, None]  # (C, S)
+
+    def _require_self_stream(self, what: str) -> None:
+        if self.cfg.user_stream != "self":
+            raise ValueError(f"{what} needs user_stream='self', got {self.cfg.user_stream!r}")
+
+
+def _require(x: Tensor | None, name: str) -> Tensor:
+    if x is None:
+        raise ValueError(f"{name} is required when 'content' is in cfg.modalities")
+    return x
+
+
+def _init_weights(module: nn.Module) -> None:
+    # As the reference: N(0, 0.02) weights, zero biases; LayerNorm keeps (1, 0).
+    if isinstance(module, nn.Linear | nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, ContentEmbedding):
+        nn.init.normal_(module.user_token, std=0.02)
+    elif isinstance(module, InterestDecoder) and module.bilinear is not None:
+        nn.init.normal_(module.bilinear, std=0.02)

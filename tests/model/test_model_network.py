@@ -1,0 +1,253 @@
+"""SegmentInterestModel: shapes, masking, the self-stream cache split, quirk switches, learning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model import SegmentInterestModel
+from model.loss import exit_ce
+from model.network import IMPOSSIBLE_LOGIT, slot_features
+from tests.model.model_testing import B, H, S, make_batch, tiny_config, user_part, video_part
+
+STREAMS = ("self", "cross")
+MODALITIES = (("id",), ("content",), ("id", "content"))
+VARIANTS = (
+    {},
+    {"n_layers": 0},
+    {"n_layers": 3},
+    {"history_tokens": False},
+    {"reference_last_layer_bug": True},
+)
+
+
+def build(seed: int = 0, **overrides) -> SegmentInterestModel:
+    torch.manual_seed(seed)
+    return SegmentInterestModel(tiny_config(**overrides))
+
+
+@pytest.mark.parametrize("stream", STREAMS)
+@pytest.mark.parametrize("modalities", MODALITIES)
+def test_forward_shapes(stream, modalities):
+    """forward returns finite float32 logits (B, S) for every stream and modality mix."""
+    model = build(user_stream=stream, modalities=modalities)
+    logits = model(**make_batch(model.cfg))
+    assert logits.shape == (B, S) and logits.dtype == torch.float32
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("stream", STREAMS)
+@pytest.mark.parametrize(("b", "h"), [(1, 1), (2, 3), (3, 9)])
+def test_odd_sizes(stream, b, h):
+    """Batch of 1, one history view, and more history than history_len (shared oldest recency)."""
+    model = build(user_stream=stream, modalities=("id", "content")).eval()
+    logits = model(**make_batch(model.cfg, b=b, h=h, seed=b))
+    assert logits.shape == (b, S) and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("stream", STREAMS)
+@pytest.mark.parametrize(
+    "overrides", [{}, {"history_tokens": False}, {"n_layers": 0}, {"n_layers": 1}]
+)
+def test_fully_masked_rows_stay_finite(stream, overrides):
+    """No history at all and N = 1 everywhere: logits and every gradient stay finite."""
+    model = build(user_stream=stream, modalities=("id", "content"), **overrides)
+    batch = make_batch(model.cfg)
+    batch["hist_mask"][:] = False
+    batch["n_segments"][:] = 1
+    logits = model(**batch)  # train mode: dropout active
+    assert torch.isfinite(logits).all()
+    exit_ce(logits, torch.zeros(B, dtype=torch.long), batch["n_segments"]).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is None or torch.isfinite(p.grad).all(), name
+
+
+@pytest.mark.parametrize("stream", STREAMS)
+def test_padded_history_does_not_change_logits(stream):
+    """Whatever sits in padded history entries (even -1 ids or N = 0) has no effect."""
+    model = build(user_stream=stream, modalities=("id", "content")).eval()
+    batch = make_batch(model.cfg)
+    pad = ~batch["hist_mask"]
+    assert pad.any()
+    garbage = dict(batch)
+    garbage["hist_video_ids"] = torch.where(pad, 5, batch["hist_video_ids"])
+    garbage["hist_exit_slots"] = torch.where(pad, -1, batch["hist_exit_slots"])
+    garbage["hist_n_segments"] = torch.where(pad, 0, batch["hist_n_segments"])
+    garbage["hist_content"] = torch.where(pad[..., None], 1e3, batch["hist_content"])
+    with torch.no_grad():
+        torch.testing.assert_close(model(**garbage), model(**batch), rtol=0, atol=0)
+        # ...while a real history entry does matter.
+        changed = dict(batch)
+        changed["hist_video_ids"] = torch.where(batch["hist_mask"], 3, batch["hist_video_ids"])
+        assert not torch.allclose(model(**changed), model(**batch))
+
+
+@pytest.mark.parametrize("stream", STREAMS)
+def test_padded_history_equals_shorter_history(stream):
+    """Masked keys get no attention: H=5 with the last two entries padded == H=3, unpadded."""
+    model = build(user_stream=stream, modalities=("id", "content")).eval()
+    batch = make_batch(model.cfg)
+    batch["hist_mask"][:, :3] = True
+    batch["hist_mask"][:, 3:] = False
+    short = {k: v[:, :3] if k.startswith("hist_") else v for k, v in batch.items()}
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch), model(**short), rtol=0, atol=1e-6)
+
+
+def test_slot_features_by_hand():
+    """[j/N, 1[j==N], 1[j<N], N/S] for N = 2, S = 4."""
+    expected = [[0, 0, 1, 0.5], [0.5, 0, 1, 0.5], [1, 1, 0, 0.5], [1.5, 0, 0, 0.5]]
+    assert slot_features(torch.tensor([2]), 4).tolist() == [expected]
+
+
+def test_impossible_slots_get_constant_logit():
+    """Slots j > N get IMPOSSIBLE_LOGIT; slot N (completion) stays learned; switch turns it off."""
+    model = build().eval()
+    batch = make_batch(model.cfg)
+    with torch.no_grad():
+        logits = model(**batch)
+    j = torch.arange(S)[None, :]
+    n = batch["n_segments"][:, None]
+    assert (logits[j > n] == IMPOSSIBLE_LOGIT).all()
+    assert (logits[j <= n].abs() < 100).all()
+    plain = build(mask_impossible=False).eval()
+    with torch.no_grad():
+        assert (plain(**batch).abs() < 100).all()
+
+
+def test_offsets_start_neutral():
+    """Position bias and per-video exit profiles start at exactly zero (unlike the reference)."""
+    model = build()
+    assert torch.count_nonzero(model.decoder.position_bias) == 0
+    assert torch.count_nonzero(model.decoder.profile.weight) == 0
+    assert build(position_bias=False, video_profile=False).decoder.profile is None
+
+
+@pytest.mark.parametrize("modalities", MODALITIES)
+@pytest.mark.parametrize("overrides", VARIANTS)
+def test_self_forward_equals_score_of_encode_user(modalities, overrides):
+    """Self stream: forward == score(*encode_user(...)), the serving split of the same math."""
+    model = build(modalities=modalities, **overrides).eval()
+    batch = make_batch(model.cfg)
+    with torch.no_grad():
+        states, user_mask = model.encode_user(**user_part(batch))
+        m = 1 + H if model.cfg.history_tokens else 1
+        assert states.shape == (B, len(modalities), model.cfg.n_layers, m, model.cfg.d_model)
+        assert user_mask.shape == (B, m) and user_mask.dtype == torch.bool
+        split = model.score(states, user_mask, **video_part(batch))
+        torch.testing.assert_close(split, model(**batch), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("modalities", MODALITIES)
+def test_score_broadcasts_one_user_over_candidates(modalities):
+    """One cached user (batch 1) scored against C candidates == forward on C copies of the user."""
+    model = build(modalities=modalities).eval()
+    c = 9
+    user = user_part(make_batch(model.cfg, b=1, seed=1))
+    user["hist_mask"][0, :2] = True
+    candidates = video_part(make_batch(model.cfg, b=c, seed=2))
+    with torch.no_grad():
+        states, user_mask = model.encode_user(**user)
+        logits = model.score(states, user_mask, **candidates)
+        repeated = {k: v.expand(c, *v.shape[1:]) for k, v in user.items()}
+        torch.testing.assert_close(logits, model(**repeated, **candidates), rtol=0, atol=1e-5)
+    assert logits.shape == (c, S)
+
+
+@pytest.mark.parametrize(("stream", "depends"), [("cross", True), ("self", False)])
+def test_user_tokens_see_the_candidate_only_in_cross_stream(stream, depends):
+    """Cross: the user tokens after layer 1 depend on the candidate video; self: they do not."""
+    model = build(user_stream=stream).eval()
+    seen: list[torch.Tensor] = []
+    model.encoders["id"].user[0].register_forward_hook(lambda _m, _i, out: seen.append(out))
+    batch = make_batch(model.cfg)
+    other = dict(batch, video_ids=(batch["video_ids"] + 1) % model.cfg.n_videos)
+    with torch.no_grad():
+        model(**batch)
+        model(**other)
+    assert (not torch.allclose(seen[0], seen[1])) == depends
+
+
+def test_cross_stream_has_no_cache_api():
+    """encode_user / score exist for the self stream only; missing content is a clear error."""
+    model = build(user_stream="cross")
+    batch = make_batch(model.cfg)
+    with pytest.raises(ValueError, match="user_stream='self'"):
+        model.encode_user(**user_part(batch))
+    content = build(modalities=("content",))
+    batch = make_batch(content.cfg)
+    del batch["hist_content"]
+    with pytest.raises(ValueError, match="hist_content"):
+        content(**batch)
+
+
+@pytest.mark.parametrize("stream", STREAMS)
+def test_tiny_batch_overfits_with_exit_ce(stream):
+    """A few hundred steps on 13 views drive exit_ce near 0 and rank every exit slot first."""
+    model = build(user_stream=stream, dropout=0.0)
+    batch = make_batch(model.cfg, seed=3)
+    u = torch.rand(B, generator=torch.Generator().manual_seed(4))
+    exit_slot = (u * (batch["n_segments"] + 1)).long().clamp(max=S - 1)  # 0..N, a slot exists
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    first = exit_ce(model(**batch), exit_slot, batch["n_segments"]).item()
+    for _ in range(300):
+        opt.zero_grad()
+        loss = exit_ce(model(**batch), exit_slot, batch["n_segments"])
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05 * first
+    # Ranked first = lowest interest logit among the view's real outcomes 0..N.
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(**batch).argmin(dim=1), exit_slot)
+
+
+def test_deterministic_with_a_seed():
+    """Same seed: identical initial weights, identical dropout, identical updated weights."""
+
+    def one_step(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        model = build(seed=seed, modalities=("id", "content"))
+        batch = make_batch(model.cfg)
+        torch.manual_seed(123)
+        logits = model(**batch)
+        exit_ce(logits, torch.zeros(B, dtype=torch.long), batch["n_segments"]).backward()
+        torch.optim.SGD(model.parameters(), lr=0.1).step()
+        return logits.detach(), torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    a, b, c = one_step(0), one_step(0), one_step(1)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[1], c[1])
+
+
+def test_reference_last_layer_bug_switch():
+    """Quirk: output = input of the last layer, so the last layer's parameters get no gradient."""
+    fixed, buggy = build(), build(reference_last_layer_bug=True)
+    buggy.load_state_dict(fixed.state_dict())  # same parameter set, same weights
+    batch = make_batch(fixed.cfg)
+    for model in (fixed, buggy):
+        model.eval()
+        model(**batch).sum().backward()
+    with torch.no_grad():
+        assert not torch.allclose(fixed(**batch), buggy(**batch))
+    last = fixed.cfg.n_layers - 1
+    for name, p in buggy.named_parameters():
+        if name.startswith(f"encoders.id.video.{last}."):
+            assert p.grad is None, name
+    # Fixed behaviour: every parameter is used (DistributedDataParallel needs no extra flag).
+    assert all(p.grad is not None for p in fixed.parameters())
+
+
+def test_attention_logit_dropout_switch():
+    """Quirk: dropout on attention logits changes training-mode outputs only."""
+    plain, quirk = build(), build(attn_logit_dropout=True)
+    quirk.load_state_dict(plain.state_dict())
+    batch = make_batch(plain.cfg)
+    outs = []
+    for model in (plain, quirk):
+        torch.manual_seed(7)
+        outs.append(model(**batch).detach())
+    assert not torch.allclose(outs[0], outs[1])
+    plain.eval()
+    quirk.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(plain(**batch), quirk(**batch), rtol=0, atol=0)
