@@ -1,0 +1,345 @@
+"""Export a trained `SegmentInterestModel` to ONNX graphs plus a manifest (the serving artifact).
+
+Pinned, because these defaults drift across torch versions (SERVING-NOTES 2.3): the dynamo
+exporter (``dynamo=True``), ``OPSET``, weights inside the ``.onnx`` file
+(``external_data=False``), and dynamic axes given as ``torch.export.Dim``. Example inputs use
+sizes >= 2 on every dynamic axis: torch.export specializes axes of size 0 or 1.
+
+Graphs (shape legend as in ``model/network.py``):
+
+- self stream: ``user_encoder``: user_ids (B,), hist_* (B, H) -> user_states
+  (B, n_mod, L, M, d) float32, user_mask (B, M) bool, M = 1 + H; and ``scorer``:
+  user_states (1, n_mod, L, M, d), user_mask (1, M), video_ids (C,), n_segments (C,) ->
+  logits (C, S). The scorer's user batch is fixed at 1: one user broadcast over C candidates
+  (two independent symbolic batch axes cannot broadcast against each other in torch.export).
+- cross stream: ``model``: the full forward on B rows -> logits (B, S).
+
+Entry points: ``segint export --model RUN_DIR --out artifacts/VERSION`` or `export_run`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+from torch import Tensor, nn
+from torch.export import Dim
+
+from export.manifest import (
+    VOCAB_USERS,
+    VOCAB_VIDEOS,
+    GraphSpec,
+    Manifest,
+    TensorSpec,
+    config_hash,
+    files_fingerprint,
+)
+from model.config import ModelConfig
+from model.network import SegmentInterestModel
+from segint.errors import SegintError
+
+log = logging.getLogger(__name__)
+
+OPSET = 20  # torch 2.13's default, pinned so an upgrade cannot change it silently
+EXPORTER = f"torch.onnx.export(dynamo=True, external_data=False) torch {torch.__version__}"
+_ONNX_DTYPES: dict[int, str] = {
+    int(onnx.TensorProto.INT64): "int64",
+    int(onnx.TensorProto.FLOAT): "float32",
+    int(onnx.TensorProto.BOOL): "bool",
+}
+USER_INPUTS = ("user_ids", "hist_video_ids", "hist_exit_slots", "hist_n_segments", "hist_mask")
+
+
+class UserEncoder(nn.Module):
+    """``model.encode_user`` as a module (its arguments become the graph's input names)."""
+
+    def __init__(self, model: SegmentInterestModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self,
+        user_ids: Tensor,
+        hist_video_ids: Tensor,
+        hist_exit_slots: Tensor,
+        hist_n_segments: Tensor,
+        hist_mask: Tensor,
+        hist_content: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        out: tuple[Tensor, Tensor] = self.model.encode_user(
+            user_ids, hist_video_ids, hist_exit_slots, hist_n_segments, hist_mask, hist_content
+        )
+        return out
+
+
+class Scorer(nn.Module):
+    """``model.score`` as a module (its arguments become the graph's input names)."""
+
+    def __init__(self, model: SegmentInterestModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self,
+        user_states: Tensor,
+        user_mask: Tensor,
+        video_ids: Tensor,
+        n_segments: Tensor,
+        video_content: Tensor | None = None,
+    ) -> Tensor:
+        out: Tensor = self.model.score(user_states, user_mask, video_ids, n_segments, video_content)
+        return out
+
+
+def example_inputs(
+    cfg: ModelConfig, rows: int = 3, history: int = 4, seed: int = 0
+) -> dict[str, Tensor]:
+    """Random valid inputs of every name the graphs take (rows >= 2, history >= 2)."""
+    g = torch.Generator().manual_seed(seed)
+    n_seg = torch.randint(1, cfg.s_max + 1, (rows, history), generator=g)
+    out = {
+        "user_ids": torch.randint(0, cfg.n_users, (rows,), generator=g),
+        "hist_video_ids": torch.randint(0, cfg.n_videos, (rows, history), generator=g),
+        "hist_exit_slots": (torch.rand(rows, history, generator=g) * (n_seg + 1)).long(),
+        "hist_n_segments": n_seg,
+        "hist_mask": torch.rand(rows, history, generator=g) < 0.7,
+        "video_ids": torch.randint(0, cfg.n_videos, (rows,), generator=g),
+        "n_segments": torch.randint(1, cfg.s_max + 1, (rows,), generator=g),
+    }
+    if "content" in cfg.modalities:
+        out["hist_content"] = torch.randn(rows, history, cfg.content_dim, generator=g)
+        out["video_content"] = torch.randn(rows, cfg.s_max, cfg.content_dim, generator=g)
+    return out
+
+
+def export_model(
+    model: SegmentInterestModel, out_dir: Path, opset: int = OPSET
+) -> dict[str, GraphSpec]:
+    """Write the stream's ONNX graph(s) into ``out_dir``; returns their specs by graph name."""
+    cfg: ModelConfig = model.cfg
+    model = model.eval()
+    content = "content" in cfg.modalities
+    ex = example_inputs(cfg)
+    batch, history = Dim("batch"), Dim("history")
+    hist_axes = {0: batch, 1: history}
+    user_names = [*USER_INPUTS, *(["hist_content"] if content else [])]
+    user_shapes: dict[str, Any] = {
+        "user_ids": {0: batch},
+        **dict.fromkeys(user_names[1:], hist_axes),
+    }
+    graphs: dict[str, GraphSpec] = {}
+    if cfg.user_stream == "self":
+        encoder = UserEncoder(model)
+        args = tuple(ex[n] for n in user_names)
+        graphs["user_encoder"] = _export(
+            encoder,
+            args,
+            user_names,
+            ["user_states", "user_mask"],
+            user_shapes,
+            out_dir / "user_encoder.onnx",
+            opset,
+        )
+        with torch.no_grad():
+            states, mask = encoder(*args)
+        # Scorer examples: one user (batch 1, broadcast), C = 3 candidates.
+        candidates, tokens = Dim("candidates"), Dim("user_tokens")
+        token_axes = {3: tokens} if cfg.history_tokens else {}  # M = 1 without history tokens
+        names = [
+            "user_states",
+            "user_mask",
+            "video_ids",
+            "n_segments",
+            *(["video_content"] if content else []),
+        ]
+        scorer_args: tuple[Tensor, ...] = (states[:1], mask[:1], ex["video_ids"], ex["n_segments"])
+        scorer_shapes: dict[str, Any] = {
+            "user_states": token_axes,
+            "user_mask": {1: tokens} if cfg.history_tokens else {},
+            "video_ids": {0: candidates},
+            "n_segments": {0: candidates},
+        }
+        if content:
+            scorer_args += (ex["video_content"],)
+            scorer_shapes["video_content"] = {0: candidates}
+        graphs["scorer"] = _export(
+            Scorer(model),
+            scorer_args,
+            names,
+            ["logits"],
+            scorer_shapes,
+            out_dir / "scorer.onnx",
+            opset,
+        )
+    else:
+        names = [*user_names, "video_ids", "n_segments", *(["video_content"] if content else [])]
+        shapes = user_shapes | {"video_ids": {0: batch}, "n_segments": {0: batch}}
+        if content:
+            shapes["video_content"] = {0: batch}
+        graphs["model"] = _export(
+            model,
+            tuple(ex[n] for n in names),
+            names,
+            ["logits"],
+            shapes,
+            out_dir / "model.onnx",
+            opset,
+        )
+    return graphs
+
+
+def export_run(
+    run_dir: str | Path, out: str | Path, version: str | None = None, force: bool = False
+) -> Manifest:
+    """Export a training run (see `training.checkpoint`) to the artifact folder ``out``.
+
+    The artifact is built in a temporary sibling folder and renamed into place, so a reader
+    never sees half of one.
+
+    Args:
+        run_dir: training run with model.pt, config.yaml and the vocabularies.
+        out: artifact folder, conventionally ``artifacts/<version>``.
+        version: model version (cache keys use it); default: the name of ``out``.
+        force: replace an existing artifact at ``out``.
+
+    Raises:
+        SegintError: bad run directory, or ``out`` exists and ``force`` is False.
+    """
+    from training.checkpoint import load_model
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise SegintError(f"{out} already exists (pass --force to replace it)")
+    model, cfg, users, videos = load_model(run_dir)
+    version = version or out.name
+    if not version or any(c in version for c in "{}: \t\n"):
+        raise SegintError(
+            f"model version {version!r} must be non-empty without braces, colons or spaces"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        graphs = export_model(model, tmp)
+        users.save(tmp / VOCAB_USERS)
+        videos.save(tmp / VOCAB_VIDEOS)
+        manifest = build_manifest(
+            cfg, graphs, tmp, version, source={"run_dir": str(Path(run_dir).resolve())}
+        )
+        manifest.write(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("exported %s (%s stream) to %s", version, cfg.user_stream, out)
+    return manifest
+
+
+def build_manifest(
+    cfg: ModelConfig,
+    graphs: dict[str, GraphSpec],
+    folder: Path,
+    version: str,
+    source: dict[str, Any] | None = None,
+    opset: int = OPSET,
+) -> Manifest:
+    """The manifest of graphs already written to ``folder``."""
+    config = cfg.to_dict()
+    return Manifest(
+        model_version=version,
+        config_hash=config_hash(config),
+        fingerprint=files_fingerprint([folder / graphs[g].file for g in sorted(graphs)]),
+        user_stream=cfg.user_stream,
+        s_max=cfg.s_max,
+        d_model=cfg.d_model,
+        n_layers=cfg.n_layers,
+        history_len=cfg.history_len,
+        modalities=tuple(cfg.modalities),
+        opset=opset,
+        exporter=EXPORTER,
+        graphs=graphs,
+        config=config,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        source=source or {},
+    )
+
+
+def graph_spec(path: Path) -> GraphSpec:
+    """Inputs and outputs of an ONNX file as written (symbolic dims keep their names)."""
+    graph = onnx.load(str(path), load_external_data=False).graph
+
+    def spec(v: onnx.ValueInfoProto) -> TensorSpec:
+        t = v.type.tensor_type
+        shape = tuple(d.dim_param if d.dim_param else int(d.dim_value) for d in t.shape.dim)
+        return TensorSpec(v.name, _ONNX_DTYPES[t.elem_type], shape)
+
+    return GraphSpec(
+        path.name, tuple(spec(v) for v in graph.input), tuple(spec(v) for v in graph.output)
+    )
+
+
+def _export(
+    module: nn.Module,
+    args: tuple[Tensor, ...],
+    input_names: list[str],
+    output_names: list[str],
+    dynamic: dict[str, Any],
+    path: Path,
+    opset: int,
+) -> GraphSpec:
+    log.info("exporting %s", path.name)
+    # dynamic_shapes keyed by argument name (= input name); unlisted inputs are static.
+    shapes = {n: dynamic.get(n, {}) for n in input_names}
+    with _quiet_exporter():
+        program = torch.onnx.export(
+            module,
+            args,
+            dynamo=True,
+            opset_version=opset,
+            external_data=False,
+            dynamic_shapes=shapes,
+            input_names=input_names,
+            output_names=output_names,
+            optimize=True,
+            verify=False,
+        )
+    if program is None:
+        raise SegintError(f"{path.name}: the exporter returned no program")
+    program.save(str(path), external_data=False)
+    return graph_spec(path)
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """The exporter prints progress lines, logs every optimizer pass at INFO and warns about
+    axis renames we do not use; keep the CLI's output to our own lines."""
+    quiet = {
+        "onnxscript": logging.WARNING,
+        "onnx_ir": logging.WARNING,
+        "torch.onnx": logging.WARNING,
+        # "torchvision is not installed. Skipping torchvision::..." for every export.
+        "torch.onnx._internal.exporter._registration": logging.ERROR,
+    }
+    loggers = [logging.getLogger(n) for n in quiet]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg, level in zip(loggers, quiet.values(), strict=True):
+            lg.setLevel(level)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)

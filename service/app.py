@@ -1,0 +1,208 @@
+"""The app factory: ``create_app(settings)`` builds the FastAPI app; its lifespan loads the model.
+
+Run it with ``uvicorn --factory service.app:create_app`` (settings from ``SEGINT_*``
+environment variables), or call ``create_app(Settings(...))`` in tests. The lifespan opens the
+ONNX Runtime sessions and the Redis client, yields them as typed state (no globals, no
+``app.state``) and closes them on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
+from fastapi import FastAPI
+from fastapi.encoders import jsonable_encoder
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from export.manifest import Manifest
+from service import metrics
+from service.cache import LocalStore, RedisStore, UserCache
+from service.ranker import Ranker
+from service.routes import AppState, build_router
+from service.schemas import Limits, limited_models
+from service.settings import Settings, get_settings
+from service.users import UserStates
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Segment-level user interest for short videos: for one user and each candidate video, the
+interest in every 5-second segment, where the user is likely to leave, how long they will
+watch, and the best segments for a personalised thumbnail.
+
+The user side of the model is computed once per user and cached (Redis, or in process);
+`POST /events/view` keeps it current. Responses of scoring routes carry a `Server-Timing`
+header (cache, queue, ort, handler; ms).
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app for ``settings`` (default: from the environment).
+
+    The manifest is read here (it fixes the request limits in the OpenAPI schema); the ONNX
+    sessions and the cache are opened in the lifespan.
+
+    Raises:
+        ArtifactError: no readable artifact at ``settings.artifact_dir``.
+    """
+    settings = settings or get_settings()
+    manifest = Manifest.read(settings.artifact_dir)
+    limits = Limits(
+        max_candidates=settings.max_candidates,
+        max_history=settings.max_history,
+        max_duration_ms=manifest.max_duration_ms,
+        max_k=settings.max_k,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
+        ranker = Ranker.load(
+            settings.artifact_dir,
+            provider=settings.provider,
+            intra_op_threads=settings.intra_op_threads,
+            spinning=settings.ort_spinning,
+        )
+        redis = None
+        if settings.redis_url:
+            redis = RedisStore.from_url(
+                settings.redis_url, settings.redis_timeout_s, settings.cache_ttl_s
+            )
+        cache = UserCache(
+            LocalStore(settings.local_cache_size),
+            redis,
+            namespace=f"{settings.key_prefix}:v{ranker.manifest.model_version}",
+            retry_after_s=settings.redis_retry_after_s,
+        )
+        if redis is not None and not await cache.ping():
+            log.warning(
+                "Redis at %s does not answer; serving from the local fallback", settings.redis_url
+            )
+        users = UserStates(
+            ranker, cache, settings.inference_concurrency, settings.pending_events_max
+        )
+        metrics.MODEL_INFO.labels(
+            ranker.manifest.model_version,
+            ranker.provider,
+            str(ranker.manifest.opset),
+            ranker.manifest.user_stream,
+        ).set(1)
+        replay = asyncio.create_task(users.replay_forever(max(settings.redis_retry_after_s, 0.2)))
+        thresholds = gc.get_threshold()
+        if settings.gc_freeze:
+            # Start-up objects (sessions, vocabularies, FastAPI's models) never die: move them
+            # out of the collector's sight, and collect young objects less often.
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(50_000, thresholds[1], thresholds[2])
+        try:
+            yield {"segint": AppState(settings, ranker, cache, users)}
+        finally:
+            replay.cancel()
+            with suppress(asyncio.CancelledError):
+                await replay
+            if users.pending:
+                log.error(
+                    "%d users' view events were never replayed into Redis", len(users.pending)
+                )
+            await cache.close()
+            if settings.gc_freeze:
+                gc.set_threshold(*thresholds)
+                gc.unfreeze()
+
+    app = FastAPI(
+        title="segint scoring service",
+        version=manifest.model_version,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.include_router(build_router(limited_models(limits)))
+    app.add_middleware(HttpMetrics, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+class HttpMetrics:
+    """Pure ASGI middleware: per-route latency and status metrics, and the body size limit.
+
+    A body over ``max_body_bytes`` gets a 422 shaped like FastAPI's validation errors, named
+    ``body``, before anything parses it; a body without Content-Length is counted as it
+    streams in.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            limited = await self._limit_body(scope, receive)
+            if limited is None:
+                status = 422
+                await self._too_large(scope, send)
+            else:
+                await self.app(scope, limited, send_status)
+        finally:
+            route = scope.get("route")
+            name = getattr(route, "path", "unmatched")  # a template, never a raw path
+            method = scope["method"]
+            metrics.REQUEST_DURATION.labels(name, method).observe(time.perf_counter() - t0)
+            metrics.REQUESTS.labels(name, method, str(status)).inc()
+
+    async def _limit_body(self, scope: Scope, receive: Receive) -> Receive | None:
+        """``receive`` for the app, or None when the body is over the limit."""
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None:
+            return receive if length.isdigit() and int(length) <= self.max_body_bytes else None
+        if scope["method"] in ("GET", "HEAD"):
+            return receive
+        # Chunked upload: buffer it (up to the limit) and replay it to the app.
+        chunks: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            chunks.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_body_bytes:
+                return None
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return chunks.pop(0) if chunks else await receive()
+
+        return replay
+
+    async def _too_large(self, scope: Scope, send: Send) -> None:
+        detail = [
+            {
+                "type": "too_long",
+                "loc": ["body"],
+                "msg": f"request body is larger than max_body_bytes={self.max_body_bytes}",
+                "input": None,
+            }
+        ]
+        response = JSONResponse({"detail": jsonable_encoder(detail)}, status_code=422)
+        await response(scope, _drain, send)
+
+
+async def _drain() -> Message:
+    return {"type": "http.disconnect"}

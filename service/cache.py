@@ -1,0 +1,262 @@
+"""Where user blobs live: Redis when configured, an in-process LRU otherwise or as fallback.
+
+Keys are ``<prefix>:v<model version>:user:{<user id>}``. The version segment means a new
+model writes to new keys (old ones expire by TTL, a rollback finds its keys again). The hash
+tag ``{<user id>}`` makes Redis Cluster hash on the user id only: users spread evenly over
+slots, and any further per-user key would land in the same slot as the blob. Every operation
+here is a single-key command, except MGET for several users, which on a cluster client is
+split per slot (``mget_nonatomic``).
+
+Failure model: any Redis error or timeout is logged, counted, and answered from the local
+LRU (which mirrors every blob read or written); for ``retry_after_s`` afterwards Redis is not
+tried at all, so an outage costs one timeout, not one per request. Callers learn from the
+``degraded`` flag that the answer came from the fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import cast
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, WatchError
+
+from service import metrics
+
+log = logging.getLogger(__name__)
+
+# (old blob or None) -> new blob, or None to leave the entry as it is.
+Mutate = Callable[[bytes | None], Awaitable[bytes | None]]
+
+_CAS_ATTEMPTS = 10  # optimistic WATCH/MULTI retries when another writer races us
+
+
+@dataclass(frozen=True)
+class Read:
+    blobs: list[bytes | None]  # one per requested user, None = not cached
+    degraded: bool  # True when Redis failed and the local fallback answered
+
+
+@dataclass(frozen=True)
+class Update:
+    blob: bytes | None  # the new blob, None when ``mutate`` changed nothing
+    degraded: bool
+
+
+class LocalStore:
+    """A bounded LRU of blobs in this process, with per-key locks for read-modify-write."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: str) -> bytes | None:
+        blob = self._items.get(key)
+        if blob is not None:
+            self._items.move_to_end(key)
+        return blob
+
+    def put(self, key: str, blob: bytes) -> None:
+        self._items[key] = blob
+        self._items.move_to_end(key)
+        while len(self._items) > self._size:
+            self._items.popitem(last=False)
+
+    async def update(self, key: str, mutate: Mutate) -> bytes | None:
+        # `mutate` awaits the model, so two events of one user could interleave without a lock.
+        async with self._lock(key):
+            new = await mutate(self.get(key))
+            if new is not None:
+                self.put(key, new)
+            return new
+
+    @asynccontextmanager
+    async def _lock(self, key: str) -> AsyncIterator[None]:
+        # Reference-counted so the dict only holds keys that someone is using right now.
+        entry = self._locks.setdefault(key, (asyncio.Lock(), [0]))
+        entry[1][0] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1][0] -= 1
+            if entry[1][0] == 0:
+                del self._locks[key]
+
+
+class RedisStore:
+    """Blob operations on one Redis server (or a cluster client), with a TTL on writes."""
+
+    def __init__(self, client: aioredis.Redis, ttl_s: int) -> None:
+        self.client = client
+        self.ttl_s = ttl_s
+
+    @classmethod
+    def from_url(cls, url: str, timeout_s: float, ttl_s: int) -> RedisStore:
+        # No client-side retries: a failed call falls back at once instead of multiplying the
+        # latency budget (redis-py >= 6 retries 3 times with backoff by default).
+        client = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        return cls(client, ttl_s)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        # The client is built without decode_responses, so values are bytes.
+        if len(keys) == 1:
+            return [cast(bytes | None, await self.client.get(keys[0]))]
+        return cast(list[bytes | None], await self.client.mget(keys))
+
+    async def put_if_absent(self, key: str, blob: bytes) -> bool:
+        return bool(await self.client.set(key, blob, ex=self.ttl_s, nx=True))
+
+    async def update(self, key: str, mutate: Mutate) -> bytes | None:
+        """Read-modify-write of one key with WATCH/MULTI (a single-key transaction, fine on a
+        cluster): a concurrent writer makes EXEC fail and the mutation re-run on its result."""
+        for _ in range(_CAS_ATTEMPTS):
+            async with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(key)
+                    new = await mutate(cast(bytes | None, await pipe.get(key)))
+                    if new is None:
+                        await pipe.unwatch()
+                        return None
+                    pipe.multi()
+                    pipe.set(key, new, ex=self.ttl_s)
+                    await pipe.execute()
+                    return new
+                except WatchError:
+                    continue
+        raise RedisError(f"{key}: {_CAS_ATTEMPTS} concurrent writers in a row, giving up")
+
+    async def ping(self) -> bool:
+        return bool(await self.client.ping())
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+class UserCache:
+    """The cache the service talks to: Redis with a local fallback, or the local LRU alone."""
+
+    def __init__(
+        self,
+        local: LocalStore,
+        redis: RedisStore | None,
+        namespace: str,
+        retry_after_s: float = 1.0,
+    ) -> None:
+        self.local = local
+        self.redis = redis
+        self.namespace = namespace  # "<prefix>:v<model version>"
+        self.retry_after_s = retry_after_s
+        self._skip_until = 0.0
+
+    @property
+    def backend(self) -> str:
+        return "redis" if self.redis is not None else "local"
+
+    def key(self, user_id: int) -> str:
+        return f"{self.namespace}:user:{{{user_id}}}"
+
+    def redis_available(self) -> bool:
+        """Redis is configured and not inside the back-off window after an error."""
+        return self.redis is not None and time.monotonic() >= self._skip_until
+
+    async def get(self, user_ids: Sequence[int]) -> Read:
+        keys = [self.key(u) for u in user_ids]
+        if self.redis is not None and self._may_try():
+            t0 = time.perf_counter()
+            try:
+                blobs = await self.redis.get_many(keys)
+            except (TimeoutError, RedisError, OSError) as e:
+                self._failed("get", e)
+            else:
+                self._succeeded("get", t0)
+                for k, b in zip(keys, blobs, strict=True):
+                    if b is not None:
+                        self.local.put(k, b)  # mirror, for the next outage
+                return Read(blobs, degraded=False)
+        return Read([self.local.get(k) for k in keys], degraded=self.redis is not None)
+
+    async def put_if_absent(self, user_id: int, blob: bytes) -> bool:
+        """Store a first blob for a user unless one appeared meanwhile; returns ``degraded``."""
+        key = self.key(user_id)
+        self.local.put(key, blob)
+        if self.redis is None or not self._may_try():
+            return self.redis is not None
+        t0 = time.perf_counter()
+        try:
+            await self.redis.put_if_absent(key, blob)
+        except (TimeoutError, RedisError, OSError) as e:
+            self._failed("put", e)
+            return True
+        self._succeeded("put", t0)
+        return False
+
+    async def update(self, user_id: int, mutate: Mutate) -> Update:
+        """Atomically replace a user's blob with ``mutate(old)``."""
+        key = self.key(user_id)
+        if self.redis is not None and self._may_try():
+            t0 = time.perf_counter()
+            try:
+                new = await self.redis.update(key, mutate)
+            except (TimeoutError, RedisError, OSError) as e:
+                self._failed("update", e)
+            else:
+                self._succeeded("update", t0)
+                if new is not None:
+                    self.local.put(key, new)
+                return Update(new, degraded=False)
+        return Update(await self.local.update(key, mutate), degraded=self.redis is not None)
+
+    async def ping(self) -> bool:
+        """Whether Redis answers now (readiness); True without Redis (nothing to reach)."""
+        if self.redis is None:
+            return True
+        try:
+            ok = await self.redis.ping()
+        except (TimeoutError, RedisError, OSError):
+            ok = False
+        metrics.REDIS_UP.set(int(ok))
+        return ok
+
+    async def close(self) -> None:
+        if self.redis is not None:
+            await self.redis.close()
+
+    def _may_try(self) -> bool:
+        if self.redis_available():
+            return True
+        metrics.FALLBACKS.labels("redis_skipped").inc()
+        return False
+
+    def _failed(self, op: str, error: BaseException) -> None:
+        log.warning(
+            "redis %s failed (%s: %s); serving from the local cache",
+            op,
+            type(error).__name__,
+            error,
+        )
+        metrics.FALLBACKS.labels("redis_error").inc()
+        metrics.REDIS_UP.set(0)
+        self._skip_until = time.monotonic() + self.retry_after_s
+
+    def _succeeded(self, op: str, t0: float) -> None:
+        metrics.CACHE_DURATION.labels(op).observe(time.perf_counter() - t0)
+        metrics.REDIS_UP.set(1)

@@ -1,0 +1,300 @@
+"""The Ranker: ONNX Runtime sessions of an artifact, with numpy pre- and post-processing.
+
+No FastAPI here and no torch: the ranker maps raw ids and durations to the graph feeds named
+in the manifest, runs one session per graph, and turns logits into the serving heads of
+`segint.heads`. Its methods block (``session.run``); the web layer calls them in a worker
+thread, which is safe because ``InferenceSession.run`` is thread-safe and releases the GIL.
+
+Notation: ``C`` candidates, ``h`` real history views, ``H = max(h, 1)`` history columns fed
+to the graph (never 0, as in training's collate), ``S`` = s_max slots, ``M = 1 + H`` user
+tokens, ``n_mod`` modalities, ``L`` layers, ``d`` token width.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from export.manifest import ArtifactError, Manifest
+from segint import heads
+from segint.segments import n_segments as count_segments
+from segint.vocab import UNKNOWN, Vocab
+from service import metrics
+from service.history import History, UserState
+
+log = logging.getLogger(__name__)
+
+IntArray = npt.NDArray[np.int64]
+_CUDA = "CUDAExecutionProvider"
+_CPU = "CPUExecutionProvider"
+# Feeds the service can build; a graph asking for anything else (e.g. content features,
+# which need a segment feature store the service does not have yet) is refused at load.
+_KNOWN_INPUTS = {
+    "user_ids",
+    "hist_video_ids",
+    "hist_exit_slots",
+    "hist_n_segments",
+    "hist_mask",
+    "video_ids",
+    "n_segments",
+    "user_states",
+    "user_mask",
+}
+
+
+@dataclass
+class Timings:
+    """Seconds spent per stage of one request (filled in by the ranker and the cache layer)."""
+
+    ort_s: float = 0.0
+    queue_s: float = 0.0
+    cache_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Per-candidate outputs of one scorer run; arrays have C rows."""
+
+    logits: npt.NDArray[np.float32]  # (C, S) interest per slot, higher = more interest
+    n_segments: IntArray  # (C,) N of each candidate, 1..S
+    exit_distribution: npt.NDArray[np.float64]  # (C, S) over outcomes 0..N, 0 elsewhere
+    predicted_exit_slot: IntArray  # (C,) 0..N (N = watched to the end)
+    expected_watch_ms: npt.NDArray[np.float64]  # (C,)
+    completion_probability: npt.NDArray[np.float64]  # (C,)
+    video_unknown: npt.NDArray[np.bool_]  # (C,) video not in the training vocabulary
+    user_unknown: bool
+    extra: dict[str, npt.NDArray[np.generic]] = field(default_factory=dict)  # other outputs
+
+
+class Ranker:
+    """Scores candidates for one user with the exported graphs of one artifact."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        sessions: dict[str, ort.InferenceSession],
+        users: Vocab,
+        videos: Vocab,
+    ) -> None:
+        self.manifest = manifest
+        self.sessions = sessions
+        self.users = users
+        self.videos = videos
+        self.provider = next(iter(sessions.values())).get_providers()[0]
+        # First 8 bytes of the graphs' sha256: stamps every cached blob with its producer.
+        self.fingerprint = bytes.fromhex(manifest.fingerprint[:16])
+        for name, session in sessions.items():
+            spec = manifest.graph(name)
+            got = [i.name for i in session.get_inputs()]
+            unknown = sorted(set(got) - _KNOWN_INPUTS)
+            if unknown:
+                raise ArtifactError(
+                    f"{spec.file} needs inputs the service cannot build: {unknown} "
+                    "(content features need a segment feature store)"
+                )
+            if set(got) != {i.name for i in spec.inputs}:
+                raise ArtifactError(f"{spec.file} inputs {got} differ from its manifest")
+
+    @classmethod
+    def load(
+        cls,
+        artifact_dir: str | Path,
+        provider: str = "auto",
+        intra_op_threads: int = 1,
+        spinning: bool = True,
+    ) -> Ranker:
+        """Open every graph of the artifact in its own session.
+
+        Args:
+            artifact_dir: folder with ``manifest.json``, the ONNX files and vocabularies.
+            provider: ``auto`` (CUDA when a CUDA session really starts, else CPU), ``cpu``
+                or ``cuda`` (fail when CUDA does not start).
+            intra_op_threads: ORT threads per run (set explicitly: ORT's default counts the
+                host's cores, not this container's).
+            spinning: whether idle ORT threads spin (off when cores are shared).
+
+        Raises:
+            ArtifactError: the artifact is missing, malformed or needs unsupported inputs.
+        """
+        folder = Path(artifact_dir)
+        manifest = Manifest.read(folder)
+        use_cuda = provider in ("auto", "cuda")
+        sessions: dict[str, ort.InferenceSession] = {}
+        for name, spec in manifest.graphs.items():
+            path = folder / spec.file
+            if not path.exists():
+                raise ArtifactError(f"{path} is listed in the manifest but missing")
+            session = _open_session(path, use_cuda, intra_op_threads, spinning)
+            active = session.get_providers()[0]
+            if use_cuda and active != _CUDA:
+                if provider == "cuda":
+                    raise ArtifactError(
+                        f"provider=cuda but ONNX Runtime runs {path.name} on {active}"
+                    )
+                # onnxruntime-gpu lists CUDA as available and silently builds a CPU session
+                # when CUDA/cuDNN do not load; reopen with plain CPU options and stop trying.
+                log.warning("CUDA execution provider did not start; using %s", active)
+                use_cuda = False
+                session = _open_session(path, False, intra_op_threads, spinning)
+            sessions[name] = session
+        users = _load_vocab(folder / manifest.vocab_users)
+        videos = _load_vocab(folder / manifest.vocab_videos)
+        ranker = cls(manifest, sessions, users, videos)
+        log.info(
+            "loaded artifact %s (%s stream, graphs %s) on %s with %d threads",
+            manifest.model_version,
+            manifest.user_stream,
+            sorted(sessions),
+            ranker.provider,
+            intra_op_threads,
+        )
+        return ranker
+
+    def encode_user(
+        self, user_id: int, history: History, timings: Timings | None = None
+    ) -> UserState:
+        """The user side, computed once per user: encoder states for the self stream (the
+        cross stream has no separable user side, so only the history is kept)."""
+        if self.manifest.user_stream != "self":
+            return UserState(history, None, None)
+        out = self._run("user_encoder", self._user_feeds(user_id, history), timings)
+        states = out["user_states"][0]  # (n_mod, L, M, d)
+        mask = out["user_mask"][0].astype(bool)  # (M,)
+        return UserState(history, states, mask)
+
+    def score(
+        self,
+        user_id: int,
+        user: UserState,
+        video_ids: npt.ArrayLike,
+        duration_ms: npt.ArrayLike,
+        timings: Timings | None = None,
+    ) -> Scores:
+        """Score ``C`` candidates for one user in one session run."""
+        vids = np.asarray(video_ids, dtype=np.int64)
+        dur = np.asarray(duration_ms, dtype=np.int64)
+        nseg = np.clip(count_segments(dur), 1, self.manifest.s_max)  # (C,)
+        video_idx = self.videos.lookup(vids)  # (C,)
+        c = len(vids)
+        if self.manifest.user_stream == "self":
+            if user.states is None or user.mask is None:
+                raise ValueError("self-stream scoring needs encoded user states")
+            feeds = {
+                "user_states": user.states[None],  # (1, n_mod, L, M, d) broadcasts over C
+                "user_mask": user.mask[None],  # (1, M)
+                "video_ids": video_idx,
+                "n_segments": nseg,
+            }
+            out = self._run("scorer", feeds, timings, rows=c)
+        else:
+            # Cross stream: user tokens attend to the target video, so the user inputs are
+            # repeated per candidate and the whole model runs on C rows.
+            feeds = {
+                k: np.repeat(v, c, axis=0)
+                for k, v in self._user_feeds(user_id, user.history).items()
+            }
+            feeds |= {"video_ids": video_idx, "n_segments": nseg}
+            out = self._run("model", feeds, timings, rows=c)
+        logits = np.asarray(out.pop("logits"), dtype=np.float32)  # (C, S)
+        dist = heads.exit_distribution(logits, heads.outcome_mask(nseg, self.manifest.s_max))
+        return Scores(
+            logits=logits,
+            n_segments=nseg,
+            exit_distribution=dist,
+            predicted_exit_slot=heads.expected_exit_slot(dist),
+            expected_watch_ms=heads.expected_watch_ms(dist, dur),
+            completion_probability=heads.completion_probability(dist, nseg),
+            video_unknown=video_idx == UNKNOWN,
+            user_unknown=bool(self.users.lookup([user_id])[0] == UNKNOWN),
+            extra=out,
+        )
+
+    def _user_feeds(self, user_id: int, history: History) -> dict[str, npt.NDArray[np.generic]]:
+        """Feeds of one user's side, right-padded like training's collate (video 0 = unknown,
+        exit slot 0, one segment, mask False) to ``H = max(h, 1)`` columns."""
+        h = min(len(history), self.manifest.history_len)
+        width = max(h, 1)
+        hist_video = np.zeros((1, width), dtype=np.int64)
+        hist_exit = np.zeros((1, width), dtype=np.int64)
+        hist_nseg = np.ones((1, width), dtype=np.int64)
+        hist_mask = np.zeros((1, width), dtype=bool)
+        hist_video[0, :h] = self.videos.lookup(history.video_ids[:h])
+        hist_exit[0, :h] = np.clip(history.exit_slots[:h], 0, self.manifest.s_max)
+        hist_nseg[0, :h] = np.clip(history.n_segments[:h], 1, self.manifest.s_max)
+        hist_mask[0, :h] = True
+        return {
+            "user_ids": self.users.lookup([user_id]),  # (1,)
+            "hist_video_ids": hist_video,  # (1, H)
+            "hist_exit_slots": hist_exit,
+            "hist_n_segments": hist_nseg,
+            "hist_mask": hist_mask,
+        }
+
+    def _run(
+        self,
+        graph: str,
+        feeds: dict[str, npt.NDArray[np.generic]],
+        timings: Timings | None,
+        rows: int = 1,
+    ) -> dict[str, npt.NDArray[np.generic]]:
+        session = self.sessions[graph]
+        wanted = {i.name: feeds[i.name] for i in session.get_inputs()}
+        names = [o.name for o in session.get_outputs()]
+        t0 = time.perf_counter()
+        values = session.run(names, wanted)
+        elapsed = time.perf_counter() - t0
+        metrics.INFERENCE_DURATION.labels(graph).observe(elapsed)
+        metrics.BATCH_SIZE.labels(graph).observe(rows)
+        if timings is not None:
+            timings.ort_s += elapsed
+        return dict(zip(names, values, strict=True))
+
+
+def top_segments(logits: npt.ArrayLike, n: int, k: int, min_gap: int) -> list[int]:
+    """Indices of the ``k`` highest-interest segments among ``0..n-1`` such that any two
+    picked segments are at least ``min_gap`` apart, best first (greedy: take the best
+    remaining segment that keeps the gap). Fewer than ``k`` when the gap leaves no room."""
+    scores = np.asarray(logits, dtype=np.float64)[:n]
+    picked: list[int] = []
+    for j in np.argsort(-scores, kind="stable"):
+        if all(abs(int(j) - p) >= min_gap for p in picked):
+            picked.append(int(j))
+            if len(picked) == k:
+                break
+    return picked
+
+
+def _open_session(path: Path, cuda: bool, threads: int, spinning: bool) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    probe = cuda and _CUDA in ort.get_available_providers()
+    providers = [_CUDA, _CPU] if probe else [_CPU]
+    if probe:
+        # On a host without CUDA the probe's "cannot load libcublasLt / need CUDA 13" lines
+        # are expected; we log our own one-line warning instead. 2 = ORT's default severity.
+        ort.set_default_logger_severity(4)
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception as e:  # ORT raises its own exception types for bad files
+        raise ArtifactError(f"{path}: ONNX Runtime cannot load it ({e})") from None
+    finally:
+        if probe:
+            ort.set_default_logger_severity(2)
+
+
+def _load_vocab(path: Path) -> Vocab:
+    try:
+        return Vocab.load(path)
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"{path}: cannot read the vocabulary ({e})") from None

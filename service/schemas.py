@@ -1,0 +1,226 @@
+"""Request and response models of the HTTP API (pydantic v2).
+
+Requests reject unknown fields (``extra="forbid"``). Limits that depend on the deployment
+(most candidates, longest video = ``s_max * 5000 - 1`` ms, largest ``k``) are not known until
+the artifact is loaded, so `limited_models` derives subclasses that carry them: the OpenAPI
+schema then states the real bounds and a violation is a 422 naming the field. Responses are
+declared models, which FastAPI serializes in Rust (SERVING-NOTES section 4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+INT64_MAX = 2**63 - 1
+MS_MAX = 2**53  # any millisecond value past this is not a real time (and not JSON-safe)
+
+Id = Annotated[int, Field(ge=0, le=INT64_MAX, description="raw id, as in the interaction log")]
+Ms = Annotated[int, Field(ge=0, le=MS_MAX)]
+HistorySource = Literal["cache", "request", "empty"]
+
+_SCORE_EXAMPLE: dict[str, Any] = {
+    "user_id": 12345,
+    "candidates": [
+        {"video_id": 4101, "duration_ms": 12300},
+        {"video_id": 982, "duration_ms": 61000},
+    ],
+}
+_HISTORY_EXAMPLE = [
+    {"video_id": 77, "duration_ms": 20000, "play_time_ms": 9000, "time_ms": 1714000000000}
+]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Candidate(_Request):
+    """One video to score."""
+
+    video_id: Id
+    duration_ms: int = Field(ge=1, description="video length in ms")
+
+
+class HistoryView(_Request):
+    """One earlier view of the user, given with the request."""
+
+    video_id: Id
+    duration_ms: int = Field(ge=1, description="video length in ms")
+    play_time_ms: Ms = Field(description="how long the user watched, in ms")
+    time_ms: Ms | None = Field(None, description="when (ms since epoch); orders the history")
+
+
+class ScoreRequest(_Request):
+    """One user and the candidate videos to score for them."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [_SCORE_EXAMPLE, _SCORE_EXAMPLE | {"history": _HISTORY_EXAMPLE}]
+        }
+    )
+
+    user_id: Id
+    candidates: list[Candidate] = Field(min_length=1)
+    history: list[HistoryView] | None = Field(
+        None,
+        description="recent views, most recent first. Used only when the service has no "
+        "cached state for the user (then it seeds the cache); view events keep it current.",
+    )
+
+
+class ThumbnailRequest(_Request):
+    """Pick the segments of one video that this user would find most interesting."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"user_id": 12345, "video_id": 4101, "duration_ms": 42000, "k": 3}]
+        }
+    )
+
+    user_id: Id
+    video_id: Id
+    duration_ms: int = Field(ge=1, description="video length in ms")
+    k: int = Field(3, ge=1, description="segments to return")
+    min_gap_segments: int = Field(
+        1, ge=1, le=10_000, description="least index distance between two returned segments"
+    )
+
+
+class ViewEvent(_Request):
+    """A finished view: appended to the user's cached history (idempotent on user, video,
+    time)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": 12345,
+                    "video_id": 4101,
+                    "duration_ms": 12300,
+                    "play_time_ms": 7000,
+                    "time_ms": 1714000000000,
+                }
+            ]
+        }
+    )
+
+    user_id: Id
+    video_id: Id
+    duration_ms: int = Field(ge=1, description="video length in ms")
+    play_time_ms: Ms
+    time_ms: Ms
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_candidates: int
+    max_history: int
+    max_duration_ms: int  # s_max * 5000 - 1: longer videos do not fit the model's slots
+    max_k: int
+
+
+@dataclass(frozen=True)
+class RequestModels:
+    score: type[ScoreRequest]
+    thumbnail: type[ThumbnailRequest]
+    view: type[ViewEvent]
+
+
+def limited_models(limits: Limits) -> RequestModels:
+    """Subclasses of the request models that also enforce (and document) ``limits``."""
+    # Field types built at run time are values to mypy, hence the `Any` annotations.
+    duration: Any = Annotated[
+        int, Field(ge=1, le=limits.max_duration_ms, description="video length in ms")
+    ]
+    candidate = create_model("Candidate", __base__=Candidate, duration_ms=(duration, ...))
+    view = create_model("HistoryView", __base__=HistoryView, duration_ms=(duration, ...))
+    candidates: Any = Annotated[
+        list[candidate],  # type: ignore[valid-type]
+        Field(min_length=1, max_length=limits.max_candidates),
+    ]
+    history: Any = Annotated[
+        list[view] | None,  # type: ignore[valid-type]
+        Field(
+            max_length=limits.max_history,
+            description=ScoreRequest.model_fields["history"].description,
+        ),
+    ]
+    k: Any = Annotated[int, Field(ge=1, le=limits.max_k, description="segments to return")]
+    score = create_model(
+        "ScoreRequest", __base__=ScoreRequest, candidates=(candidates, ...), history=(history, None)
+    )
+    thumbnail = create_model(
+        "ThumbnailRequest", __base__=ThumbnailRequest, duration_ms=(duration, ...), k=(k, 3)
+    )
+    event = create_model("ViewEvent", __base__=ViewEvent, duration_ms=(duration, ...))
+    return RequestModels(score, thumbnail, event)
+
+
+class CandidateScore(BaseModel):
+    """Everything the model says about one candidate for this user."""
+
+    video_id: int
+    video_unknown: bool = Field(description="video not seen in training (cold path)")
+    user_unknown: bool = Field(description="user not seen in training (cold path)")
+    n_segments: int = Field(description="N: 5-second segments of the video")
+    segment_scores: list[float] = Field(
+        description="interest per segment (N values); higher = less likely to leave there"
+    )
+    exit_distribution: list[float] = Field(
+        description="probability of leaving in segment 0..N-1, then of watching to the end "
+        "(N + 1 values; N when N = s_max, which leaves no slot for completion)"
+    )
+    predicted_exit_slot: int = Field(description="expected exit segment (N = watches to the end)")
+    expected_watch_ms: float
+    completion_probability: float
+
+
+class ScoreResponse(BaseModel):
+    model_version: str
+    history_source: HistorySource = Field(description="where the user's history came from")
+    history_length: int
+    cache_degraded: bool = Field(description="the cache store failed; a fallback answered")
+    candidates: list[CandidateScore]
+
+
+class ThumbnailSegment(BaseModel):
+    index: int
+    start_ms: int
+    end_ms: int
+    score: float = Field(description="the segment's interest score")
+
+
+class ThumbnailResponse(BaseModel):
+    model_version: str
+    video_id: int
+    user_unknown: bool
+    video_unknown: bool
+    n_segments: int
+    cache_degraded: bool
+    segments: list[ThumbnailSegment] = Field(description="best first, at most k")
+
+
+class ViewResponse(BaseModel):
+    user_id: int
+    applied: bool = Field(description="false when this (video, time) was already recorded")
+    history_length: int
+    cache_degraded: bool = Field(description="Redis failed; applied locally, replayed later")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    model_version: str
+    provider: str = Field(description="ONNX Runtime execution provider actually in use")
+    user_stream: str
+    cache: Literal["redis", "local"]
+
+
+class Readiness(BaseModel):
+    ready: bool
+    model_loaded: bool
+    cache: Literal["redis", "local"]
+    redis_reachable: bool | None = Field(description="null without Redis")
+    degraded: bool = Field(description="Redis configured but unreachable: serving from fallback")

@@ -1,0 +1,81 @@
+"""Service settings: one pydantic-settings class read from ``SEGINT_*`` environment variables.
+
+``get_settings()`` is cached so the app factory and the dependencies share one instance; tests
+build ``Settings(...)`` directly and pass it to ``create_app``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _cpu_count() -> int:
+    # ORT sizes its pool from the host's cores, not the cgroup/affinity set (SERVING-NOTES 2.2).
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+class Settings(BaseSettings):
+    """Every knob of the scoring service; the environment variable is ``SEGINT_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="SEGINT_", extra="forbid", frozen=True)
+
+    artifact_dir: Path = Field(
+        default=Path("artifacts/default"),
+        description="exported artifact (manifest.json + ONNX graphs)",
+    )
+    # --- ONNX Runtime
+    provider: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="auto: CUDA when a CUDA session really starts, else CPU"
+    )
+    intra_op_threads: int = Field(default_factory=_cpu_count, ge=1, le=256)
+    inference_concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="session runs in flight at once (more only oversubscribes)",
+    )
+    ort_spinning: bool = Field(
+        default=True, description="let ORT worker threads spin between runs (off on shared cores)"
+    )
+    # --- user-history cache
+    redis_url: str | None = Field(
+        default=None, description="unset: the in-process LRU is the cache"
+    )
+    redis_timeout_s: float = Field(
+        default=0.05, gt=0, description="per Redis call (latency budget)"
+    )
+    redis_retry_after_s: float = Field(
+        default=1.0, ge=0, description="after a Redis error, serve from the fallback this long"
+    )
+    key_prefix: str = Field(default="segint", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    cache_ttl_s: int = Field(default=7 * 24 * 3600, ge=1, description="TTL of a user blob in Redis")
+    local_cache_size: int = Field(default=100_000, ge=1, description="users in the in-process LRU")
+    pending_events_max: int = Field(
+        default=100_000, ge=0, description="view events kept for replay while Redis is down"
+    )
+    # --- request limits (a violation is a 422 naming the field)
+    max_candidates: int = Field(default=1000, ge=1)
+    max_history: int = Field(
+        default=1000, ge=0, description="views accepted in a request's history"
+    )
+    max_k: int = Field(default=20, ge=1, description="most thumbnail segments per request")
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    # --- access and runtime
+    api_key: SecretStr | None = Field(
+        default=None, description="if set, POST /events/view needs X-API-Key"
+    )
+    gc_freeze: bool = Field(
+        default=True, description="gc.freeze() after start-up and a higher gen-0 threshold"
+    )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,210 @@
+"""User states for requests: read from the cache, computed once on a miss, updated by views.
+
+This is the glue between the `UserCache` (bytes per user) and the `Ranker` (numpy in, numpy
+out), running the model in worker threads behind a capacity limiter so the event loop never
+blocks and the cores are not oversubscribed. Nothing here knows about HTTP.
+
+The user side is computed once per user, on the first request that misses the cache or on a
+view event, never per candidate. View events applied while Redis is down are kept in memory
+and replayed into Redis once it answers again; replay is harmless because applying a view is
+idempotent on (user, video, time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, ParamSpec, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from service import metrics
+from service.cache import UserCache
+from service.history import BlobError, History, UserState, decode_blob, encode_blob
+from service.ranker import Ranker, Timings
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+HistorySource = Literal["cache", "request", "empty"]
+
+
+@dataclass(frozen=True)
+class View:
+    """One view event (raw ids)."""
+
+    video_id: int
+    duration_ms: int
+    play_time_ms: int
+    time_ms: int
+
+
+@dataclass(frozen=True)
+class Resolved:
+    state: UserState
+    source: HistorySource  # where the history came from
+    degraded: bool  # Redis failed; the fallback answered
+
+
+@dataclass(frozen=True)
+class Recorded:
+    applied: bool  # False when the view was already in the history (a replay)
+    history_length: int
+    degraded: bool
+
+
+class UserStates:
+    """Resolves and updates user states; one instance per app, created in the lifespan."""
+
+    def __init__(
+        self,
+        ranker: Ranker,
+        cache: UserCache,
+        concurrency: int = 1,
+        pending_max: int = 100_000,
+    ) -> None:
+        self.ranker = ranker
+        self.cache = cache
+        self.limiter = anyio.CapacityLimiter(concurrency)
+        self.pending: dict[int, list[View]] = {}
+        self.pending_max = pending_max
+        self._history_len = ranker.manifest.history_len
+
+    async def infer(
+        self, timings: Timings, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run ``fn`` (a blocking ranker call) in a worker thread, one of ``concurrency``."""
+        t0 = time.perf_counter()
+
+        def call() -> T:
+            # Runs in the worker once the limiter admitted us: the wait is queueing time.
+            waited = time.perf_counter() - t0
+            timings.queue_s += waited
+            metrics.INFERENCE_QUEUE_WAIT.observe(waited)
+            return fn(*args, **kwargs)
+
+        return await anyio.to_thread.run_sync(call, limiter=self.limiter)
+
+    async def resolve(self, user_id: int, history: History | None, timings: Timings) -> Resolved:
+        """The user's state: cached, else computed once (from the request's history, or an
+        empty one) and cached. An unusable cached blob is recomputed and replaced; a stale one
+        (another export of this version) keeps its history."""
+        t0 = time.perf_counter()
+        read = await self.cache.get([user_id])
+        timings.cache_s += time.perf_counter() - t0
+        blob = read.blobs[0]
+        source: HistorySource = "request" if history else "empty"
+        if blob is not None:
+            try:
+                state = decode_blob(blob, self.ranker.fingerprint)
+            except BlobError as e:
+                metrics.FALLBACKS.labels(f"{e.reason}_blob").inc()
+                log.warning("user %s: unusable cached blob (%s); recomputing", user_id, e)
+                if e.reason == "stale":  # the views are still this user's views
+                    with contextlib.suppress(BlobError):
+                        history, source = decode_blob(blob, None).history, "cache"
+            else:
+                metrics.CACHE_REQUESTS.labels("hit").inc()
+                return Resolved(state, "cache", read.degraded)
+        metrics.CACHE_REQUESTS.labels("error" if read.degraded else "miss").inc()
+        state = await self.infer(
+            timings, self.ranker.encode_user, user_id, history or History.empty(), timings
+        )
+        new = encode_blob(state, self.ranker.fingerprint)
+        t0 = time.perf_counter()
+        if blob is None:  # first write wins: never clobber a blob a view event wrote meanwhile
+            degraded = await self.cache.put_if_absent(user_id, new)
+        else:
+
+            async def replace(current: bytes | None) -> bytes | None:
+                return new if current in (None, blob) else None
+
+            degraded = (await self.cache.update(user_id, replace)).degraded
+        timings.cache_s += time.perf_counter() - t0
+        return Resolved(state, source, read.degraded or degraded)
+
+    async def record_view(self, user_id: int, view: View) -> Recorded:
+        """Add a view to the user's cached history and recompute the user side."""
+        length = -1
+
+        async def mutate(old: bytes | None) -> bytes | None:
+            nonlocal length
+            current = self._history_of(user_id, old)
+            new = current.with_view(
+                view.video_id, view.duration_ms, view.play_time_ms, view.time_ms, self._history_len
+            )
+            length = len(current if new is None else new)
+            if new is None:
+                return None
+            state = await self.infer(Timings(), self.ranker.encode_user, user_id, new)
+            return encode_blob(state, self.ranker.fingerprint)
+
+        result = await self.cache.update(user_id, mutate)
+        if result.degraded:
+            self._keep_for_replay(user_id, view)
+        return Recorded(result.blob is not None, length, result.degraded)
+
+    async def replay_pending(self) -> int:
+        """Apply the views kept during an outage to Redis; returns how many were replayed.
+        A user whose replay fails again stays pending (with the views not yet applied)."""
+        done = 0
+        for user_id in list(self.pending):
+            if not self.cache.redis_available():
+                break
+            views = self.pending.pop(user_id)
+            for i, view in enumerate(views):
+                try:
+                    recorded = await self.record_view(user_id, view)
+                except Exception:
+                    self.pending.setdefault(user_id, []).extend(views[i:])  # retried next time
+                    raise
+                if recorded.degraded:
+                    # record_view re-queued this view; keep the rest behind it, in order.
+                    self.pending.setdefault(user_id, []).extend(views[i + 1 :])
+                    break
+                done += 1
+        metrics.PENDING_EVENTS.set(sum(len(v) for v in self.pending.values()))
+        if done:
+            log.info("replayed %d view events into Redis", done)
+        return done
+
+    async def replay_forever(self, interval_s: float) -> None:
+        """Background task of the lifespan: replay pending views every ``interval_s``."""
+        while True:
+            await asyncio.sleep(interval_s)
+            if not (self.pending and self.cache.redis_available()):
+                continue
+            try:
+                await self.replay_pending()
+            except Exception:  # keep the task alive; the views stay pending
+                log.exception("replaying pending view events failed")
+
+    def _history_of(self, user_id: int, blob: bytes | None) -> History:
+        if blob is None:
+            return History.empty()
+        try:
+            return decode_blob(blob, self.ranker.fingerprint).history
+        except BlobError as e:
+            # A stale blob's history is still the user's history (ids, not states); a corrupt
+            # one cannot be trusted at all.
+            metrics.FALLBACKS.labels(f"{e.reason}_blob").inc()
+            if e.reason == "stale":
+                with contextlib.suppress(BlobError):
+                    return decode_blob(blob, fingerprint=None).history
+            log.warning("user %s: corrupt cached blob replaced (%s)", user_id, e)
+            return History.empty()
+
+    def _keep_for_replay(self, user_id: int, view: View) -> None:
+        queued = sum(len(v) for v in self.pending.values())
+        if queued >= self.pending_max:
+            metrics.FALLBACKS.labels("event_dropped").inc()
+            log.error("pending view events full (%d); dropping one for user %s", queued, user_id)
+            return
+        self.pending.setdefault(user_id, []).append(view)
+        metrics.PENDING_EVENTS.set(queued + 1)

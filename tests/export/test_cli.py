@@ -1,0 +1,45 @@
+"""`segint export` on a training run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from export.manifest import Manifest
+from segint.cli import main
+from tests.export.tiny import tiny_model, write_run
+
+
+@pytest.mark.slow
+def test_export_command_writes_an_artifact_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 0 with the artifact; exporting over it again without --force is exit 2, one line."""
+    run = write_run(tmp_path / "run", tiny_model("self"))
+    out = tmp_path / "artifacts" / "v7"
+    assert main(["export", "--model", str(run), "--out", str(out)]) == 0
+    m = Manifest.read(out)
+    assert m.model_version == "v7"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.json",
+        "scorer.onnx",
+        "user_encoder.onnx",
+        "vocab_users.npy",
+        "vocab_videos.npy",
+    ]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["v7"], "temporary folder left behind"
+    capsys.readouterr()
+    assert main(["export", "--model", str(run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and len(err.strip().splitlines()) == 1
+
+
+def test_export_command_rejects_a_missing_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder that is not a training run is exit 2 with one line naming it."""
+    code = main(["export", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "a")])
+    err = capsys.readouterr().err
+    assert code == 2 and "nope" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "a").exists()

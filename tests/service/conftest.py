@@ -1,0 +1,45 @@
+"""Service fixtures: the tiny exported artifact, settings for it, and a TestClient."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+from tests.export.conftest import artifact_cache, cross_artifact, self_artifact
+
+__all__ = ["artifact_cache", "cross_artifact", "self_artifact"]  # fixtures shared with export
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def make_settings(self_artifact: Path) -> Callable[..., Settings]:
+    """Settings for the tiny artifact: one ORT thread, no gc tuning (tests share a process)."""
+
+    def make(**overrides: Any) -> Settings:
+        base: dict[str, Any] = {
+            "artifact_dir": self_artifact,
+            "intra_op_threads": 1,
+            "gc_freeze": False,
+            "redis_url": None,
+            "api_key": None,
+        }
+        return Settings(**(base | overrides))
+
+    return make
+
+
+@pytest.fixture
+def client(make_settings: Callable[..., Settings]) -> Iterator[TestClient]:
+    """The app with the in-process cache (no Redis), lifespan running."""
+    with TestClient(create_app(make_settings())) as c:
+        yield c
