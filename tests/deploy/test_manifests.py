@@ -1,0 +1,231 @@
+"""Deployment files against their schemas (offline) and against each other.
+
+The schemas ship with pip packages, so nothing is downloaded: the Compose Specification is
+vendored by check-jsonschema, the Kubernetes OpenAPI schemas by kubernetes-validate. Each
+validator is also shown a broken file, so a validator that accepts everything fails here.
+Cross-file checks catch what no schema can: a setting name the service does not have, a
+Prometheus target that is not a compose service, a Service selecting no pod.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from service.settings import Settings
+from tests.paths import ROOT
+
+COMPOSE = ROOT / "docker-compose.yml"
+K8S = ROOT / "deploy" / "k8s"
+K8S_VERSION = "1.30.0"  # oldest version we support (autoscaling/v2, native preStop sleep)
+SETTING_NAMES = {f"SEGINT_{name.upper()}" for name in Settings.model_fields}
+REPLICAS = ("segint-1", "segint-2")
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def check_compose(path: Path) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec"]
+    return subprocess.run([*cmd, str(path)], capture_output=True, text=True, check=False)
+
+
+def k8s_documents() -> list[tuple[Path, dict[str, Any]]]:
+    docs = []
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name != "kustomization.yaml":
+            docs += [(path, d) for d in yaml.safe_load_all(path.read_text()) if d]
+    return docs
+
+
+def by_kind(kind: str) -> dict[str, Any]:
+    (doc,) = [d for _, d in k8s_documents() if d["kind"] == kind]
+    return doc
+
+
+# --- docker-compose.yml ------------------------------------------------------------------
+
+
+def test_compose_matches_the_compose_spec() -> None:
+    """docker-compose.yml validates against the vendored Compose Specification schema."""
+    result = check_compose(COMPOSE)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_validator_rejects_a_broken_file(tmp_path: Path) -> None:
+    """The same check fails on an unknown depends_on condition (the validator is live)."""
+    compose = load_yaml(COMPOSE)
+    compose["services"]["segint-1"]["depends_on"] = {"redis": {"condition": "when_ready"}}
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(yaml.safe_dump(compose))
+    assert check_compose(broken).returncode != 0
+
+
+def test_compose_topology() -> None:
+    """Two replicas wait for a healthy Redis and mount artifacts read-only; HAProxy fronts
+    exactly those replicas; locust only runs under the `load` profile."""
+    services = load_yaml(COMPOSE)["services"]
+    assert "test" in services["redis"]["healthcheck"]
+    for name in REPLICAS:
+        replica = services[name]
+        assert replica["depends_on"]["redis"]["condition"] == "service_healthy"
+        mounts = [m for m in replica["volumes"] if m["target"] == "/artifacts"]
+        assert len(mounts) == 1 and mounts[0]["read_only"] is True
+        assert replica["environment"]["SEGINT_ARTIFACT_DIR"].startswith("/artifacts/")
+    lb_env = services["lb"]["environment"]
+    assert {lb_env["SEGINT_REPLICA_1"], lb_env["SEGINT_REPLICA_2"]} == {
+        f"{name}:8000" for name in REPLICAS
+    }
+    assert services["locust"]["profiles"] == ["load"]
+    assert services["train"]["profiles"] == ["train"]
+    assert all("profiles" not in s for n, s in services.items() if n not in ("locust", "train"))
+
+
+def test_compose_sets_only_real_service_settings() -> None:
+    """Every SEGINT_* variable given to the replicas is a field of service.settings.Settings."""
+    env = load_yaml(COMPOSE)["services"]["segint-1"]["environment"]
+    assert set(env) <= SETTING_NAMES, set(env) - SETTING_NAMES
+
+
+def test_redis_persists_with_aof() -> None:
+    """deploy/redis.conf (used by compose and the local stack) turns the AOF on with fsync
+    on every write, and compose keeps /data on a named volume."""
+    conf = dict(
+        line.split(None, 1)
+        for line in (ROOT / "deploy" / "redis.conf").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    assert conf["appendonly"] == "yes" and conf["appendfsync"] == "always"
+    redis = load_yaml(COMPOSE)["services"]["redis"]
+    assert "redis-data:/data" in redis["volumes"]
+
+
+def test_prometheus_scrapes_both_replicas() -> None:
+    """deploy/prometheus.yml scrapes /metrics of each compose replica on its port."""
+    config = load_yaml(ROOT / "deploy" / "prometheus.yml")
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "segint"]
+    assert job["metrics_path"] == "/metrics"
+    targets = {t for group in job["static_configs"] for t in group["targets"]}
+    assert targets == {f"{name}:8000" for name in REPLICAS}
+    services = load_yaml(COMPOSE)["services"]
+    assert services["prometheus"]["volumes"][0]["source"] == "./deploy/prometheus.yml"
+
+
+# --- Dockerfile and scripts --------------------------------------------------------------
+
+
+def lint(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which(tool, path=str(Path(sys.executable).parent)) or shutil.which(tool)
+    assert exe, f"{tool} not found (pip install -e '.[dev]')"
+    return subprocess.run([exe, *args], capture_output=True, text=True, check=False, cwd=ROOT)
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    """hadolint reports nothing on the Dockerfile (no Docker engine runs here to build it)."""
+    result = lint("hadolint", "Dockerfile")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_serving_image_has_no_torch_and_one_runtime() -> None:
+    """The serve stage copies only the serving virtualenv, runs as a numeric non-root user,
+    probes /healthz, and the build argument picks exactly one ONNX Runtime extra."""
+    text = (ROOT / "Dockerfile").read_text()
+    serve = text[text.index("AS serve\n") :]
+    assert "torch" not in serve and "COPY --from=serve-build /opt/venv /opt/venv" in serve
+    assert "USER 10001:10001" in serve and "/healthz" in serve
+    build = text[text.index("AS serve-build") : text.index("AS train")]
+    assert "cpu) reqs=/src/requirements-serve-cpu.txt" in build
+    assert 'gpu) reqs=/src/requirements-serve.txt; extra="onnxruntime-gpu[cuda,cudnn]"' in build
+    train = text[text.index("AS train") : text.index("AS serve\n")]
+    assert '"torch==2.13.0"' in train and "download.pytorch.org/whl/cpu" in train
+
+
+def test_shell_scripts_pass_shellcheck() -> None:
+    """shellcheck reports nothing on the local stack and training job scripts."""
+    result = lint("shellcheck", "deploy/local-stack.sh", "deploy/train-export.sh")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- deploy/k8s --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted(p.name for p in K8S.glob("*.yaml")))
+def test_k8s_manifest_matches_the_kubernetes_schema(path: str) -> None:
+    """Each manifest is valid (strict: no unknown fields) for Kubernetes 1.30."""
+    if path == "kustomization.yaml":
+        kustomization = load_yaml(K8S / path)
+        listed = set(kustomization["resources"])
+        # secret.yaml holds placeholders and is applied out of band, never by kustomize.
+        on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", "secret.yaml"}
+        assert listed == on_disk
+        return
+    for doc in yaml.safe_load_all((K8S / path).read_text()):
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_k8s_validator_rejects_a_broken_manifest() -> None:
+    """A misspelt probe field fails strict validation (the validator is live)."""
+    deployment = by_kind("Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["readinessProbe"]["httpGet"]["paht"] = "/readyz"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+
+
+def test_k8s_objects_fit_together() -> None:
+    """Probes hit /readyz and /healthz; the Service and PDB select the Deployment's pods; the
+    HPA scales that Deployment; envFrom names the ConfigMap and Secret that exist, whose keys
+    are real service settings, the API key among the secrets."""
+    deployment = by_kind("Deployment")
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    labels = pod["metadata"]["labels"]
+    for kind in ("Service", "PodDisruptionBudget"):
+        spec = by_kind(kind)["spec"]
+        selector = spec["selector"].get("matchLabels", spec["selector"])
+        assert selector.items() <= labels.items(), kind
+    hpa = by_kind("HorizontalPodAutoscaler")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    config, secret = by_kind("ConfigMap"), by_kind("Secret")
+    refs = {next(iter(r)): r[next(iter(r))]["name"] for r in container["envFrom"]}
+    assert refs == {
+        "configMapRef": config["metadata"]["name"],
+        "secretRef": secret["metadata"]["name"],
+    }
+    keys = set(config["data"]) | set(secret["stringData"])
+    assert keys <= SETTING_NAMES, keys - SETTING_NAMES
+    assert "SEGINT_API_KEY" in secret["stringData"]
+
+
+def test_compose_locust_command_uses_known_options() -> None:
+    """The locust service runs headless with CSV + HTML reports, and every option it passes
+    is one that locust accepts (`locust --help`) or that our locustfile adds."""
+    command = load_yaml(COMPOSE)["services"]["locust"]["command"]
+    flags = {arg for arg in command if arg.startswith("-")}
+    assert {"--headless", "--rate", "--run-time", "--csv", "--html"} <= flags
+    locust = Path(sys.executable).parent / "locust"
+    help_text = subprocess.run(
+        [str(locust), "--help"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    # Options added by the locustfile do not show in --help (it is read after parsing -f).
+    locustfile = (ROOT / "deploy" / "load" / "locustfile.py").read_text()
+    ours = {
+        f
+        for f in flags
+        if f'parser.add_argument(\n        "{f}"' in locustfile
+        or f'parser.add_argument("{f}"' in locustfile
+    }
+    assert ours == {"--rate"}
+    assert not [f for f in flags - ours if f not in help_text.split()]
