@@ -1,0 +1,123 @@
+"""`segint evaluate`: score test rows with a trained model, next to every baseline.
+
+Two sources, as for `segint baselines`:
+
+* ``--train FILE --test FILE``: the test file's rows are scored; each row's history comes
+  from the training file and earlier test rows (both tables, strictly earlier in time).
+* ``--data FILE --split S --seed N``: re-creates the split the model was trained on (the
+  split, seed and minimum interactions must match its config) and scores its test rows;
+  histories come from the whole log, as in training.
+
+Baselines fit on the training rows (plus validation rows for a split, as `segint baselines`
+does); cold rows are test rows whose video is not among them. The model appears as
+``"SegInterest"`` in the report, which has the `segint.report` JSON layout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from segint.baselines import baseline_scores
+from segint.commands.baselines import add_source_options, write_report
+from segint.commands.data import filters_from_args
+from segint.commands.train import set_threads
+from segint.data import load_table
+from segint.errors import SegintError
+from segint.report import evaluate_methods
+from segint.splits import SPLIT_METHODS, TEST, TRAIN, VALID, assign_split
+
+log = logging.getLogger(__name__)
+MODEL_NAME = "SegInterest"
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a trained model next to the baselines")
+    p.add_argument("--model", required=True, type=Path, help="run directory of `segint train`")
+    add_source_options(p)
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    p.add_argument("--batch-size", type=int, default=1024, help="rows per inference batch")
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (default 1; 0 = torch's choice)"
+    )
+    p.set_defaults(func=run)
+
+
+def _check_same_split(args: argparse.Namespace, data_cfg: Any) -> None:
+    """Refuse a split other than the training one: its test rows could be training rows."""
+    if data_cfg.split not in SPLIT_METHODS:
+        return  # trained on a separate file (--train): no split of this log to match
+    trained = (data_cfg.split, data_cfg.seed, data_cfg.min_interactions)
+    asked = (args.split, args.seed, args.min_interactions)
+    if trained != asked:
+        raise SegintError(
+            f"the model was trained on split {trained[0]} seed {trained[1]} (min interactions "
+            f"{trained[2]}); evaluate with --split {trained[0]} --seed {trained[1]} "
+            f"--min-interactions {trained[2]} (asked: {asked[0]} seed {asked[1]}, {asked[2]})"
+        )
+
+
+def load_rows(
+    args: argparse.Namespace, data_cfg: Any
+) -> tuple[pl.DataFrame, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The table histories come from, and the indices of its fitting and test rows."""
+    filters = filters_from_args(args)
+    if args.data and (args.train or args.test):
+        raise SegintError("give either --data (with --split) or --train and --test, not both")
+    if args.data:
+        _check_same_split(args, data_cfg)
+        table = load_table(args.data, args.format, filters)
+        split = assign_split(table, args.split, args.seed, args.min_interactions)
+        fit, test = (split == TRAIN) | (split == VALID), split == TEST
+    elif args.train and args.test:
+        parts = [
+            load_table(path, args.format, filters).with_columns(_part=pl.lit(i, pl.Int8))
+            for i, path in enumerate((args.train, args.test))
+        ]
+        # One table in load_table's order, so that history_index sees both files.
+        table = pl.concat(parts).sort(["user_id", "time_ms", "video_id", "play_time_ms"])
+        part = table["_part"].to_numpy()
+        table = table.drop("_part")
+        fit, test = part == 0, part == 1
+    else:
+        raise SegintError("give --data FILE, or --train FILE and --test FILE")
+    if not fit.any() or not test.any():
+        raise SegintError(
+            f"empty split: {int(fit.sum())} fitting rows, {int(test.sum())} test rows"
+        )
+    return table, np.flatnonzero(fit), np.flatnonzero(test)
+
+
+def run(args: argparse.Namespace) -> int:
+    from segint.splits import history_index
+    from training.checkpoint import load_model, load_run_config
+    from training.data import InteractionDataset
+    from training.inference import predict_logits, scores_and_exit_dist
+    from training.train import select_device
+
+    set_threads(args.threads)
+    if args.batch_size < 1:
+        raise SegintError(f"--batch-size must be >= 1, got {args.batch_size}")
+    device = select_device(args.device)
+    cfg = load_run_config(args.model)
+    model, model_cfg, users, videos = load_model(args.model, device)
+    if args.s_max != model_cfg.s_max:
+        raise SegintError(f"--s-max {args.s_max} differs from the model's s_max {model_cfg.s_max}")
+    if "content" in model_cfg.modalities:
+        raise SegintError("the content modality needs segment features; evaluate reads logs only")
+    table, fit_rows, test_rows = load_rows(args, cfg.data)
+    history = history_index(table, cfg.data.history_len)  # (n, H) over all rows
+    data = InteractionDataset(table, history, test_rows, users, videos, model_cfg.s_max)
+    log.info("scoring %d test rows with %s on %s", len(test_rows), args.model, device)
+    logits = predict_logits(model, data, args.batch_size, device)
+    fit, test = table[fit_rows], table[test_rows]
+    methods = baseline_scores(fit, test, s_max=model_cfg.s_max, seed=args.seed)
+    methods[MODEL_NAME] = scores_and_exit_dist(logits, test["n_segments"].to_numpy())
+    write_report(evaluate_methods(fit, test, methods, seed=args.seed), args.json)
+    return 0

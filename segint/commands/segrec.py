@@ -1,0 +1,357 @@
+"""`segint segrec train|evaluate|table`: segment-integrated video-level CTR (spec section 4).
+
+* ``train``: fit a WideDeep or DIN backbone in one mode (video, segsum, segmean, segadjust,
+  itemposition, segrec) on the training rows of a split (``--data FILE --split S --seed N``)
+  or of a file (``--train FILE``; its last 10% by time validate, as `segint train` does).
+  Mode ``segrec`` takes frozen weights from ``--interest-model``, which must have been trained
+  on the same split: its exit-slot training signal nearly determines the label.
+* ``evaluate``: AUC / F1 / LogLoss of one or more runs on the test rows (``--data`` re-creates
+  each run's split; ``--train FILE --test FILE`` scores the test file), plus per duration
+  bucket; several runs of one method give the seeds' mean and spread.
+* ``table``: the paper-style table (backbone x method, mean ± std, Welch p-values of SegRec vs
+  the best baseline) from one or more ``evaluate --json`` files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from segint.commands.data import add_filter_options, filters_from_args
+from segint.data import FORMATS, Filters, load_table
+from segint.errors import SegintError
+from segint.splits import SPLIT_METHODS, TEST, TRAIN, VALID, assign_split, history_index
+from segrec.config import BACKBONES, MODES
+
+log = logging.getLogger(__name__)
+TRAIN_FILE = "train_file"  # source kind of a run trained with --train (as in training.config)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("segrec", help="SegRec: segment-weighted video CTR (train/evaluate/table)")
+    actions = p.add_subparsers(dest="segrec_command", metavar="ACTION", parser_class=type(p))
+    t = actions.add_parser("train", help="train one backbone x mode")
+    t.add_argument("--backbone", required=True, choices=BACKBONES)
+    t.add_argument("--mode", required=True, choices=MODES)
+    t.add_argument("--interest-model", type=Path, help="run dir of `segint train` (mode segrec)")
+    _source_options(t, evaluate=False)
+    t.add_argument("--out", required=True, type=Path, help="run directory to write")
+    t.add_argument("--bucket-edges", default="0,30,60,90,120,150,180,200", help="seconds")
+    t.add_argument("--emb-dim", type=int, default=32)
+    t.add_argument("--hidden", default="64", help="deep MLP widths, comma separated")
+    t.add_argument("--history-len", type=int, default=20, help="DIN: history views")
+    t.add_argument("--activation", choices=("dice", "prelu"), default="dice", help="DIN MLPs")
+    t.add_argument("--dropout", type=float, default=0.0)
+    t.add_argument(
+        "--learn-temperature",
+        action="store_true",
+        help="segrec/itemposition: softmax(t p), t learned",
+    )
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--batch-size", type=int, default=512)
+    t.add_argument("--max-epochs", type=int, default=20)
+    t.add_argument("--patience", type=int, default=3, help="epochs without better valid AUC")
+    t.add_argument("--no-progress", action="store_true")
+    add_filter_options(t)
+    t.set_defaults(func=run_train)
+    e = actions.add_parser("evaluate", help="test metrics of trained runs (seeds: mean, spread)")
+    e.add_argument("--model", required=True, type=Path, nargs="+", help="SegRec run dirs")
+    _source_options(e, evaluate=True)
+    e.add_argument("--interest-model", type=Path, help="override the runs' interest model")
+    e.add_argument("--json", type=Path, help="write the results here")
+    e.set_defaults(func=run_evaluate)
+    tb = actions.add_parser("table", help="paper-style table from evaluate --json files")
+    tb.add_argument("results", nargs="+", type=Path, help="JSON files of `segrec evaluate`")
+    tb.add_argument("--by-bucket", action="store_true", help="also AUC per duration bucket")
+    tb.add_argument("--json", type=Path, help="write summary and p-values here")
+    tb.set_defaults(func=run_table)
+
+
+def _source_options(p: argparse.ArgumentParser, evaluate: bool) -> None:
+    p.add_argument("--data", help="one log to split (with --split / --seed)")
+    p.add_argument(
+        "--split", choices=SPLIT_METHODS, default=None if evaluate else "random_per_user"
+    )
+    p.add_argument(
+        "--seed", type=int, default=None if evaluate else 0, help="split (and init) seed"
+    )
+    p.add_argument("--min-interactions", type=int, default=None if evaluate else 1)
+    p.add_argument("--train", help="training log (train: last 10%% by time validates)")
+    if evaluate:
+        p.add_argument("--test", help="test log (with --train)")
+    p.add_argument("--format", choices=FORMATS, help="raw log format; omit for prepared data")
+
+
+def _csv(text: str, kind: type, name: str) -> list[Any]:
+    try:
+        return [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SegintError(f"--{name} must be comma-separated numbers, got {text!r}") from None
+
+
+def _load(source: dict[str, Any], filters: Filters) -> tuple[pl.DataFrame, npt.NDArray[np.int8]]:
+    """The table and its split (0 train, 1 valid, 2 test, -1 unused) of a source description."""
+    from segint.commands.train import carve_validation
+
+    if source["kind"] == TRAIN_FILE:
+        parts = [load_table(source["train"], source["format"], filters)]
+        parts[0] = parts[0].with_columns(_split=pl.Series(carve_validation(parts[0])))
+        if source.get("test"):
+            test = load_table(source["test"], source["format"], filters)
+            parts.append(test.with_columns(_split=pl.lit(TEST, pl.Int8)))
+        # One table in load_table's order so that histories see both files.
+        table = pl.concat(parts).sort(["user_id", "time_ms", "video_id", "play_time_ms"])
+        return table.drop("_split"), table["_split"].to_numpy().astype(np.int8)
+    table = load_table(source["data"], source["format"], filters)
+    split = assign_split(table, source["split"], source["seed"], source["min_interactions"])
+    return table, split
+
+
+def _source_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    if args.data and args.train:
+        raise SegintError("give either --data (with --split) or --train, not both")
+    if args.data:
+        return {
+            "kind": "split",
+            "data": str(args.data),
+            "format": args.format,
+            "split": args.split,
+            "seed": args.seed,
+            "min_interactions": args.min_interactions,
+        }
+    if args.train:
+        return {"kind": TRAIN_FILE, "train": str(args.train), "format": args.format}
+    raise SegintError("give --data FILE (with --split and --seed) or --train FILE")
+
+
+def _weight_logits(
+    mode: str,
+    interest_model: Path | None,
+    table: pl.DataFrame,
+    split: npt.NDArray[np.int8],
+    rows: npt.NDArray[np.int64],
+    source: dict[str, Any],
+    s_max: int,
+) -> npt.NDArray[np.float32] | None:
+    """(n, S) weight logits (filled on ``rows``) for modes segrec / itemposition, else None."""
+    from segrec.interest import check_interest_split, interest_logits, itemposition_logits
+
+    out = np.zeros((table.height, s_max), dtype=np.float32)
+    if mode == "itemposition":  # profiles of the training rows only
+        out[rows] = itemposition_logits(table.filter(pl.Series(split == TRAIN)), table[rows], s_max)
+        return out
+    if mode != "segrec":
+        return None
+    if interest_model is None:
+        raise SegintError("mode segrec needs --interest-model DIR (a `segint train` run)")
+    kind = str(source["split"]) if source["kind"] == "split" else TRAIN_FILE
+    check_interest_split(
+        interest_model, kind, source.get("seed", 0), source.get("min_interactions", 1)
+    )
+    out[rows] = interest_logits(interest_model, table, rows, s_max=s_max)
+    return out
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from segint.vocab import Vocab
+    from segrec.config import SegRecConfig
+    from segrec.data import build_inputs
+    from segrec.labels import fit_label
+    from segrec.train import TrainOptions, train_segrec, write_run
+
+    if args.train and args.min_interactions != 1:
+        raise SegintError("--min-interactions applies to --data splits only")
+    source = _source_from_args(args)
+    filters = filters_from_args(args)
+    source["filters"] = asdict(filters)
+    opts = TrainOptions(
+        lr=args.lr,
+        batch_size=args.batch_size,
+        max_epochs=args.max_epochs,
+        patience=args.patience,
+        seed=args.seed,
+    )
+    table, split = _load(source, filters)
+    train_rows, valid_rows = np.flatnonzero(split == TRAIN), np.flatnonzero(split == VALID)
+    if len(train_rows) == 0 or len(valid_rows) == 0:
+        raise SegintError(
+            f"empty split: {len(train_rows)} training, {len(valid_rows)} validation rows"
+        )
+    tr = table[train_rows]
+    try:
+        label = fit_label(
+            tr["play_time_ms"], tr["duration_ms"], _csv(args.bucket_edges, float, "bucket-edges")
+        )
+        users, videos = Vocab(tr["user_id"]), Vocab(tr["video_id"])
+        cfg = SegRecConfig(
+            backbone=args.backbone,
+            mode=args.mode,
+            n_users=len(users),
+            n_videos=len(videos),
+            s_max=args.s_max,
+            history_len=args.history_len,
+            emb_dim=args.emb_dim,
+            hidden=tuple(_csv(args.hidden, int, "hidden")),
+            activation=args.activation,
+            dropout=args.dropout,
+            learn_temperature=args.learn_temperature,
+        )
+    except ValueError as e:
+        raise SegintError(str(e)) from None
+    rows = np.concatenate([train_rows, valid_rows])
+    weights = _weight_logits(args.mode, args.interest_model, table, split, rows, source, cfg.s_max)
+    inputs = build_inputs(
+        table, history_index(table, cfg.history_len), users, videos, label, cfg.s_max, weights
+    )
+    used = args.mode == "segrec" and args.interest_model is not None
+    interest = str(args.interest_model.resolve()) if used else None
+    write_run(args.out, cfg, label, users, videos, source, opts, interest)
+    _, result = train_segrec(
+        cfg, inputs, train_rows, valid_rows, opts, args.out, not args.no_progress
+    )
+    sys.stdout.write(
+        f"trained {args.backbone}/{args.mode} for {result.epochs} epochs on {result.train_rows:,} rows "
+        f"in {result.elapsed_s:.1f} s\nbest validation AUC {result.best_auc:.4f} at epoch "
+        f"{result.best_epoch} on {result.valid_rows:,} rows\nwrote {args.out}/\n"
+    )
+    return 0
+
+
+def _eval_source(args: argparse.Namespace, trained: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation source of one run: its own split of --data, or --train/--test."""
+    fmt = args.format if args.format is not None else trained.get("format")
+    if args.data and (args.train or args.test):
+        raise SegintError("give either --data (with --split) or --train and --test, not both")
+    if args.data:
+        if trained["kind"] != "split":
+            raise SegintError(
+                "this run was trained with --train; evaluate it with --train and --test"
+            )
+        if Path(args.data).resolve() != Path(trained["data"]).resolve():
+            log.warning("evaluating on %s; the run was trained on %s", args.data, trained["data"])
+        src = {"kind": "split", "data": str(args.data), "format": fmt}
+        for key in ("split", "seed", "min_interactions"):
+            asked = getattr(args, key)
+            if asked is not None and asked != trained[key]:
+                raise SegintError(
+                    f"the run was trained on {key} {trained[key]}, not {asked}: its test rows "
+                    "would overlap its training rows"
+                )
+            src[key] = trained[key]
+        return src
+    if args.train and args.test:
+        return {"kind": TRAIN_FILE, "train": str(args.train), "test": str(args.test), "format": fmt}
+    raise SegintError("give --data FILE, or --train FILE and --test FILE")
+
+
+def _bucket_metrics(labels: Any, probs: Any, buckets: Any, edges: list[float]) -> dict[str, Any]:
+    from segrec.metrics import auc
+
+    out: dict[str, Any] = {}
+    for k in range(len(edges) - 1):
+        rows = buckets == k
+        out[f"{edges[k]:g}-{edges[k + 1]:g}s"] = {
+            "rows": int(rows.sum()),
+            "positive_rate": float(labels[rows].mean()) if rows.any() else float("nan"),
+            "AUC": auc(labels[rows], probs[rows]),
+        }
+    return out
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from segrec.data import build_inputs
+    from segrec.metrics import ctr_metrics
+    from segrec.report import format_table, significance, summarize
+    from segrec.train import load_run, predict
+
+    loaded: dict[str, tuple[pl.DataFrame, npt.NDArray[np.int8]]] = {}
+    histories: dict[tuple[str, int], Any] = {}
+    runs = []
+    for model_dir in args.model:
+        run = load_run(model_dir)
+        source = _eval_source(args, run.source)
+        filters = Filters(**run.source["filters"])
+        key = json.dumps([source, asdict(filters)], sort_keys=True)
+        if key not in loaded:
+            loaded[key] = _load(source, filters)
+        table, split = loaded[key]
+        test_rows = np.flatnonzero(split == TEST)
+        if len(test_rows) == 0:
+            raise SegintError(f"no test rows in {source}")
+        cfg = run.cfg
+        if (key, cfg.history_len) not in histories:
+            histories[key, cfg.history_len] = history_index(table, cfg.history_len)
+        interest = args.interest_model or (Path(run.interest_model) if run.interest_model else None)
+        weights = _weight_logits(cfg.mode, interest, table, split, test_rows, source, cfg.s_max)
+        inputs = build_inputs(
+            table,
+            histories[key, cfg.history_len],
+            run.users,
+            run.videos,
+            run.label,
+            cfg.s_max,
+            weights,
+        )
+        probs = predict(run.model, inputs, test_rows)
+        labels = inputs.label[test_rows]
+        buckets = run.label.bucket(table["duration_ms"].to_numpy()[test_rows])
+        runs.append(
+            {
+                "model": str(model_dir),
+                "backbone": cfg.backbone,
+                "mode": cfg.mode,
+                "method": cfg.method,
+                "seed": run.train.get("seed"),
+                "source": source,
+                "rows": len(test_rows),
+                "positive_rate": float(labels.mean()),
+                "metrics": ctr_metrics(labels, probs),
+                "by_bucket": _bucket_metrics(labels, probs, buckets, list(run.label.edges_s)),
+            }
+        )
+        log.info("%s: %s", model_dir, runs[-1]["metrics"])
+    summary = summarize(runs)
+    result = {
+        "metrics": {b: {m: s["mean"] for m, s in modes.items()} for b, modes in summary.items()},
+        "std": {b: {m: s["std"] for m, s in modes.items()} for b, modes in summary.items()},
+        "runs": runs,
+    }
+    sys.stdout.write(format_table(summary, significance(summary)) + "\n")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+        sys.stdout.write(f"wrote {args.json}\n")
+    return 0
+
+
+def run_table(args: argparse.Namespace) -> int:
+    from segrec.report import bucket_table, format_table, significance, summarize
+
+    runs: dict[str, dict[str, Any]] = {}
+    for path in args.results:
+        try:
+            data = json.loads(path.read_text())
+            items = data["runs"]
+            assert isinstance(items, list)
+        except (OSError, ValueError, KeyError, TypeError, AssertionError):
+            raise SegintError(f"{path}: not a `segint segrec evaluate --json` file") from None
+        for r in items:
+            runs[r["model"]] = r  # a run listed in several files counts once
+    summary = summarize(runs.values())
+    tests = significance(summary)
+    sys.stdout.write(format_table(summary, tests) + "\n")
+    if args.by_bucket:
+        sys.stdout.write("\n" + bucket_table(runs.values()) + "\n")
+    if args.json:
+        args.json.write_text(json.dumps({"summary": summary, "tests": tests}, indent=2))
+        sys.stdout.write(f"wrote {args.json}\n")
+    return 0

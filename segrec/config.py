@@ -1,0 +1,87 @@
+"""SegRecConfig: the frozen, validated configuration of one SegRec CTR model.
+
+Every field that changes the parameter set or the computation lives here; a run directory
+stores it (``segrec.json``) and the network is always rebuilt from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+BACKBONES = ("widedeep", "din")
+# video: plain video-level backbone; the others score every slot and integrate. segmean
+# (uniform 1/N weights, i.e. SegRec with constant interest) is our ablation, not the paper's.
+MODES = ("video", "segsum", "segmean", "segadjust", "itemposition", "segrec")
+ACTIVATIONS = ("dice", "prelu")
+
+
+@dataclass(frozen=True)
+class SegRecConfig:
+    backbone: str  # widedeep | din
+    mode: str  # video | segsum | segmean | segadjust | itemposition | segrec
+    n_users: int  # user-ID table rows, including row 0 = unknown user
+    n_videos: int  # video-ID table rows, including row 0 = unknown video
+    s_max: int = 40  # S: slots on the segment axis (same as the interest model's)
+    history_len: int = 20  # H: previous views DIN attends over (WideDeep ignores history)
+    emb_dim: int = 32  # d: width of every field embedding
+    hidden: tuple[int, ...] = (64,)  # deep MLP hidden widths (reference: [64])
+    att_hidden: tuple[int, ...] = (64,)  # DIN attention-unit MLP hidden widths
+    activation: str = "dice"  # DIN MLP activation: dice (reference) | prelu
+    dropout: float = 0.0  # dropout in the deep MLPs
+    content_dim: int = 0  # Dc: per-segment content feature width (0 = no content field)
+    learn_temperature: bool = False  # segrec/itemposition: w = softmax(t * p), t learned, init 1
+
+    def __post_init__(self) -> None:
+        for name in ("hidden", "att_hidden"):  # JSON gives lists; keep the config hashable
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        for name in ("n_users", "n_videos", "s_max", "history_len", "emb_dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if isinstance(self.content_dim, bool) or self.content_dim < 0:
+            raise ValueError(f"content_dim must be >= 0, got {self.content_dim!r}")
+        for name in ("hidden", "att_hidden"):
+            widths = getattr(self, name)
+            if not isinstance(widths, tuple) or not all(
+                isinstance(w, int) and w >= 1 for w in widths
+            ):
+                raise ValueError(f"{name} must be a list of integers >= 1, got {widths!r}")
+        if self.learn_temperature and self.mode not in ("segrec", "itemposition"):
+            raise ValueError(
+                f"learn_temperature applies to modes segrec / itemposition, not {self.mode}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def slotted(self) -> bool:
+        """True when the backbone scores every slot (all modes but ``video``)."""
+        return self.mode != "video"
+
+    @property
+    def method(self) -> str:
+        """Name of the method in result tables: the mode, plus "+temp" with a learned temperature."""
+        return f"{self.mode}+temp" if self.learn_temperature else self.mode
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SegRecConfig:
+        """Build from a plain (JSON) dict; unknown keys raise ValueError naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown SegRec config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["hidden"], out["att_hidden"] = list(self.hidden), list(self.att_hidden)
+        return out

@@ -1,0 +1,350 @@
+"""SegRec networks: WideDeep and DIN backbones that score every segment slot, and the integration.
+
+Shape legend:
+    B   rows (one user and one candidate video each)
+    S   slots on the segment axis (cfg.s_max); a video has N real slots 0..N-1
+    S'  slots a backbone scores: S in the slotted modes, 1 in mode "video"
+    H   history views (the user's previous views, most recent first)
+    d   field embedding width (cfg.emb_dim); Dc content feature width
+
+A backbone maps named tensors to per-slot logits ``y`` (B, S'): user, video, position (slot
+embedding + an embedding of N; in mode "video" only N, i.e. the duration) and, when
+``cfg.content_dim > 0``, per-segment content features. The integration is separate and tiny
+(`slot_weights`, `integrate`): ``logit = sum_j w_j y_j`` over the real slots, with ``w``
+depending on the mode (reference section 7.3):
+
+    segsum        w_j = 1                                   (no normalisation)
+    segmean       w_j = 1 / N                               (ablation: SegRec with constant p)
+    segadjust     w_j = a_j, one learned weight per slot shared by all rows, init 1
+    itemposition  w = softmax over real slots of the ItemPosition "logits" (see segrec.interest)
+    segrec        w = softmax over real slots of the frozen interest logits p
+    (optional)    w = softmax(t p) with one learned temperature t (init 1), cfg.learn_temperature
+
+`SegRecModel.forward` returns the video-level *logit*; the loss (BCE with logits) lives in
+`segrec.train` and the probability is ``sigmoid(logit)``. Masks use a large finite negative, so
+the graph stays finite in ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from segrec.config import SegRecConfig
+
+MASK_VALUE = -1e4  # masked softmax logit: exp underflows to exactly 0, never NaN
+EMB_STD = 0.01  # reference init: N(0, 0.01) for embeddings
+
+
+def real_slots(n_segments: Tensor, s_max: int) -> Tensor:
+    """(B,) N -> (B, S) bool, True on the video's real slots ``j < N``."""
+    j = torch.arange(s_max, device=n_segments.device)
+    return j[None, :] < n_segments[:, None]
+
+
+def interest_weights(logits: Tensor, n_segments: Tensor) -> Tensor:
+    """(B, S) softmax of ``logits`` over the real slots; exactly 0 on padding slots."""
+    mask = real_slots(n_segments, logits.shape[1])  # (B, S)
+    z = logits.float().masked_fill(~mask, MASK_VALUE)
+    # Masked slots underflow to 0 already; the product makes it exact even for N = 0 rows.
+    return torch.softmax(z, dim=-1) * mask
+
+
+def slot_weights(
+    mode: str,
+    n_segments: Tensor,
+    s_max: int,
+    interest_logits: Tensor | None = None,
+    slot_weight: Tensor | None = None,
+) -> Tensor:
+    """(B, S) integration weights of a slotted mode, zero on padding slots."""
+    mask = real_slots(n_segments, s_max).float()  # (B, S)
+    if mode == "segsum":
+        return mask
+    if mode == "segmean":
+        return mask / mask.sum(dim=-1, keepdim=True).clamp(min=1.0)
+    if mode == "segadjust":
+        if slot_weight is None:
+            raise ValueError("mode segadjust needs the learned slot weights")
+        return slot_weight[None, :] * mask
+    if mode in ("segrec", "itemposition"):
+        if interest_logits is None:
+            raise ValueError(f"mode {mode} needs interest_logits (B, S)")
+        return interest_weights(interest_logits, n_segments)
+    raise ValueError(f"no slot weights for mode {mode!r}")
+
+
+def integrate(y: Tensor, weights: Tensor) -> Tensor:
+    """(B, S) slot logits, (B, S) weights -> (B,) video-level logit ``sum_j w_j y_j``."""
+    return (y * weights).sum(dim=-1)
+
+
+class PReLU(nn.Module):
+    """PReLU over the *last* axis (torch's nn.PReLU uses axis 1, wrong for (B, S, H, C))."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.full((width,), 0.25))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.where(x >= 0, x, self.alpha * x)
+
+
+class Dice(nn.Module):
+    """DIN's data-adaptive activation: ``p x + (1 - p) alpha x``, ``p = sigmoid(norm(x))``.
+
+    ``norm`` standardises each channel with batch statistics in training and running ones in
+    eval (BatchNorm without affine terms), written out so that batches of 0 or 1 rows (e.g. no
+    history anywhere in a batch) stay finite instead of raising.
+    """
+
+    def __init__(self, width: int, momentum: float = 0.1, eps: float = 1e-8):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.zeros(width))
+        self.running_mean: Tensor
+        self.running_var: Tensor
+        self.register_buffer("running_mean", torch.zeros(width))
+        self.register_buffer("running_var", torch.ones(width))
+        self.momentum, self.eps = momentum, eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training:
+            flat = x.reshape(-1, x.shape[-1])  # (rows, C)
+            n = max(flat.shape[0], 1)
+            mean = flat.sum(0) / n
+            var = ((flat - mean) ** 2).sum(0) / n
+            if flat.shape[0] > 1:
+                with torch.no_grad():
+                    m = self.momentum
+                    unbiased = var * flat.shape[0] / (flat.shape[0] - 1)
+                    self.running_mean.mul_(1 - m).add_(m * mean)
+                    self.running_var.mul_(1 - m).add_(m * unbiased)
+        else:
+            mean, var = self.running_mean, self.running_var
+        p = torch.sigmoid((x - mean) / torch.sqrt(var + self.eps))
+        return p * x + (1 - p) * self.alpha * x
+
+
+def mlp(in_dim: int, hidden: tuple[int, ...], activation: str, dropout: float) -> nn.Sequential:
+    """Linear -> activation -> dropout per hidden width, then a Linear to one logit."""
+    layers: list[nn.Module] = []
+    for width in hidden:
+        act: nn.Module = {"relu": nn.ReLU(), "dice": Dice(width), "prelu": PReLU(width)}[activation]
+        layers += [nn.Linear(in_dim, width), act, nn.Dropout(dropout)]
+        in_dim = width
+    layers.append(nn.Linear(in_dim, 1))
+    return nn.Sequential(*layers)
+
+
+class Fields(nn.Module):
+    """Field embeddings: user, video, position (slot j + segment count N), content."""
+
+    def __init__(self, cfg: SegRecConfig):
+        super().__init__()
+        d = cfg.emb_dim
+        self.user = nn.Embedding(cfg.n_users, d)
+        self.video = nn.Embedding(cfg.n_videos, d)
+        self.length = nn.Embedding(cfg.s_max + 1, d)  # N in 1..S
+        self.slot = nn.Embedding(cfg.s_max, d) if cfg.slotted else None
+        self.content = nn.Linear(cfg.content_dim, d) if cfg.content_dim else None
+        for emb in (self.user, self.video, self.length, self.slot):
+            if emb is not None:
+                nn.init.normal_(emb.weight, std=EMB_STD)
+        self.s_max = cfg.s_max
+
+    @property
+    def n_target_fields(self) -> int:
+        """Fields per slot besides the user: video, position (+ content)."""
+        return 2 + (self.content is not None)
+
+    def target(
+        self, video_ids: Tensor, n_segments: Tensor, video_content: Tensor | None
+    ) -> list[Tensor]:
+        """Per-slot target fields, each (B, S', d): [video, position(, content)]."""
+        pos = self.length(n_segments)[:, None, :]  # (B, 1, d)
+        if self.slot is not None:
+            pos = pos + self.slot.weight[None]  # (B, S, d)
+        fields = [self.video(video_ids)[:, None, :].expand_as(pos), pos]
+        if self.content is not None:
+            if video_content is None:
+                raise ValueError("this model has a content field: pass video_content (B, S, Dc)")
+            c = torch.relu(self.content(video_content))  # (B, S, d)
+            if self.slot is None:  # video mode: mean over the real segments
+                mask = real_slots(n_segments, self.s_max).float()[..., None]  # (B, S, 1)
+                c = (c * mask).sum(1, keepdim=True) / mask.sum(1, keepdim=True).clamp(min=1)
+            fields.append(c)
+        return fields
+
+
+class WideDeep(nn.Module):
+    """Wide (bias + per-field linear terms) + deep (MLP over [e_u, e_v, e_pos(, e_c)]) per slot."""
+
+    def __init__(self, cfg: SegRecConfig):
+        super().__init__()
+        self.fields = Fields(cfg)
+        self.deep = mlp(
+            (1 + self.fields.n_target_fields) * cfg.emb_dim, cfg.hidden, "relu", cfg.dropout
+        )
+        self.wide_user = nn.Embedding(cfg.n_users, 1)
+        self.wide_video = nn.Embedding(cfg.n_videos, 1)
+        self.wide_length = nn.Embedding(cfg.s_max + 1, 1)
+        self.wide_slot = nn.Parameter(torch.zeros(cfg.s_max)) if cfg.slotted else None
+        self.wide_content = nn.Linear(cfg.content_dim, 1) if cfg.content_dim else None
+        for emb in (self.wide_user, self.wide_video, self.wide_length):
+            nn.init.zeros_(emb.weight)
+
+    def forward(
+        self,
+        user_ids: Tensor,
+        video_ids: Tensor,
+        n_segments: Tensor,
+        hist_video_ids: Tensor,
+        hist_exit_slots: Tensor,
+        hist_n_segments: Tensor,
+        hist_mask: Tensor,
+        video_content: Tensor | None = None,
+    ) -> Tensor:  # -> (B, S')
+        target = self.fields.target(video_ids, n_segments, video_content)  # each (B, S', d)
+        user = self.fields.user(user_ids)[:, None, :].expand_as(target[0])  # (B, S', d)
+        deep = self.deep(torch.cat([user, *target], dim=-1)).squeeze(-1)  # (B, S')
+        wide = (
+            self.wide_user(user_ids) + self.wide_video(video_ids) + self.wide_length(n_segments)
+        )  # (B, 1)
+        if self.wide_slot is not None:
+            wide = wide + self.wide_slot[None, :]  # (B, S)
+        if self.wide_content is not None and video_content is not None:
+            c = self.wide_content(video_content).squeeze(-1)  # (B, S)
+            wide = wide + (c if self.wide_slot is not None else c.mean(1, keepdim=True))
+        return deep + wide
+
+
+class DIN(nn.Module):
+    """Per-slot target attention over the user's history (Deep Interest Network), then an MLP.
+
+    The target of slot j is ``e_v + e_pos(j)`` (+ content); a history view is ``e_v(view) +
+    e_N(view) + Linear([exit/N, 1[watched to the end]])`` - which video and how it ended. The
+    attention unit scores ``[q, k, q - k, q * k]``; as in DIN the scores are not softmax-ed
+    (they keep the intensity of interest) and padded history views score 0.
+    """
+
+    def __init__(self, cfg: SegRecConfig):
+        super().__init__()
+        d = cfg.emb_dim
+        self.fields = Fields(cfg)
+        self.outcome = nn.Linear(2, d)
+        self.attention = mlp(4 * d, cfg.att_hidden, cfg.activation, 0.0)
+        n_in = (2 + self.fields.n_target_fields) * d  # user, target fields, attended history
+        self.out = mlp(n_in, cfg.hidden, cfg.activation, cfg.dropout)
+
+    def forward(
+        self,
+        user_ids: Tensor,
+        video_ids: Tensor,
+        n_segments: Tensor,
+        hist_video_ids: Tensor,
+        hist_exit_slots: Tensor,
+        hist_n_segments: Tensor,
+        hist_mask: Tensor,
+        video_content: Tensor | None = None,
+    ) -> Tensor:  # -> (B, S')
+        f = self.fields
+        target = f.target(video_ids, n_segments, video_content)  # each (B, S', d)
+        q = target[0] + target[1]  # (B, S', d)
+        exit_frac = hist_exit_slots.float() / hist_n_segments.clamp(min=1).float()  # (B, H)
+        done = (hist_exit_slots >= hist_n_segments).float()
+        k = (
+            f.video(hist_video_ids)
+            + f.length(hist_n_segments)
+            + self.outcome(torch.stack([exit_frac, done], dim=-1))
+        )  # (B, H, d)
+        b, s, d = q.shape
+        if s == 1:  # video mode: the one "slot" is the whole video
+            slot_real = torch.ones(b, 1, dtype=torch.bool, device=q.device)
+        else:
+            slot_real = real_slots(n_segments, s)  # (B, S)
+        pairs = slot_real[:, :, None] & hist_mask[:, None, :]  # (B, S', H)
+        interest = self.attend(q, k, pairs)  # (B, S', d)
+        user = f.user(user_ids)[:, None, :].expand(b, s, d)
+        return self.out(torch.cat([user, *target, interest], dim=-1)).squeeze(-1)
+
+    def attend(self, q: Tensor, k: Tensor, pairs: Tensor) -> Tensor:
+        """``sum_h a(q_bj, k_bh) k_bh`` over the real (row, slot, history) pairs only.
+
+        Args: q (B, S', d) slot targets, k (B, H, d) history views, pairs (B, S', H) bool.
+        Computing on the P real pairs instead of the dense B x S' x H grid is the difference
+        between seconds and tens of milliseconds per batch: most slots are padding and most
+        users have a short history. Padding slots get a zero vector (their y is never used).
+        """
+        b_idx, j_idx, h_idx = torch.nonzero(pairs, as_tuple=True)  # each (P,)
+        qp, kp = q[b_idx, j_idx], k[b_idx, h_idx]  # (P, d)
+        score = self.attention(torch.cat([qp, kp, qp - kp, qp * kp], dim=-1))  # (P, 1)
+        out = torch.zeros_like(q)
+        return out.index_put((b_idx, j_idx), score * kp, accumulate=True)  # (B, S', d)
+
+
+class SegRecModel(nn.Module):
+    """Backbone + integration: named tensors -> video-level CTR logit (B,)."""
+
+    def __init__(self, cfg: SegRecConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = WideDeep(cfg) if cfg.backbone == "widedeep" else DIN(cfg)
+        # SegAdjust: one weight per slot shared by all rows, initialised to SegSum.
+        self.slot_weight = nn.Parameter(torch.ones(cfg.s_max)) if cfg.mode == "segadjust" else None
+        # Optional sharpness of the interest weights, log-parametrised so that t stays > 0.
+        self.log_temperature = nn.Parameter(torch.zeros(())) if cfg.learn_temperature else None
+
+    def slot_logits(
+        self,
+        user_ids: Tensor,
+        video_ids: Tensor,
+        n_segments: Tensor,
+        hist_video_ids: Tensor,
+        hist_exit_slots: Tensor,
+        hist_n_segments: Tensor,
+        hist_mask: Tensor,
+        video_content: Tensor | None = None,
+    ) -> Tensor:
+        """Per-slot backbone logits ``y`` (B, S') (S' = 1 in mode video)."""
+        y: Tensor = self.backbone(
+            user_ids,
+            video_ids,
+            n_segments,
+            hist_video_ids,
+            hist_exit_slots,
+            hist_n_segments,
+            hist_mask,
+            video_content,
+        )
+        return y
+
+    def forward(
+        self,
+        user_ids: Tensor,  # (B,) int64
+        video_ids: Tensor,  # (B,) int64
+        n_segments: Tensor,  # (B,) int64, 1..S
+        hist_video_ids: Tensor,  # (B, H) int64
+        hist_exit_slots: Tensor,  # (B, H) int64
+        hist_n_segments: Tensor,  # (B, H) int64, >= 1
+        hist_mask: Tensor,  # (B, H) bool
+        interest_logits: Tensor | None = None,  # (B, S) float32, modes segrec / itemposition
+        video_content: Tensor | None = None,  # (B, S, Dc) float32, when cfg.content_dim > 0
+    ) -> Tensor:  # -> (B,) logit
+        y = self.slot_logits(
+            user_ids,
+            video_ids,
+            n_segments,
+            hist_video_ids,
+            hist_exit_slots,
+            hist_n_segments,
+            hist_mask,
+            video_content,
+        )
+        if not self.cfg.slotted:
+            return y[:, 0]
+        if self.log_temperature is not None and interest_logits is not None:
+            interest_logits = interest_logits * self.log_temperature.exp()
+        w = slot_weights(
+            self.cfg.mode, n_segments, self.cfg.s_max, interest_logits, self.slot_weight
+        )
+        return integrate(y, w)

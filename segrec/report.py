@@ -1,0 +1,144 @@
+"""Seeds -> table: mean ± std per (backbone, method) and Welch t-tests of SegRec vs the best baseline.
+
+Input is a list of runs, each ``{"backbone", "mode", "method", "seed", "metrics": {"AUC",
+"F1", "LogLoss"}, ...}`` (the ``runs`` of `segint segrec evaluate`'s JSON); runs are grouped
+by method (the mode, or e.g. ``segrec+temp`` for a variant). The best baseline is picked per
+backbone and per metric by its mean over seeds (highest AUC / F1, lowest LogLoss) among the
+methods that are not SegRec or a SegRec variant; the p-value is Welch's two-sided t-test of SegRec's
+per-seed values against that baseline's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from segrec.config import BACKBONES, MODES
+from segrec.metrics import HIGHER_IS_BETTER, METRICS, mean_std, welch_p
+
+BACKBONE_NAMES = {"widedeep": "WideDeep", "din": "DIN"}
+MODE_NAMES = {
+    "video": "Video",
+    "segsum": "SegSum",
+    "segmean": "SegMean (1/N, ablation)",
+    "segadjust": "SegAdjust",
+    "itemposition": "ItemPosition wts",
+    "segrec": "SegRec (ID)",
+    "segrec+temp": "SegRec + learned temperature",
+    "itemposition+temp": "ItemPosition wts + learned temperature",
+}
+Summary = dict[str, dict[str, dict[str, Any]]]  # backbone -> mode -> stats
+
+
+def summarize(runs: Iterable[Mapping[str, Any]]) -> Summary:
+    """backbone -> mode -> ``{"mean": {m: x}, "std": {m: x}, "values": {m: [...]}, "seeds": [...]}``."""
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault((run["backbone"], _method(run)), []).append(run)
+    out: Summary = {}
+    for (backbone, mode), rs in sorted(groups.items(), key=lambda kv: _order(*kv[0])):
+        values = {m: [float(r["metrics"][m]) for r in rs] for m in METRICS}
+        stats = {m: mean_std(v) for m, v in values.items()}
+        out.setdefault(backbone, {})[mode] = {
+            "mean": {m: s[0] for m, s in stats.items()},
+            "std": {m: s[1] for m, s in stats.items()},
+            "values": values,
+            "seeds": [r.get("seed") for r in rs],
+        }
+    return out
+
+
+def _method(run: Mapping[str, Any]) -> str:
+    return str(run.get("method", run["mode"]))
+
+
+def _order(backbone: str, method: str) -> tuple[int, int, str, str]:
+    b = BACKBONES.index(backbone) if backbone in BACKBONES else len(BACKBONES)
+    mode = method.split("+")[0]
+    m = MODES.index(mode) if mode in MODES else len(MODES)
+    return b, m, backbone, method
+
+
+def significance(summary: Summary, target: str = "segrec") -> dict[str, dict[str, Any]]:
+    """backbone -> metric -> ``{"baseline": mode, "p": x, "delta": target - baseline}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for backbone, modes in summary.items():
+        if target not in modes:
+            continue
+        baselines = {m: s for m, s in modes.items() if not m.startswith(target)}
+        if not baselines:
+            continue
+        out[backbone] = {}
+        for metric in METRICS:
+            sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
+            best = max(baselines, key=lambda m: sign * _finite(baselines[m]["mean"][metric]))
+            mine = modes[target]
+            out[backbone][metric] = {
+                "baseline": best,
+                "p": welch_p(mine["values"][metric], baselines[best]["values"][metric]),
+                "delta": mine["mean"][metric] - baselines[best]["mean"][metric],
+            }
+    return out
+
+
+def _finite(x: float) -> float:
+    return x if np.isfinite(x) else -np.inf
+
+
+def format_table(summary: Summary, tests: Mapping[str, Mapping[str, Any]]) -> str:
+    """Markdown table: backbone x method rows, AUC / F1 / LogLoss as mean ± std, then p-values."""
+    lines = [
+        "| backbone | method | seeds | " + " | ".join(METRICS) + " |",
+        "| --- | --- | ---: | " + " | ".join("---:" for _ in METRICS) + " |",
+    ]
+    for backbone, modes in summary.items():
+        bname = BACKBONE_NAMES.get(backbone, backbone)
+        for mode, s in modes.items():
+            cells = [f"{s['mean'][m]:.4f} ± {s['std'][m]:.4f}" for m in METRICS]
+            lines.append(
+                f"| {bname} | {MODE_NAMES.get(mode, mode)} | {len(s['seeds'])} | "
+                + " | ".join(cells)
+                + " |"
+            )
+        if backbone in tests:
+            t = tests[backbone]
+            cells = [
+                f"p={t[m]['p']:.3g} (Δ {t[m]['delta']:+.4f} vs {MODE_NAMES.get(t[m]['baseline'], t[m]['baseline'])})"
+                for m in METRICS
+            ]
+            lines.append(
+                f"| {bname} | SegRec vs best baseline (Welch) | | " + " | ".join(cells) + " |"
+            )
+    return "\n".join(lines)
+
+
+def bucket_table(runs: Iterable[Mapping[str, Any]]) -> str:
+    """Markdown table of test AUC per duration bucket: mean over seeds per (backbone, method)."""
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault((run["backbone"], _method(run)), []).append(run)
+    if not groups:
+        return ""
+    first = next(iter(groups.values()))[0]["by_bucket"]
+    names = list(first)
+    lines = [
+        "| backbone | method | " + " | ".join(names) + " |",
+        "| --- | --- | " + " | ".join("---:" for _ in names) + " |",
+        "| (test rows, positive rate) | | "
+        + " | ".join(f"{first[b]['rows']}, {first[b]['positive_rate']:.2f}" for b in names)
+        + " |",
+    ]
+    for (backbone, mode), rs in sorted(groups.items(), key=lambda kv: _order(*kv[0])):
+        cells = []
+        for b in names:
+            vals = [r["by_bucket"][b]["AUC"] for r in rs if b in r["by_bucket"]]
+            finite = [v for v in vals if v is not None and np.isfinite(v)]
+            cells.append(f"{np.mean(finite):.4f}" if finite else "-")
+        lines.append(
+            f"| {BACKBONE_NAMES.get(backbone, backbone)} | {MODE_NAMES.get(mode, mode)} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,206 @@
+"""`segint train` and `segint evaluate` end to end, and their one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from segint.baselines import BASELINES
+from segint.cli import build_parser, main
+from segint.data import load_table
+from segint.metrics import METRIC_NAMES
+from segint.splits import TEST, assign_split, history_index
+from tests.paths import KUAIRAND_FIXTURE, ROOT
+from tests.training.conftest import TINY, make_log
+from training.checkpoint import load_model, load_run_config
+from training.data import InteractionDataset
+from training.inference import evaluate_dataset
+
+SECTIONS = ("paper", "strict", "paper_cold", "strict_cold")
+
+
+def _check_layout(report: dict) -> None:
+    assert set(report) == {*SECTIONS, "rows"}
+    for section in SECTIONS:
+        assert list(report[section]) == [*BASELINES, "SegInterest"]
+        for metrics in report[section].values():
+            assert list(metrics) == METRIC_NAMES
+
+
+def test_train_and_evaluate_on_a_split(log_csv: Path, tmp_path: Path, capsys) -> None:
+    """Train on a random split, evaluate on its test rows: SegInterest sits next to every
+    baseline, and its numbers are the model's metrics on exactly the split's test rows."""
+    run, report_path = tmp_path / "run", tmp_path / "report.json"
+    common = ["--data", str(log_csv), "--format", "canonical"]
+    assert main(["train", *common, "--config", str(TINY), "--out", str(run), "--no-progress"]) == 0
+    assert "best validation NDCG@5" in capsys.readouterr().out
+    for name in ("model.pt", "config.yaml", "vocab_users.npy", "vocab_videos.npy", "metrics.jsonl"):
+        assert (run / name).is_file()
+    assert main(["evaluate", "--model", str(run), *common, "--json", str(report_path)]) == 0
+    out = capsys.readouterr().out
+    assert "SegInterest" in out and "[strict_cold]" in out
+    report = json.loads(report_path.read_text())
+    _check_layout(report)
+
+    table = load_table(log_csv, "canonical")
+    cfg = load_run_config(run)
+    split = assign_split(table, cfg.data.split, cfg.data.seed)
+    assert report["rows"]["test"] == int((split == TEST).sum())
+    assert report["rows"]["train"] == int(((split == 0) | (split == 1)).sum())
+    model, model_cfg, users, videos = load_model(run)
+    test = InteractionDataset(
+        table, history_index(table, cfg.data.history_len), np.flatnonzero(split == TEST),
+        users, videos, model_cfg.s_max,
+    )  # fmt: skip
+    expected = evaluate_dataset(model, test, 64, "cpu", seed=0)
+    for protocol in ("paper", "strict"):
+        for metric in METRIC_NAMES:
+            got = report[protocol]["SegInterest"][metric]
+            assert got == pytest.approx(expected[protocol][metric], abs=1e-12)
+
+
+def _two_files(tmp_path: Path) -> tuple[Path, Path, pl.DataFrame, pl.DataFrame]:
+    log = make_log(n_users=30, n_videos=25, seed=3)
+    cut = int(log["time_ms"].quantile(0.7))
+    train_df, test_df = log.filter(pl.col("time_ms") < cut), log.filter(pl.col("time_ms") >= cut)
+    paths = tmp_path / "train.csv", tmp_path / "test.csv"
+    train_df.write_csv(paths[0])
+    test_df.write_csv(paths[1])
+    return paths[0], paths[1], train_df, test_df
+
+
+def test_train_file_then_test_file(tmp_path: Path) -> None:
+    """`--train FILE` carves validation from the file's tail; evaluate scores the test file
+    with cold = videos absent from the training file."""
+    train_csv, test_csv, train_df, test_df = _two_files(tmp_path)
+    run, report_path = tmp_path / "run", tmp_path / "report.json"
+    args = ["--format", "canonical"]
+    assert (
+        main(
+            [
+                "train",
+                "--train",
+                str(train_csv),
+                *args,
+                "--config",
+                str(TINY),
+                "--out",
+                str(run),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert load_run_config(run).data.split == "train_file"
+    cmd = ["evaluate", "--model", str(run), "--train", str(train_csv), "--test", str(test_csv)]
+    assert main([*cmd, *args, "--json", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    _check_layout(report)
+    cold = ~np.isin(test_df["video_id"].to_numpy(), train_df["video_id"].to_numpy())
+    assert report["rows"] == {
+        "train": train_df.height,
+        "test": test_df.height,
+        "test_cold": int(cold.sum()),
+    }
+
+
+def test_test_histories_include_training_and_earlier_test_rows(tmp_path: Path) -> None:
+    """In train/test-file mode a test row's history holds the user's training-file views and
+    earlier test-file views."""
+    from segint.commands.evaluate import load_rows
+    from training.config import load_config
+
+    train_csv, test_csv, _, _ = _two_files(tmp_path)
+    args = build_parser().parse_args(
+        [
+            "evaluate",
+            "--model",
+            "x",
+            "--train",
+            str(train_csv),
+            "--test",
+            str(test_csv),
+            "--format",
+            "canonical",
+        ]
+    )
+    table, fit_rows, test_rows = load_rows(args, load_config(TINY).data)
+    hist = history_index(table, 20)
+    is_test = np.zeros(table.height, bool)
+    is_test[test_rows] = True
+    sources = hist[test_rows][hist[test_rows] >= 0]
+    assert (~is_test[sources]).any() and is_test[sources].any()
+    assert len(fit_rows) + len(test_rows) == table.height
+
+
+def test_real_kuairand_fixture(shared_data: Path, tmp_path: Path) -> None:
+    """The 2,000-row raw KuaiRand-Pure sample trains and evaluates end to end."""
+    run, report_path = tmp_path / "run", tmp_path / "r.json"
+    common = ["--data", str(KUAIRAND_FIXTURE), "--format", "kuairand"]
+    assert main(["train", *common, "--config", str(TINY), "--out", str(run), "--no-progress"]) == 0
+    assert main(["evaluate", "--model", str(run), *common, "--json", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    _check_layout(report)
+    assert all(np.isfinite(v) for v in report["strict"]["SegInterest"].values())
+
+
+def _fail(capsys, argv: list[str], message: str) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
+def test_bad_input_is_exit_2_with_one_line(log_csv: Path, tmp_path: Path, capsys) -> None:
+    """Bad options, files and mismatches end with exit code 2 and one line on stderr."""
+    data = ["--data", str(log_csv), "--format", "canonical"]
+    train = ["train", *data, "--config", str(TINY), "--out", str(tmp_path / "r"), "--no-progress"]
+    _fail(capsys, [*train, "--set", "optim.nope=1"], "optim.nope")
+    _fail(capsys, [*train, "--set", "optim.lr=fast"], "optim.lr")
+    _fail(capsys, [*train, "--train", str(log_csv)], "either --data")
+    _fail(
+        capsys,
+        ["train", "--train", str(log_csv), "--split", "temporal", "--out", "x"],
+        "--split applies",
+    )
+    _fail(capsys, ["evaluate", "--model", str(tmp_path / "none"), *data], "not a training run")
+    assert main(train) == 0
+    capsys.readouterr()
+    run = str(tmp_path / "r")
+    _fail(
+        capsys,
+        ["evaluate", "--model", run, *data, "--seed", "1"],
+        "trained on split random_per_user seed 0",
+    )
+    _fail(capsys, ["evaluate", "--model", run, *data, "--s-max", "30"], "s_max")
+    _fail(
+        capsys,
+        ["evaluate", "--model", run, "--train", str(log_csv)],
+        "--train FILE and --test FILE",
+    )
+
+
+def test_missing_file_subprocess_exit_2(tmp_path: Path) -> None:
+    """Through the installed entry point: no traceback, one line, exit 2."""
+    cmd = [sys.executable, "-m", "segint.cli", "train", "--data", str(tmp_path / "missing.csv"),
+           "--format", "kuairand", "--out", str(tmp_path / "r")]  # fmt: skip
+    proc = subprocess.run(
+        cmd,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.count("\n") == 1
+        and "missing.csv" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )

@@ -1,0 +1,138 @@
+"""The training loop on generated logs with the tiny config: learning, seeds, early stopping,
+best checkpoint, metrics file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from segint.errors import DataError, SegintError
+from segint.splits import TRAIN, VALID, assign_split, history_index
+from tests.training.conftest import TINY
+from training.checkpoint import load_model, load_run_config
+from training.config import load_config
+from training.data import InteractionDataset
+from training.inference import evaluate_dataset
+from training.train import train
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_tiny_batch_overfits_through_the_real_loop(tmp_path: Path) -> None:
+    """13 views (one batch) are memorised: loss falls and their exits rank first.
+
+    The validation rows are copies of the training rows, so the kept (best) checkpoint is
+    the one that fits them best.
+    """
+    rng = np.random.default_rng(1)
+    n = 13
+    n_seg = rng.integers(3, 12, n)
+    exit_ = np.array([rng.integers(0, k + 1) for k in n_seg])  # any of the N + 1 outcomes
+    rows = pl.DataFrame(
+        {
+            "user_id": np.arange(n) % 4,
+            "video_id": np.arange(n) + 50,
+            "time_ms": np.arange(n) * 1000,
+            "duration_ms": n_seg * 5000 - 10,
+            "play_time_ms": np.where(exit_ == n_seg, n_seg * 5000, exit_ * 5000 + 100),
+            "n_segments": n_seg,
+            "exit_slot": exit_,
+        }
+    )
+    # Copies at the same timestamps: never in each other's history, same inputs as training.
+    table = pl.concat([rows, rows]).sort(["user_id", "time_ms"], maintain_order=True)
+    split = np.tile(np.array([TRAIN, VALID], dtype=np.int8), n)
+    cfg = load_config(
+        TINY,
+        ["optim.lr=0.03", "optim.max_epochs=60", "optim.eval_every=20", "optim.patience=100"],
+    )
+    result = train(cfg, table, split, tmp_path / "run", device="cpu", progress=False)
+    lines = _metrics(tmp_path / "run")
+    assert result.steps == 60 and len(lines) == 3
+    assert lines[-1]["train_loss"] < 0.1 * lines[0]["train_loss"]
+    assert lines[-1]["valid"]["strict"]["HR@1"] >= 12 / 13
+    assert result.best_metric >= 0.95
+
+
+def _train_tiny(table: pl.DataFrame, out: Path, *overrides: str):
+    cfg = load_config(TINY, list(overrides))
+    split = assign_split(table, cfg.data.split, cfg.data.seed)
+    return train(cfg, table, split, out, device="cpu", progress=False)
+
+
+def test_same_seed_gives_identical_weights_and_metrics(table: pl.DataFrame, tmp_path: Path) -> None:
+    """Two CPU runs with one seed are bit-identical; another seed differs."""
+    runs = {}
+    for name, seed in (("a", "0"), ("b", "0"), ("c", "1")):
+        _train_tiny(
+            table, tmp_path / name, f"optim.seed={seed}", "model.dropout=0.1", "optim.max_epochs=1"
+        )
+        state = torch.load(tmp_path / name / "model.pt", weights_only=True)
+        runs[name] = (state, [{**m, "elapsed_s": 0} for m in _metrics(tmp_path / name)])
+    (sa, ma), (sb, mb), (sc, _) = runs["a"], runs["b"], runs["c"]
+    assert ma == mb
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_best_checkpoint_is_kept_and_metrics_logged(table: pl.DataFrame, tmp_path: Path) -> None:
+    """model.pt reproduces the best validation line exactly; each line has the expected keys."""
+    run = tmp_path / "run"
+    result = _train_tiny(
+        table, run, "optim.max_epochs=2", "optim.eval_every=4", "optim.patience=100"
+    )
+    lines = _metrics(run)
+    assert [m["step"] for m in lines] == list(range(4, result.steps, 4)) + [result.steps]
+    assert set(lines[0]) == {"step", "epoch", "train_loss", "valid", "best_step", "elapsed_s"}
+    assert set(lines[0]["valid"]) == {"paper", "strict"}
+    best = max(lines, key=lambda m: m["valid"]["strict"]["NDCG@5"])
+    assert result.best_step == lines[-1]["best_step"] == best["step"]
+    # Rebuild from disk and re-score the validation rows.
+    cfg = load_run_config(run)
+    model, model_cfg, users, videos = load_model(run)
+    split = assign_split(table, cfg.data.split, cfg.data.seed)
+    valid = InteractionDataset(
+        table, history_index(table, cfg.data.history_len), np.flatnonzero(split == VALID),
+        users, videos, model_cfg.s_max,
+    )  # fmt: skip
+    again = evaluate_dataset(model, valid, 64, "cpu", seed=cfg.optim.seed)
+    assert again["strict"]["NDCG@5"] == pytest.approx(best["valid"]["strict"]["NDCG@5"], abs=1e-12)
+    assert again["paper"]["MAE"] == pytest.approx(best["valid"]["paper"]["MAE"], abs=1e-12)
+
+
+def test_early_stopping_after_patience(table: pl.DataFrame, tmp_path: Path) -> None:
+    """With a learning rate too small to change anything, training stops after 1 + patience
+    validations."""
+    result = _train_tiny(
+        table, tmp_path / "run", "optim.lr=1e-30", "optim.eval_every=3", "optim.patience=2",
+        "optim.max_epochs=50",
+    )  # fmt: skip
+    assert result.stopped_early and result.steps == 9 and result.best_step == 3
+    assert len(_metrics(tmp_path / "run")) == 3
+
+
+def test_no_validation_rows_and_content_modality_are_errors(
+    table: pl.DataFrame, tmp_path: Path
+) -> None:
+    """Clear errors instead of a crash deep inside the loop."""
+    cfg = load_config(TINY)
+    with pytest.raises(DataError, match="no validation rows"):
+        train(
+            cfg,
+            table,
+            np.zeros(table.height, np.int8),
+            tmp_path / "a",
+            device="cpu",
+            progress=False,
+        )
+    cfg = load_config(TINY, ["model.modalities=[id,content]", "model.content_dim=4"])
+    split = assign_split(table, "random_per_user", 0)
+    with pytest.raises(SegintError, match="content"):
+        train(cfg, table, split, tmp_path / "b", device="cpu", progress=False)

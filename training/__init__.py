@@ -1,0 +1,1 @@
+"""Training of the segment interest model: configs, data, the loop, checkpoints."""

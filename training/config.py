@@ -1,0 +1,278 @@
+"""Training configuration: frozen dataclasses, loaded from YAML plus dotted overrides.
+
+A config file has four sections (see ``configs/base.yaml``)::
+
+    data:  history_len, split, seed, min_interactions, s_max
+    optim: lr, weight_decay, batch_size, eval_batch_size, max_epochs, grad_clip, eval_every,
+           patience, valid_protocol, seed
+    loss:  bpr_max | pairwise | bce | exit_ce
+    model: any `model.config.ModelConfig` field except n_users / n_videos (taken from the
+           vocabularies) and s_max / history_len (taken from ``data``, so they cannot disagree)
+
+Overrides are ``SECTION.KEY=VALUE`` strings (``loss=VALUE`` for the top-level key), given on
+the command line as ``--set optim.lr=3e-4 model.d_model=32``. Values are read as YAML and
+converted to the field's declared type, so ``3e-4``, ``true`` and ``[id,content]`` all work.
+Unknown sections or keys, and values of the wrong type, raise `SegintError` (CLI exit 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from segint.errors import SegintError
+from segint.metrics import PROTOCOLS
+from segint.splits import SPLIT_METHODS
+
+LOSSES = ("bpr_max", "pairwise", "bce", "exit_ce")
+# ModelConfig fields the training code fills in itself.
+DERIVED_MODEL_FIELDS = ("n_users", "n_videos", "s_max", "history_len")
+# data.split of a run trained with `--train FILE`: validation = the file's last 10% by time.
+TRAIN_FILE = "train_file"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    history_len: int = 20  # H: previous views per row (model.history_tokens=false ignores them)
+    split: str = "random_per_user"  # random_per_user | temporal; train_file = --train mode
+    seed: int = 0  # split seed
+    min_interactions: int = 1  # random_per_user: drop users with fewer rows
+    s_max: int = 40  # S: slots; keeps videos shorter than s_max * 5 s
+
+    def __post_init__(self) -> None:
+        if self.history_len < 1:
+            raise ValueError(f"data.history_len must be >= 1, got {self.history_len}")
+        if self.split not in (*SPLIT_METHODS, TRAIN_FILE):
+            raise ValueError(
+                f"data.split must be one of {(*SPLIT_METHODS, TRAIN_FILE)}, got {self.split!r}"
+            )
+        if self.min_interactions < 1:
+            raise ValueError(f"data.min_interactions must be >= 1, got {self.min_interactions}")
+        if not 2 <= self.s_max <= 400:
+            raise ValueError(f"data.s_max must be in [2, 400], got {self.s_max}")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 1e-3  # AdamW learning rate
+    weight_decay: float = 1e-4  # AdamW decoupled weight decay
+    batch_size: int = 256  # rows per step (per process under torchrun)
+    eval_batch_size: int = 1024  # rows per inference batch
+    max_epochs: int = 20  # passes over the training rows at most
+    grad_clip: float = 10.0  # max global gradient norm (0 = no clipping)
+    eval_every: int = 100  # validate every this many optimizer steps (and at the end)
+    patience: int = 5  # stop after this many validations without a better NDCG@5
+    valid_protocol: str = "strict"  # metric protocol of the validation NDCG@5
+    seed: int = 0  # initialisation and shuffling seed
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError(
+                f"need optim.lr > 0, weight_decay >= 0, grad_clip >= 0; got lr={self.lr}, "
+                f"weight_decay={self.weight_decay}, grad_clip={self.grad_clip}"
+            )
+        for name in ("batch_size", "eval_batch_size", "max_epochs", "eval_every", "patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"optim.{name} must be >= 1, got {getattr(self, name)}")
+        if self.valid_protocol not in PROTOCOLS:
+            raise ValueError(
+                f"optim.valid_protocol must be one of {PROTOCOLS}, got {self.valid_protocol!r}"
+            )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: str = "bpr_max"  # training loss from model.loss
+    # ModelConfig fields (minus DERIVED_MODEL_FIELDS); a read-only mapping keeps this frozen.
+    model: Mapping[str, Any] = field(default_factory=lambda: types.MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        object.__setattr__(self, "model", types.MappingProxyType(dict(self.model)))
+
+    def model_config(self, n_users: int, n_videos: int) -> Any:
+        """The `ModelConfig` for vocabularies of ``n_users`` / ``n_videos`` rows."""
+        from model.config import ModelConfig
+
+        return ModelConfig(
+            n_users=n_users,
+            n_videos=n_videos,
+            s_max=self.data.s_max,
+            history_len=self.data.history_len,
+            **self.model,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for YAML (tuples become lists)."""
+        return {
+            "data": dataclasses.asdict(self.data),
+            "optim": dataclasses.asdict(self.optim),
+            "loss": self.loss,
+            "model": {k: list(v) if isinstance(v, tuple) else v for k, v in self.model.items()},
+        }
+
+
+def _model_field_types() -> dict[str, Any]:
+    from model.config import ModelConfig
+
+    hints = typing.get_type_hints(ModelConfig)
+    return {
+        f.name: hints[f.name]
+        for f in dataclasses.fields(ModelConfig)
+        if f.name not in DERIVED_MODEL_FIELDS
+    }
+
+
+def _section_types(section: str) -> dict[str, Any]:
+    if section == "model":
+        return _model_field_types()
+    cls = {"data": DataConfig, "optim": OptimConfig}[section]
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    """Convert a YAML value to ``typ`` (int, float, bool, str, tuple[str, ...])."""
+    bad = SegintError(
+        f"config key {key!r}: expected {getattr(typ, '__name__', typ)}, got {value!r}"
+    )
+    if typing.get_origin(typ) is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise bad
+        (item_type, *_) = typing.get_args(typ)
+        return tuple(_coerce(v.strip() if isinstance(v, str) else v, item_type, key) for v in items)
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if typ is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad
+    if typ is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # PyYAML reads `1e-3` (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise bad from None
+        raise bad
+    if typ is str:
+        if isinstance(value, str):
+            return value
+        raise bad
+    raise SegintError(f"config key {key!r}: unsupported field type {typ!r}")  # pragma: no cover
+
+
+def from_dict(raw: Mapping[str, Any]) -> TrainConfig:
+    """Validate a plain dict (from YAML) into a `TrainConfig`; unknown keys are errors."""
+    if not isinstance(raw, Mapping):
+        raise SegintError(f"config must be a mapping of sections, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - {"data", "optim", "loss", "model"})
+    if unknown:
+        raise SegintError(f"unknown config key {unknown[0]!r} (sections: data, optim, loss, model)")
+    sections: dict[str, dict[str, Any]] = {}
+    for section in ("data", "optim", "model"):
+        values = raw.get(section) or {}
+        if not isinstance(values, Mapping):
+            raise SegintError(f"config section {section!r} must be a mapping, got {values!r}")
+        types_ = _section_types(section)
+        for key in values:
+            if key not in types_:
+                derived = (
+                    " (set by training; use data.* instead)" if key in DERIVED_MODEL_FIELDS else ""
+                )
+                raise SegintError(f"unknown config key '{section}.{key}'{derived}")
+        sections[section] = {k: _coerce(v, types_[k], f"{section}.{k}") for k, v in values.items()}
+    loss = raw.get("loss", TrainConfig.loss)
+    try:
+        cfg = TrainConfig(
+            data=DataConfig(**sections["data"]),
+            optim=OptimConfig(**sections["optim"]),
+            loss=_coerce(loss, str, "loss"),
+            model=sections["model"],
+        )
+        cfg.model_config(n_users=2, n_videos=2)  # let ModelConfig check its own fields now
+    except ValueError as e:
+        raise SegintError(f"bad config: {e}") from None
+    return cfg
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with ``SECTION.KEY=VALUE`` overrides applied."""
+    out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise SegintError(f"override {item!r} is not KEY=VALUE (e.g. optim.lr=3e-4)")
+        try:
+            value = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError:
+            value = text
+        path = key.split(".")
+        if path == ["loss"]:
+            out["loss"] = value
+        elif len(path) == 2 and path[0] in ("data", "optim", "model"):
+            section = out.setdefault(path[0], {})
+            if not isinstance(section, dict):
+                raise SegintError(f"config section {path[0]!r} must be a mapping")
+            section[path[1]] = value
+        else:
+            raise SegintError(
+                f"unknown config key {key!r} (use SECTION.KEY with SECTION in data, optim, model, or loss)"
+            )
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise SegintError(f"{p}: no such config file")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        first = str(e).splitlines()[0] if str(e) else "parse error"
+        raise SegintError(f"{p}: not valid YAML ({first})") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SegintError(f"{p}: config must be a mapping of sections")
+    return raw
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Defaults, then the YAML file (if any), then the overrides."""
+    raw = read_yaml(path) if path is not None else {}
+    return from_dict(apply_overrides(raw, overrides))
+
+
+def save_config(cfg: TrainConfig, model_cfg: Any, path: str | Path) -> None:
+    """Write the resolved config: the training sections plus the full `ModelConfig`.
+
+    The ``model`` section of the written file holds every ModelConfig field (vocabulary sizes
+    included), so `training.checkpoint.load_model` rebuilds the network from it alone.
+    """
+    out = cfg.to_dict()
+    out["model"] = model_cfg.to_dict()
+    Path(path).write_text(yaml.safe_dump(out, sort_keys=False))
+
+
+def config_from_run(raw: Mapping[str, Any]) -> TrainConfig:
+    """The `TrainConfig` of a run directory's resolved ``config.yaml`` (derived fields dropped)."""
+    raw = dict(raw)
+    raw["model"] = {
+        k: v for k, v in (raw.get("model") or {}).items() if k not in DERIVED_MODEL_FIELDS
+    }
+    return from_dict(raw)

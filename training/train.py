@@ -1,0 +1,363 @@
+"""The training loop: AdamW, gradient clipping, scheduled validation, early stopping.
+
+`train` takes a loaded table and its split (0 train, 1 valid; other rows only serve as
+history) and writes a run directory (`training.checkpoint`). Every ``optim.eval_every`` steps,
+and after the last step, it scores the validation rows and appends a line to
+``metrics.jsonl``; the best validation NDCG@5 (``optim.valid_protocol``) so far is saved as
+``model.pt``, and training stops after ``optim.patience`` validations without improvement.
+
+Entry points: ``segint train ...`` (segint/commands/train.py), or the same arguments with
+``python -m training.train``. Under ``torchrun --nproc_per_node K`` each process trains on
+its 1/K share of every epoch (DistributedSampler) through DistributedDataParallel (gloo on
+CPU, NCCL on GPU); rank 0 alone validates and writes, and tells the others when to stop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
+from tqdm import tqdm
+
+from segint.errors import DataError, SegintError
+from segint.splits import TRAIN, VALID, history_index
+from segint.vocab import Vocab
+from training import checkpoint
+from training.config import TrainConfig
+from training.data import Batch, InteractionDataset, build_vocabs, collate
+from training.inference import evaluate_dataset
+
+log = logging.getLogger(__name__)
+VALID_METRIC = "NDCG@5"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    best_step: int  # step of the saved checkpoint
+    best_metric: float  # its validation NDCG@5 under optim.valid_protocol
+    steps: int  # optimizer steps taken
+    epochs: float  # passes over the training rows
+    stopped_early: bool
+    elapsed_s: float
+    train_rows: int
+    valid_rows: int
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in a torchrun job (rank 0 of 1 when run alone)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def select_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` = CUDA when available, else CPU; under torchrun each process takes its GPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SegintError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SegintError("--device cuda asked for, but no CUDA device is available")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+    return device
+
+
+def init_distributed(device_name: str) -> tuple[Dist, torch.device]:
+    """Join the torchrun process group when ``WORLD_SIZE`` > 1; pick this process's device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    info = Dist(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+    device = select_device(device_name, info.local_rank)
+    if world > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return info, device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    # Decay matrices and embedding tables only: decaying biases, LayerNorm gains and the
+    # per-slot position bias would pull them toward zero for no regularisation benefit.
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.optim.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.optim.lr)
+
+
+def _json_safe(metrics: dict[str, dict[str, float]]) -> dict[str, dict[str, float | None]]:
+    return {
+        p: {k: (v if math.isfinite(v) else None) for k, v in m.items()} for p, m in metrics.items()
+    }
+
+
+class _Validator:
+    """Rank 0's bookkeeping: validate, append metrics, keep the best checkpoint."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        data: InteractionDataset,
+        cfg: TrainConfig,
+        out: Path,
+        device: torch.device,
+    ) -> None:
+        self.model, self.data, self.cfg, self.out, self.device = model, data, cfg, out, device
+        self.best = -math.inf
+        self.best_step = 0
+        self.since_best = 0
+        self.start = time.perf_counter()
+
+    def __call__(self, step: int, epoch: float, train_loss: float) -> bool:
+        """Validate at ``step``; returns True when patience has run out."""
+        metrics = evaluate_dataset(
+            self.model,
+            self.data,
+            self.cfg.optim.eval_batch_size,
+            self.device,
+            seed=self.cfg.optim.seed,
+        )
+        value = metrics[self.cfg.optim.valid_protocol][VALID_METRIC]
+        comparable = value if math.isfinite(value) else -math.inf
+        if self.best_step == 0 or comparable > self.best:
+            self.best, self.best_step, self.since_best = comparable, step, 0
+            checkpoint.save_weights(self.model, self.out)
+        else:
+            self.since_best += 1
+        line = {
+            "step": step,
+            "epoch": round(epoch, 4),
+            "train_loss": train_loss if math.isfinite(train_loss) else None,
+            "valid": _json_safe(metrics),
+            "best_step": self.best_step,
+            "elapsed_s": round(time.perf_counter() - self.start, 2),
+        }
+        with (self.out / checkpoint.METRICS_FILE).open("a") as f:
+            f.write(json.dumps(line) + "\n")
+        self.model.train()
+        return self.since_best >= self.cfg.optim.patience
+
+
+def _stop_everywhere(stop: bool, info: Dist, device: torch.device) -> bool:
+    """Rank 0's stop decision, broadcast so every process leaves the loop at the same step."""
+    if info.world == 1:
+        return stop
+    flag = torch.tensor([int(stop)], device=device)
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything a run needs before the model exists: vocabularies, config, datasets."""
+
+    users: Vocab
+    videos: Vocab
+    model_cfg: Any  # model.config.ModelConfig
+    train: InteractionDataset
+    valid: InteractionDataset
+
+
+def prepare(cfg: TrainConfig, table: pl.DataFrame, split: npt.NDArray[np.int8]) -> Prepared:
+    """Vocabularies from the training rows, histories over the whole table, the datasets."""
+    train_rows, valid_rows = np.flatnonzero(split == TRAIN), np.flatnonzero(split == VALID)
+    if len(valid_rows) == 0:
+        raise DataError("no validation rows: the split left nothing to validate on")
+    history = history_index(table, cfg.data.history_len)  # (n, H), any split
+    users, videos = build_vocabs(table, train_rows)
+    model_cfg = cfg.model_config(len(users), len(videos))
+    if "content" in model_cfg.modalities:
+        raise SegintError(
+            "the content modality needs segment features; segint train reads interaction logs only"
+        )
+    s_max = cfg.data.s_max
+    return Prepared(
+        users,
+        videos,
+        model_cfg,
+        InteractionDataset(table, history, train_rows, users, videos, s_max),
+        InteractionDataset(table, history, valid_rows, users, videos, s_max),
+    )
+
+
+def train_step(
+    net: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Any,
+    batch: Batch,
+    grad_clip: float,
+) -> torch.Tensor:
+    """One optimizer step on one batch (already on the device); returns the detached loss."""
+    logits = net(**batch.inputs())  # (B, S)
+    loss: torch.Tensor = loss_fn(logits, batch.exit_slot, batch.n_segments)
+    optimizer.zero_grad(set_to_none=True)
+    torch.autograd.backward(loss)
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+    optimizer.step()
+    return loss.detach()
+
+
+def train(
+    cfg: TrainConfig,
+    table: pl.DataFrame,
+    split: npt.NDArray[np.int8],
+    out_dir: str | Path,
+    device: str = "auto",
+    progress: bool = True,
+) -> TrainResult:
+    """Train on the rows with ``split == 0``, validate on ``split == 1``, write ``out_dir``.
+
+    Works alone or inside a torchrun job (the process group is joined and left here).
+    """
+    from model.loss import LOSSES
+    from model.network import SegmentInterestModel
+
+    info, dev = init_distributed(device)
+    try:
+        out = Path(out_dir)
+        seed_everything(cfg.optim.seed)
+        prep = prepare(cfg, table, split)
+        model = SegmentInterestModel(prep.model_cfg).to(dev)
+        if info.main:
+            checkpoint.write_run_files(out, cfg, prep.model_cfg, prep.users, prep.videos)
+            log.info(
+                "training on %d rows (%d users, %d videos), validating on %d; %d parameters; device %s x%d",
+                len(prep.train), len(prep.users) - 1, len(prep.videos) - 1, len(prep.valid),
+                sum(p.numel() for p in model.parameters()), dev, info.world,
+            )  # fmt: skip
+        sampler: Sampler[int]
+        if info.world > 1:
+            torch.manual_seed(cfg.optim.seed + 1 + info.rank)  # distinct dropout masks per rank
+            # Some parameters get no gradient in some configurations (the last layer's user
+            # stream, or the whole last layer with reference_last_layer_bug).
+            net: torch.nn.Module = DistributedDataParallel(
+                model,
+                device_ids=[dev.index] if dev.type == "cuda" else None,
+                find_unused_parameters=True,
+            )
+            sampler = DistributedSampler(
+                prep.train, info.world, info.rank, shuffle=True, seed=cfg.optim.seed
+            )
+        else:
+            net = model
+            sampler = RandomSampler(
+                prep.train, generator=torch.Generator().manual_seed(cfg.optim.seed)
+            )
+        loader = DataLoader(
+            prep.train, batch_size=cfg.optim.batch_size, sampler=sampler, collate_fn=collate
+        )
+        validator = _Validator(model, prep.valid, cfg, out, dev) if info.main else None
+        return _loop(cfg, net, loader, LOSSES[cfg.loss], validator, info, dev, progress)
+    finally:
+        if info.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _loop(
+    cfg: TrainConfig,
+    net: torch.nn.Module,
+    loader: DataLoader[Any],
+    loss_fn: Any,
+    validator: _Validator | None,
+    info: Dist,
+    dev: torch.device,
+    progress: bool,
+) -> TrainResult:
+    o = cfg.optim
+    optimizer = make_optimizer(net, cfg)
+    total = o.max_epochs * len(loader)
+    start = time.perf_counter()
+    step, loss_sum, loss_rows, stop = 0, 0.0, 0, False
+    bar = tqdm(
+        total=total,
+        desc="train",
+        unit="step",
+        disable=not (progress and info.main),
+        file=sys.stderr,
+    )
+    net.train()
+    for epoch in range(o.max_epochs):
+        if isinstance(loader.sampler, DistributedSampler):
+            loader.sampler.set_epoch(epoch)
+        for batch in loader:
+            batch = batch.to(dev)
+            loss = train_step(net, optimizer, loss_fn, batch, o.grad_clip)
+            step += 1
+            loss_sum += float(loss) * len(batch)
+            loss_rows += len(batch)
+            bar.update(1)
+            if step % o.eval_every == 0 or step == total:
+                train_loss = loss_sum / max(loss_rows, 1)
+                loss_sum, loss_rows = 0.0, 0
+                if validator is not None:
+                    stop = validator(step, step / len(loader), train_loss)
+                    bar.set_postfix(loss=f"{train_loss:.4f}", best=f"{validator.best:.4f}")
+                stop = _stop_everywhere(stop, info, dev)
+                if stop:
+                    break
+        if stop:
+            break
+    bar.close()
+    elapsed = time.perf_counter() - start
+    best_step = validator.best_step if validator else 0
+    best = validator.best if validator else math.nan
+    if info.main:
+        log.info(
+            "best validation %s (%s) %.4f at step %d of %d; %.1f s",
+            VALID_METRIC, o.valid_protocol, best, best_step, step, elapsed,
+        )  # fmt: skip
+    return TrainResult(
+        best_step=best_step,
+        best_metric=best,
+        steps=step,
+        epochs=step / max(len(loader), 1),
+        stopped_early=stop,
+        elapsed_s=elapsed,
+        train_rows=len(loader.dataset),  # type: ignore[arg-type]
+        valid_rows=len(validator.data) if validator else 0,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m training.train ARGS`` = ``segint train ARGS`` (what torchrun launches)."""
+    from segint.cli import main as cli_main
+
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
