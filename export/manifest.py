@@ -11,8 +11,15 @@ Graphs by user stream (``docs/contracts.md``):
   (user states + mask + candidates -> logits). The user side is computed once per user.
 - ``cross``: ``model`` (the full forward; the service repeats the user inputs per candidate).
 
-Extra outputs (a future SegRec CTR) are added as further entries of a graph's ``outputs``;
-readers look outputs up by name and ignore names they do not know.
+Optional parts:
+
+- ``ctr``: a SegRec CTR head (``ctr.onnx``, `CtrSpec`): the interest model's inputs plus its
+  ``interest_logits`` (B, S) -> ``ctr`` (B,), with its own id vocabularies (SegRec builds them
+  from its training rows, which need not be the interest model's).
+- ``features``: for content models, how the segment features were read in training
+  (``l1_normalize``, the store's path); the service reads the same kind of store.
+
+Readers look outputs up by name and ignore names they do not know.
 """
 
 from __future__ import annotations
@@ -61,6 +68,22 @@ class GraphSpec:
 
 
 @dataclass(frozen=True)
+class CtrSpec:
+    """The SegRec CTR head exported next to the interest model (graph ``ctr``)."""
+
+    backbone: str  # widedeep | din
+    mode: str  # segrec (interest-weighted), or a baseline that ignores the interest logits
+    history_len: int  # views the head's history inputs hold at most (DIN attends over them)
+    config_hash: str  # sha256 of the SegRec config's canonical JSON
+    config: dict[str, Any]  # the full SegRecConfig as a plain dict
+    label: dict[str, Any]  # the effective-view label it was trained on (edges, medians)
+    source: dict[str, Any]  # the SegRec run dir and the interest model it was trained with
+    vocab_users: str = "ctr_vocab_users.npy"
+    vocab_videos: str = "ctr_vocab_videos.npy"
+    graph: str = "ctr"
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Everything the service needs to know about an artifact, besides the files themselves."""
 
@@ -82,6 +105,8 @@ class Manifest:
     vocab_videos: str = VOCAB_VIDEOS
     format_version: int = FORMAT_VERSION
     source: dict[str, Any] = field(default_factory=dict)  # run dir, training metadata
+    ctr: CtrSpec | None = None  # the SegRec CTR head, when exported with --segrec
+    features: dict[str, Any] | None = None  # content models: l1_normalize, training store
 
     def graph(self, name: str) -> GraphSpec:
         if name not in self.graphs:
@@ -139,9 +164,12 @@ class Manifest:
             name: GraphSpec(g["file"], tensors(g["inputs"]), tensors(g["outputs"]))
             for name, g in data["graphs"].items()
         }
-        fields = {k: v for k, v in data.items() if k != "graphs"}
+        fields = {k: v for k, v in data.items() if k not in ("graphs", "ctr")}
         fields["modalities"] = tuple(fields["modalities"])
-        manifest = cls(graphs=graphs, **fields)
+        ctr = CtrSpec(**data["ctr"]) if data.get("ctr") is not None else None
+        manifest = cls(graphs=graphs, ctr=ctr, **fields)
+        if ctr is not None and ctr.graph not in graphs:
+            raise ValueError(f"ctr head names graph {ctr.graph!r}, not in {sorted(graphs)}")
         expected = {"self": {"user_encoder", "scorer"}, "cross": {"model"}}.get(
             manifest.user_stream
         )

@@ -14,7 +14,11 @@ Graphs (shape legend as in ``model/network.py``):
   (two independent symbolic batch axes cannot broadcast against each other in torch.export).
 - cross stream: ``model``: the full forward on B rows -> logits (B, S).
 
-Entry points: ``segint export --model RUN_DIR --out artifacts/VERSION`` or `export_run`.
+- with ``--segrec``: ``ctr``, the SegRec CTR head (`export.ctr`): the interest inputs on B rows
+  plus interest_logits (B, S) -> ctr (B,).
+
+Entry points: ``segint export --model RUN_DIR [--segrec SEGREC_RUN] --out artifacts/VERSION``
+or `export_run`.
 """
 
 from __future__ import annotations
@@ -33,12 +37,15 @@ from typing import Any
 
 import onnx
 import torch
+import yaml
 from torch import Tensor, nn
 from torch.export import Dim
 
+from export.ctr import export_ctr, load_checked_run
 from export.manifest import (
     VOCAB_USERS,
     VOCAB_VIDEOS,
+    CtrSpec,
     GraphSpec,
     Manifest,
     TensorSpec,
@@ -142,7 +149,7 @@ def export_model(
     if cfg.user_stream == "self":
         encoder = UserEncoder(model)
         args = tuple(ex[n] for n in user_names)
-        graphs["user_encoder"] = _export(
+        graphs["user_encoder"] = export_graph(
             encoder,
             args,
             user_names,
@@ -173,7 +180,7 @@ def export_model(
         if content:
             scorer_args += (ex["video_content"],)
             scorer_shapes["video_content"] = {0: candidates}
-        graphs["scorer"] = _export(
+        graphs["scorer"] = export_graph(
             Scorer(model),
             scorer_args,
             names,
@@ -183,11 +190,14 @@ def export_model(
             opset,
         )
     else:
-        names = [*user_names, "video_ids", "n_segments", *(["video_content"] if content else [])]
+        # Positional arguments in `SegmentInterestModel.forward`'s order: the content tensors
+        # come after the candidate inputs.
+        names = [*USER_INPUTS, "video_ids", "n_segments"]
+        names += ["hist_content", "video_content"] if content else []
         shapes = user_shapes | {"video_ids": {0: batch}, "n_segments": {0: batch}}
         if content:
             shapes["video_content"] = {0: batch}
-        graphs["model"] = _export(
+        graphs["model"] = export_graph(
             model,
             tuple(ex[n] for n in names),
             names,
@@ -200,21 +210,28 @@ def export_model(
 
 
 def export_run(
-    run_dir: str | Path, out: str | Path, version: str | None = None, force: bool = False
+    run_dir: str | Path,
+    out: str | Path,
+    version: str | None = None,
+    force: bool = False,
+    segrec: str | Path | None = None,
 ) -> Manifest:
     """Export a training run (see `training.checkpoint`) to the artifact folder ``out``.
 
     The artifact is built in a temporary sibling folder and renamed into place, so a reader
-    never sees half of one.
+    never sees half of one. Everything is checked before the first graph is exported.
 
     Args:
         run_dir: training run with model.pt, config.yaml and the vocabularies.
         out: artifact folder, conventionally ``artifacts/<version>``.
         version: model version (cache keys use it); default: the name of ``out``.
         force: replace an existing artifact at ``out``.
+        segrec: a ``segint segrec train`` run whose CTR head is exported too (``ctr.onnx``);
+            in mode segrec it must have been trained on ``run_dir``'s interest logits.
 
     Raises:
-        SegintError: bad run directory, or ``out`` exists and ``force`` is False.
+        SegintError: bad run directory, a SegRec run that does not fit (`export.ctr`), or
+            ``out`` exists and ``force`` is False.
     """
     from training.checkpoint import load_model
 
@@ -227,14 +244,24 @@ def export_run(
         raise SegintError(
             f"model version {version!r} must be non-empty without braces, colons or spaces"
         )
+    ctr_run = None if segrec is None else load_checked_run(segrec, run_dir, cfg.s_max)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         graphs = export_model(model, tmp)
+        ctr = None
+        if ctr_run is not None:
+            graphs["ctr"], ctr = export_ctr(ctr_run, tmp, OPSET)
         users.save(tmp / VOCAB_USERS)
         videos.save(tmp / VOCAB_VIDEOS)
         manifest = build_manifest(
-            cfg, graphs, tmp, version, source={"run_dir": str(Path(run_dir).resolve())}
+            cfg,
+            graphs,
+            tmp,
+            version,
+            source={"run_dir": str(Path(run_dir).resolve())},
+            ctr=ctr,
+            features=_content_features(run_dir) if "content" in cfg.modalities else None,
         )
         manifest.write(tmp)
         if out.exists():
@@ -253,6 +280,8 @@ def build_manifest(
     version: str,
     source: dict[str, Any] | None = None,
     opset: int = OPSET,
+    ctr: CtrSpec | None = None,
+    features: dict[str, Any] | None = None,
 ) -> Manifest:
     """The manifest of graphs already written to ``folder``."""
     config = cfg.to_dict()
@@ -272,7 +301,22 @@ def build_manifest(
         config=config,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         source=source or {},
+        ctr=ctr,
+        features=features,
     )
+
+
+def _content_features(run_dir: str | Path) -> dict[str, Any]:
+    """How a content model's run read its segment features (the ``features`` section of its
+    config.yaml: the store and whether vectors were L1-normalised), for the service."""
+    from training.checkpoint import CONFIG_FILE
+
+    raw = yaml.safe_load((Path(run_dir) / CONFIG_FILE).read_text())
+    section = raw.get("features") or {}
+    return {
+        "l1_normalize": bool(section.get("l1_normalize", False)),
+        "store": str(section.get("store", "")),
+    }
 
 
 def graph_spec(path: Path) -> GraphSpec:
@@ -289,7 +333,7 @@ def graph_spec(path: Path) -> GraphSpec:
     )
 
 
-def _export(
+def export_graph(
     module: nn.Module,
     args: tuple[Tensor, ...],
     input_names: list[str],
@@ -298,6 +342,20 @@ def _export(
     path: Path,
     opset: int,
 ) -> GraphSpec:
+    """Export ``module(*args)`` to ``path`` with the pinned exporter settings.
+
+    Args:
+        module: the module to trace (eval mode).
+        args: example inputs, positional, in ``input_names`` order.
+        input_names: graph input names (= the forward's argument names).
+        output_names: graph output names.
+        dynamic: per input name, axis -> `torch.export.Dim`; unlisted inputs are static.
+        path: the ``.onnx`` file to write.
+        opset: ONNX opset.
+
+    Returns:
+        The written graph's inputs and outputs.
+    """
     log.info("exporting %s", path.name)
     # dynamic_shapes keyed by argument name (= input name); unlisted inputs are static.
     shapes = {n: dynamic.get(n, {}) for n in input_names}

@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """\
 Segment-level user interest for short videos: for one user and each candidate video, the
 interest in every 5-second segment, where the user is likely to leave, how long they will
-watch, and the best segments for a personalised thumbnail.
+watch, the best segments for a personalised thumbnail and, when the model was exported with a
+SegRec CTR head, the probability of an effective view (`ctr`).
 
 The user side of the model is computed once per user and cached (Redis, or in process);
 `POST /events/view` keeps it current. Responses of scoring routes carry a `Server-Timing`
@@ -67,6 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             provider=settings.provider,
             intra_op_threads=settings.intra_op_threads,
             spinning=settings.ort_spinning,
+            feature_store=settings.feature_store,
+            feature_l1=settings.feature_l1,
         )
         redis = None
         if settings.redis_url:

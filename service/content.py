@@ -2,15 +2,21 @@
 
 A model trained with the content modality takes ``hist_content`` (B, H, Dc) and
 ``video_content`` (C, S, Dc) (docs/contracts.md). The service gets them from a segment feature
-store (`segint.features.FeatureStore`, pure numpy, no torch) named by ``SEGINT_FEATURE_STORE``;
-without one, content artifacts cannot be served. Videos missing from the store get zero
-features (as padding does in training) and are counted, so the operator sees coverage.
+store (`segint.features.FeatureStore`, pure numpy, no torch) named by ``SEGINT_FEATURE_STORE``
+(the ``feature_store`` setting); without one, content artifacts cannot be served. Videos
+missing from the store get zero features (as in training, `training.data`) and are counted in
+``segint_content_missing_total{input=candidate|history}``, so the operator sees coverage.
+
+The features are built with the same `FeatureStore` calls as training's batches
+(``video_matrix`` for the target video, ``history_means`` over each view's watched segments).
 
 Notation: ``C`` candidates, ``H`` history columns, ``S`` slots, ``Dc`` content width.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -22,6 +28,7 @@ import numpy.typing as npt
 
 from segint.errors import SegintError
 from segint.features import FeatureStore
+from service import metrics
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +70,19 @@ class ContentFeatures:
             return None
         return cls.open(path, model_config, l1_normalize=os.environ.get(ENV_L1) == "1")
 
+    @property
+    def identity(self) -> bytes:
+        """8 bytes naming this snapshot of the store and how it is read: user states computed
+        from other features (another commit, or L1 on/off) must not be served from the cache."""
+        state = json.dumps([self.store.meta, self.store.l1_normalize], sort_keys=True, default=str)
+        return hashlib.sha256(state.encode()).digest()[:8]
+
     def video_content(self, video_ids: npt.ArrayLike, n_segments: npt.ArrayLike) -> F32Array:
         """Feed ``video_content`` (C, S, Dc) of the candidates."""
         feats, mask = self.store.video_matrix(video_ids, n_segments, self.s_max)
-        self.missing_videos += int((~mask.any(axis=1)).sum())
+        missing = int((~mask.any(axis=1)).sum())
+        self.missing_videos += missing
+        metrics.CONTENT_MISSING.labels("candidate").inc(missing)
         return feats
 
     def hist_content(
@@ -81,5 +97,7 @@ class ContentFeatures:
         means, found = self.store.history_means(
             hist_video_ids, hist_exit_slots, hist_n_segments, hist_mask
         )
-        self.missing_videos += int((np.asarray(hist_mask, dtype=bool) & ~found).sum())
+        missing = int((np.asarray(hist_mask, dtype=bool) & ~found).sum())
+        self.missing_videos += missing
+        metrics.CONTENT_MISSING.labels("history").inc(missing)
         return means

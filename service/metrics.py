@@ -40,7 +40,7 @@ REQUESTS = Counter(
 )
 INFERENCE_DURATION = Histogram(
     "segint_inference_duration_seconds",
-    "ONNX Runtime session.run time, by graph (user_encoder, scorer, model).",
+    "ONNX Runtime session.run time, by graph (user_encoder, scorer, model, ctr).",
     ["graph"],
     buckets=_LATENCY_BUCKETS,
 )
@@ -51,7 +51,7 @@ INFERENCE_QUEUE_WAIT = Histogram(
 )
 BATCH_SIZE = Histogram(
     "segint_batch_size",
-    "Rows per session run (candidates for the scorer, users for the user encoder).",
+    "Rows per session run (candidates for the scorer and ctr, users for the user encoder).",
     ["graph"],
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000),
 )
@@ -80,4 +80,10 @@ MODEL_INFO = Gauge(
     "segint_model_info",
     "The loaded artifact (value 1): model version, execution provider, opset, user stream.",
     ["model_version", "provider", "opset", "user_stream"],
+)
+CONTENT_MISSING = Counter(
+    "segint_content_missing_total",
+    "Videos without any stored segment features (served with zero features), by input: "
+    "candidate (video_content) or history (hist_content, one per history view).",
+    ["input"],
 )

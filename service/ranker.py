@@ -2,8 +2,11 @@
 
 No FastAPI here and no torch: the ranker maps raw ids and durations to the graph feeds named
 in the manifest, runs one session per graph, and turns logits into the serving heads of
-`segint.heads`. Its methods block (``session.run``); the web layer calls them in a worker
-thread, which is safe because ``InferenceSession.run`` is thread-safe and releases the GIL.
+`segint.heads`. Content models get their ``hist_content`` / ``video_content`` feeds from a
+segment feature store (`service.content`); an artifact with a SegRec CTR head also gets the
+head's ``ctr`` per candidate (`service.ctr`), from one more run over all candidates. Its
+methods block (``session.run``); the web layer calls them in a worker thread, which is safe
+because ``InferenceSession.run`` is thread-safe and releases the GIL.
 
 Notation: ``C`` candidates, ``h`` real history views, ``H = max(h, 1)`` history columns fed
 to the graph (never 0, as in training's collate), ``S`` = s_max slots, ``M = 1 + H`` user
@@ -12,6 +15,7 @@ tokens, ``n_mod`` modalities, ``L`` layers, ``d`` token width.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -26,6 +30,8 @@ from segint import heads
 from segint.segments import n_segments as count_segments
 from segint.vocab import UNKNOWN, Vocab
 from service import metrics
+from service.content import ContentFeatures
+from service.ctr import CtrHead
 from service.history import History, UserState
 
 log = logging.getLogger(__name__)
@@ -33,9 +39,9 @@ log = logging.getLogger(__name__)
 IntArray = npt.NDArray[np.int64]
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
-# Feeds the service can build; a graph asking for anything else (e.g. content features,
-# which need a segment feature store the service does not have yet) is refused at load.
-_KNOWN_INPUTS = {
+# Feeds the service can build; a graph asking for anything else is refused at load.
+_CONTENT_INPUTS = {"hist_content", "video_content"}  # need a feature store
+_KNOWN_INPUTS = _CONTENT_INPUTS | {
     "user_ids",
     "hist_video_ids",
     "hist_exit_slots",
@@ -45,6 +51,7 @@ _KNOWN_INPUTS = {
     "n_segments",
     "user_states",
     "user_mask",
+    "interest_logits",  # the CTR head's: the scorer's logits of the same candidates
 }
 
 
@@ -69,6 +76,7 @@ class Scores:
     completion_probability: npt.NDArray[np.float64]  # (C,)
     video_unknown: npt.NDArray[np.bool_]  # (C,) video not in the training vocabulary
     user_unknown: bool
+    ctr: npt.NDArray[np.float64] | None = None  # (C,) SegRec CTR; None without a CTR head
     extra: dict[str, npt.NDArray[np.generic]] = field(default_factory=dict)  # other outputs
 
 
@@ -81,22 +89,36 @@ class Ranker:
         sessions: dict[str, ort.InferenceSession],
         users: Vocab,
         videos: Vocab,
+        content: ContentFeatures | None = None,
+        ctr: CtrHead | None = None,
     ) -> None:
         self.manifest = manifest
         self.sessions = sessions
         self.users = users
         self.videos = videos
+        self.content = content
+        self.ctr = ctr
         self.provider = next(iter(sessions.values())).get_providers()[0]
-        # First 8 bytes of the graphs' sha256: stamps every cached blob with its producer.
-        self.fingerprint = bytes.fromhex(manifest.fingerprint[:16])
+        # 8 bytes stamping every cached blob with its producer: the graphs' sha256 and, for a
+        # content model, the feature-store snapshot the user states were computed from.
+        fingerprint = bytes.fromhex(manifest.fingerprint[:16])
+        if content is not None:
+            fingerprint = hashlib.sha256(fingerprint + content.identity).digest()[:8]
+        self.fingerprint = fingerprint
+        # Views kept per user: what the interest model and the CTR head's history look at.
+        self.history_cap = max(manifest.history_len, ctr.spec.history_len if ctr else 0)
+        if (ctr is None) != ("ctr" not in sessions):
+            raise ArtifactError("a CTR head needs both its session and its manifest entry")
         for name, session in sessions.items():
             spec = manifest.graph(name)
             got = [i.name for i in session.get_inputs()]
             unknown = sorted(set(got) - _KNOWN_INPUTS)
             if unknown:
+                raise ArtifactError(f"{spec.file} needs inputs the service cannot build: {unknown}")
+            if content is None and _CONTENT_INPUTS & set(got):
                 raise ArtifactError(
-                    f"{spec.file} needs inputs the service cannot build: {unknown} "
-                    "(content features need a segment feature store)"
+                    f"{spec.file} takes segment content features: set SEGINT_FEATURE_STORE "
+                    "to the model's segment feature store"
                 )
             if set(got) != {i.name for i in spec.inputs}:
                 raise ArtifactError(f"{spec.file} inputs {got} differ from its manifest")
@@ -108,6 +130,8 @@ class Ranker:
         provider: str = "auto",
         intra_op_threads: int = 1,
         spinning: bool = True,
+        feature_store: str | Path | None = None,
+        feature_l1: bool | None = None,
     ) -> Ranker:
         """Open every graph of the artifact in its own session.
 
@@ -118,12 +142,17 @@ class Ranker:
             intra_op_threads: ORT threads per run (set explicitly: ORT's default counts the
                 host's cores, not this container's).
             spinning: whether idle ORT threads spin (off when cores are shared).
+            feature_store: segment feature store of a content model (ignored, with a
+                warning, for models without the content modality).
+            feature_l1: L1-normalise the store's vectors; None: as in the model's training.
 
         Raises:
             ArtifactError: the artifact is missing, malformed or needs unsupported inputs.
+            SegintError: the feature store is unreadable or has another width.
         """
         folder = Path(artifact_dir)
         manifest = Manifest.read(folder)
+        content = _open_content(manifest, feature_store, feature_l1)
         use_cuda = provider in ("auto", "cuda")
         sessions: dict[str, ort.InferenceSession] = {}
         for name, spec in manifest.graphs.items():
@@ -145,7 +174,8 @@ class Ranker:
             sessions[name] = session
         users = _load_vocab(folder / manifest.vocab_users)
         videos = _load_vocab(folder / manifest.vocab_videos)
-        ranker = cls(manifest, sessions, users, videos)
+        ctr = None if manifest.ctr is None else CtrHead.load(folder, manifest.ctr, manifest.s_max)
+        ranker = cls(manifest, sessions, users, videos, content, ctr)
         log.info(
             "loaded artifact %s (%s stream, graphs %s) on %s with %d threads",
             manifest.model_version,
@@ -175,33 +205,37 @@ class Ranker:
         video_ids: npt.ArrayLike,
         duration_ms: npt.ArrayLike,
         timings: Timings | None = None,
+        with_ctr: bool = True,
     ) -> Scores:
-        """Score ``C`` candidates for one user in one session run."""
+        """Score ``C`` candidates for one user in one session run (plus one run of the CTR
+        head over all of them when the artifact has one and ``with_ctr``)."""
         vids = np.asarray(video_ids, dtype=np.int64)
         dur = np.asarray(duration_ms, dtype=np.int64)
         nseg = np.clip(count_segments(dur), 1, self.manifest.s_max)  # (C,)
         video_idx = self.videos.lookup(vids)  # (C,)
         c = len(vids)
+        feeds: dict[str, npt.NDArray[np.generic]] = {"video_ids": video_idx, "n_segments": nseg}
+        if self.content is not None:
+            feeds["video_content"] = self.content.video_content(vids, nseg)  # (C, S, Dc)
         if self.manifest.user_stream == "self":
             if user.states is None or user.mask is None:
                 raise ValueError("self-stream scoring needs encoded user states")
-            feeds = {
-                "user_states": user.states[None],  # (1, n_mod, L, M, d) broadcasts over C
-                "user_mask": user.mask[None],  # (1, M)
-                "video_ids": video_idx,
-                "n_segments": nseg,
-            }
+            feeds["user_states"] = user.states[None]  # (1, n_mod, L, M, d) broadcasts over C
+            feeds["user_mask"] = user.mask[None]  # (1, M)
             out = self._run("scorer", feeds, timings, rows=c)
         else:
             # Cross stream: user tokens attend to the target video, so the user inputs are
             # repeated per candidate and the whole model runs on C rows.
-            feeds = {
+            feeds |= {
                 k: np.repeat(v, c, axis=0)
                 for k, v in self._user_feeds(user_id, user.history).items()
             }
-            feeds |= {"video_ids": video_idx, "n_segments": nseg}
             out = self._run("model", feeds, timings, rows=c)
         logits = np.asarray(out.pop("logits"), dtype=np.float32)  # (C, S)
+        ctr = None
+        if with_ctr and self.ctr is not None:
+            ctr_feeds = self.ctr.feeds(user_id, user.history, vids, nseg, logits)
+            ctr = self._run("ctr", ctr_feeds, timings, rows=c)["ctr"].astype(np.float64)
         dist = heads.exit_distribution(logits, heads.outcome_mask(nseg, self.manifest.s_max))
         return Scores(
             logits=logits,
@@ -212,6 +246,7 @@ class Ranker:
             completion_probability=heads.completion_probability(dist, nseg),
             video_unknown=video_idx == UNKNOWN,
             user_unknown=bool(self.users.lookup([user_id])[0] == UNKNOWN),
+            ctr=ctr,
             extra=out,
         )
 
@@ -228,13 +263,21 @@ class Ranker:
         hist_exit[0, :h] = np.clip(history.exit_slots[:h], 0, self.manifest.s_max)
         hist_nseg[0, :h] = np.clip(history.n_segments[:h], 1, self.manifest.s_max)
         hist_mask[0, :h] = True
-        return {
+        feeds = {
             "user_ids": self.users.lookup([user_id]),  # (1,)
             "hist_video_ids": hist_video,  # (1, H)
             "hist_exit_slots": hist_exit,
             "hist_n_segments": hist_nseg,
             "hist_mask": hist_mask,
         }
+        if self.content is not None:
+            # Raw ids index the store; padding columns come back as zeros.
+            raw = np.zeros((1, width), dtype=np.int64)
+            raw[0, :h] = history.video_ids[:h]
+            feeds["hist_content"] = self.content.hist_content(
+                raw, hist_exit, hist_nseg, hist_mask
+            )  # (1, H, Dc)
+        return feeds
 
     def _run(
         self,
@@ -291,6 +334,24 @@ def _open_session(path: Path, cuda: bool, threads: int, spinning: bool) -> ort.I
     finally:
         if probe:
             ort.set_default_logger_severity(2)
+
+
+def _open_content(
+    manifest: Manifest, store: str | Path | None, l1: bool | None
+) -> ContentFeatures | None:
+    """The feature store of a content model; None for other models."""
+    if "content" not in manifest.modalities:
+        if store is not None:
+            log.warning("feature store %s ignored: the model has no content modality", store)
+        return None
+    if store is None:
+        raise ArtifactError(
+            f"{manifest.model_version} is a content model: set SEGINT_FEATURE_STORE to its "
+            "segment feature store"
+        )
+    if l1 is None:  # as in training, recorded by the export
+        l1 = bool((manifest.features or {}).get("l1_normalize", False))
+    return ContentFeatures.open(store, manifest.config, l1_normalize=l1)
 
 
 def _load_vocab(path: Path) -> Vocab:

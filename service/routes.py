@@ -90,7 +90,8 @@ async def require_api_key(
 
 
 async def score(body: ScoreRequest, users: UsersDep, response: Response) -> ScoreResponse:
-    """Score every candidate for one user in one session run."""
+    """Score every candidate for one user in one session run (and, with a CTR head, its
+    SegRec CTR in one more run over all candidates)."""
     t0, timings = time.perf_counter(), Timings()
     history = None
     if body.history:
@@ -100,7 +101,7 @@ async def score(body: ScoreRequest, users: UsersDep, response: Response) -> Scor
             [v.duration_ms for v in h],
             [v.play_time_ms for v in h],
             [NO_TIME if v.time_ms is None else v.time_ms for v in h],
-            cap=users.ranker.manifest.history_len,
+            cap=users.ranker.history_cap,
         )
     resolved = await users.resolve(body.user_id, history, timings)
     vids = [c.video_id for c in body.candidates]
@@ -128,6 +129,7 @@ async def score(body: ScoreRequest, users: UsersDep, response: Response) -> Scor
                 predicted_exit_slot=int(s.predicted_exit_slot[i]),
                 expected_watch_ms=float(s.expected_watch_ms[i]),
                 completion_probability=float(s.completion_probability[i]),
+                ctr=None if s.ctr is None else float(s.ctr[i]),
             )
         )
     response.headers["Server-Timing"] = _server_timing(timings, t0)
@@ -154,6 +156,7 @@ async def thumbnail(
         [body.video_id],
         [body.duration_ms],
         timings,
+        with_ctr=False,
     )
     n = int(s.n_segments[0])
     segments = []
@@ -187,13 +190,19 @@ async def record_view(body: ViewEvent, users: UsersDep) -> ViewResponse:
 
 
 async def healthz(state: StateDep) -> Health:
-    """Liveness, with the model version and the execution provider actually in use."""
+    """Liveness, with the model version, the execution provider actually in use, the CTR
+    head and the feature store."""
+    ranker = state.ranker
+    ctr = ranker.ctr.spec if ranker.ctr is not None else None
     return Health(
         status="ok",
-        model_version=state.ranker.manifest.model_version,
-        provider=state.ranker.provider,
-        user_stream=state.ranker.manifest.user_stream,
+        model_version=ranker.manifest.model_version,
+        provider=ranker.provider,
+        user_stream=ranker.manifest.user_stream,
         cache="redis" if state.cache.redis is not None else "local",
+        ctr_head=None if ctr is None else f"{ctr.backbone}/{ctr.mode}",
+        feature_store_loaded=ranker.content is not None,
+        feature_store_videos=None if ranker.content is None else len(ranker.content.store),
     )
 
 

@@ -176,6 +176,12 @@ class CandidateScore(BaseModel):
     predicted_exit_slot: int = Field(description="expected exit segment (N = watches to the end)")
     expected_watch_ms: float
     completion_probability: float
+    ctr: float | None = Field(
+        None,
+        description="SegRec CTR: probability of an effective view, sigmoid(sum_j softmax(p)_j "
+        "y_j) over the video's segments (p: segment interest, y: the CTR backbone's per-segment "
+        "logits). null when the deployed artifact has no CTR head (exported without --segrec)",
+    )
 
 
 class ScoreResponse(BaseModel):
@@ -216,6 +222,11 @@ class Health(BaseModel):
     provider: str = Field(description="ONNX Runtime execution provider actually in use")
     user_stream: str
     cache: Literal["redis", "local"]
+    ctr_head: str | None = Field(
+        description="backbone/mode of the SegRec CTR head; null without one (no `ctr` in /score)"
+    )
+    feature_store_loaded: bool = Field(description="segment content features are served")
+    feature_store_videos: int | None = Field(description="videos in the store; null without one")
 
 
 class Readiness(BaseModel):

@@ -29,6 +29,14 @@ class Settings(BaseSettings):
         default=Path("artifacts/default"),
         description="exported artifact (manifest.json + ONNX graphs)",
     )
+    feature_store: Path | None = Field(
+        default=None,
+        description="segment feature store of a content model (segint.features); unset: none",
+    )
+    feature_l1: bool | None = Field(
+        default=None,
+        description="L1-normalise feature vectors on read; unset: as the model was trained",
+    )
     # --- ONNX Runtime
     provider: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="auto: CUDA when a CUDA session really starts, else CPU"

@@ -74,7 +74,7 @@ class UserStates:
         self.limiter = anyio.CapacityLimiter(concurrency)
         self.pending: dict[int, list[View]] = {}
         self.pending_max = pending_max
-        self._history_len = ranker.manifest.history_len
+        self._history_len = ranker.history_cap
 
     async def infer(
         self, timings: Timings, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs

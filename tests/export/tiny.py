@@ -32,11 +32,18 @@ USERS = Vocab(np.arange(100, 112))  # raw user ids 100..111 -> 1..12; anything e
 VIDEOS = Vocab(np.arange(1000, 1028))  # raw video ids 1000..1027 -> 1..28
 
 
-def tiny_model(user_stream: str = "self", seed: int = 0) -> SegmentInterestModel:
+CONTENT_DIM = 6  # Dc of the content models (tests/export/tiny_content.py)
+
+
+def tiny_model(
+    user_stream: str = "self", seed: int = 0, modalities: tuple[str, ...] = ("id",)
+) -> SegmentInterestModel:
     cfg = ModelConfig(
         n_users=len(USERS),
         n_videos=len(VIDEOS),
         user_stream=user_stream,
+        modalities=modalities,
+        content_dim=CONTENT_DIM if "content" in modalities else 0,
         **TINY,  # type: ignore[arg-type]
     )
     torch.manual_seed(seed)

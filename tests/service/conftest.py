@@ -11,9 +11,27 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
-from tests.export.conftest import artifact_cache, cross_artifact, self_artifact
+from tests.export.conftest import (
+    artifact_cache,
+    content_cross_artifact,
+    content_self_artifact,
+    cross_artifact,
+    ctr_artifact,
+    ctr_artifact_and_run,
+    feature_store,
+    self_artifact,
+)
 
-__all__ = ["artifact_cache", "cross_artifact", "self_artifact"]  # fixtures shared with export
+__all__ = [  # fixtures shared with export
+    "artifact_cache",
+    "content_cross_artifact",
+    "content_self_artifact",
+    "ctr_artifact",
+    "ctr_artifact_and_run",
+    "cross_artifact",
+    "feature_store",
+    "self_artifact",
+]
 
 
 @pytest.fixture

@@ -17,10 +17,29 @@ import pytest
 from tests.service.live import uvicorn_server
 
 
+@pytest.fixture(params=["id", "ctr", "content"])
+def deployment(
+    request: pytest.FixtureRequest,
+    self_artifact: Path,
+    ctr_artifact: Path,
+    content_self_artifact: Path,
+    feature_store: Path,
+) -> dict[str, str]:
+    """Environment of an ID model, one with a CTR head, and a content model with its store."""
+    if request.param == "id":
+        return {"SEGINT_ARTIFACT_DIR": str(self_artifact)}
+    if request.param == "ctr":
+        return {"SEGINT_ARTIFACT_DIR": str(ctr_artifact)}
+    return {
+        "SEGINT_ARTIFACT_DIR": str(content_self_artifact),
+        "SEGINT_FEATURE_STORE": str(feature_store),
+    }
+
+
 @pytest.mark.slow
-def test_api_conforms_to_its_schema(self_artifact: Path, tmp_path: Path) -> None:
+def test_api_conforms_to_its_schema(deployment: dict[str, str], tmp_path: Path) -> None:
     """A few hundred generated cases over all six operations: no 5xx, no schema violation."""
-    env = {"SEGINT_ARTIFACT_DIR": str(self_artifact), "SEGINT_API_KEY": "fuzz-key"}
+    env = {**deployment, "SEGINT_API_KEY": "fuzz-key"}
     with uvicorn_server(env, tmp_path) as server:
         run = subprocess.run(
             [

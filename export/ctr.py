@@ -1,0 +1,142 @@
+"""Export a SegRec CTR head (``segint segrec train`` run) into an interest model's artifact.
+
+The head is `segrec.onnx.CTRHead`: the interest model's named inputs plus its logits,
+``interest_logits`` (B, S), -> ``ctr`` (B,) = sigmoid(sum_j w_j y_j) over the video's real slots,
+with ``w = softmax(p)`` in mode ``segrec``. It goes through the same pinned exporter as the
+interest graphs (`export.onnx.export_graph`: dynamo, opset 20, weights inside the file); its
+batch and history axes are symbolic.
+
+Refused (`SegintError`, CLI exit 2), because the served CTR would silently be wrong:
+
+- mode ``segrec`` trained on another interest model's logits than the one exported (SegRec
+  records the resolved path of ``--interest-model``; we compare it with ``--model``);
+- mode ``itemposition``: its weights are ItemPosition profiles the artifact does not carry;
+- a content field (``content_dim > 0``) or a slot count other than the interest model's.
+
+Baseline modes that ignore the interest logits (video, segsum, segmean, segadjust) are
+exported as they are; the manifest records the mode.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from export.manifest import CtrSpec, GraphSpec, config_hash
+from segint.errors import SegintError
+
+log = logging.getLogger(__name__)
+
+CTR_FILE = "ctr.onnx"
+# `CTRHead.forward`'s arguments, in order: also the graph's input names.
+CTR_INPUTS = (
+    "user_ids",
+    "video_ids",
+    "n_segments",
+    "hist_video_ids",
+    "hist_exit_slots",
+    "hist_n_segments",
+    "hist_mask",
+    "interest_logits",
+)
+
+
+def load_checked_run(segrec_dir: str | Path, interest_dir: str | Path, interest_s_max: int) -> Any:
+    """Load a SegRec run (`segrec.train.SegRecRun`) and check it fits the exported model.
+
+    Raises:
+        SegintError: not a SegRec run, or one the artifact cannot serve (see module doc).
+    """
+    from segrec.train import load_run
+
+    run = load_run(segrec_dir)
+    cfg = run.cfg
+    if cfg.mode == "itemposition":
+        raise SegintError(
+            f"{segrec_dir} is an itemposition head: its slot weights are ItemPosition "
+            "profiles, which the service does not have; export a segrec-mode run"
+        )
+    if cfg.content_dim:
+        raise SegintError(
+            f"{segrec_dir} has a content field; CTR heads with content are not served"
+        )
+    if cfg.s_max != interest_s_max:
+        raise SegintError(
+            f"{segrec_dir} has s_max {cfg.s_max}, the exported interest model {interest_s_max}"
+        )
+    if cfg.mode == "segrec":
+        trained_on = run.interest_model
+        if trained_on is None:
+            raise SegintError(f"{segrec_dir} (mode segrec) does not record its interest model")
+        if Path(trained_on).resolve() != Path(interest_dir).resolve():
+            raise SegintError(
+                f"{segrec_dir} was trained on the interest logits of {trained_on}, not of the "
+                f"exported model {Path(interest_dir).resolve()}"
+            )
+    return run
+
+
+def example_inputs(cfg: Any, rows: int = 3, history: int = 4, seed: int = 0) -> dict[str, Tensor]:
+    """Random valid inputs of the head (rows >= 2, history >= 2: size-1 axes specialise)."""
+    g = torch.Generator().manual_seed(seed)
+    n_seg = torch.randint(1, cfg.s_max + 1, (rows, history), generator=g)
+    return {
+        "user_ids": torch.randint(0, cfg.n_users, (rows,), generator=g),
+        "video_ids": torch.randint(0, cfg.n_videos, (rows,), generator=g),
+        "n_segments": torch.randint(1, cfg.s_max + 1, (rows,), generator=g),
+        "hist_video_ids": torch.randint(0, cfg.n_videos, (rows, history), generator=g),
+        "hist_exit_slots": (torch.rand(rows, history, generator=g) * (n_seg + 1)).long(),
+        "hist_n_segments": n_seg,
+        "hist_mask": torch.rand(rows, history, generator=g) < 0.7,
+        "interest_logits": torch.randn(rows, cfg.s_max, generator=g),
+    }
+
+
+def export_ctr(run: Any, out_dir: Path, opset: int) -> tuple[GraphSpec, CtrSpec]:
+    """Write ``ctr.onnx`` and the head's vocabularies into ``out_dir``.
+
+    Args:
+        run: a `segrec.train.SegRecRun` (from `load_checked_run`).
+        out_dir: the artifact folder being built.
+        opset: the artifact's ONNX opset.
+
+    Returns:
+        The graph's spec and the manifest's ``ctr`` entry.
+    """
+    from export.onnx import export_graph
+    from segrec.onnx import CTRHead
+
+    cfg = run.cfg
+    batch, history = torch.export.Dim("batch"), torch.export.Dim("history")
+    dynamic: dict[str, Any] = {
+        name: {0: batch, 1: history} if name.startswith("hist_") else {0: batch}
+        for name in CTR_INPUTS
+    }
+    ex = example_inputs(cfg)
+    log.info("exporting the %s/%s CTR head of %s", cfg.backbone, cfg.mode, run.path)
+    spec = export_graph(
+        CTRHead(run.model).eval(),
+        tuple(ex[n] for n in CTR_INPUTS),
+        list(CTR_INPUTS),
+        ["ctr"],
+        dynamic,
+        out_dir / CTR_FILE,
+        opset,
+    )
+    config = cfg.to_dict()
+    ctr = CtrSpec(
+        backbone=cfg.backbone,
+        mode=cfg.mode,
+        history_len=cfg.history_len,
+        config_hash=config_hash(config),
+        config=config,
+        label=run.label.to_dict(),
+        source={"run_dir": str(Path(run.path).resolve()), "interest_model": run.interest_model},
+    )
+    run.users.save(out_dir / ctr.vocab_users)
+    run.videos.save(out_dir / ctr.vocab_videos)
+    return spec, ctr
