@@ -9,8 +9,8 @@
 #   SERVE_HOST, SERVE_PORT            default 0.0.0.0 and 8000
 #   SERVE_DATA           training log (default: the bundled KuaiRand-Pure slice)
 #   SERVE_RUN            training run folder (default: runs/default)
-#   SERVE_TRAIN_SET      config overrides of the quick training run; the default (one epoch,
-#                        d=32, validation at the end only) takes a few minutes on 2 cores
+#   SERVE_TRAIN_SET      config overrides of the training run; the default (configs/base.yaml,
+#                        at most two epochs) takes about two minutes on 2 cores
 # Any other SEGINT_* variable configures the service (see service/settings.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 bin=${VENV:-.venv}/bin
 data=${SERVE_DATA:-data/kuairand_pure/log_standard_4_25_to_4_30_pure.csv.gz}
 run=${SERVE_RUN:-runs/default}
-train_set=${SERVE_TRAIN_SET:-optim.max_epochs=1 optim.eval_every=1000000 model.d_model=32 model.ffn_dim=64}
+train_set=${SERVE_TRAIN_SET:-optim.max_epochs=2}
 
 artifact=${SEGINT_ARTIFACT_DIR:-}
 if [[ -z $artifact ]]; then

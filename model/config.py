@@ -26,6 +26,7 @@ class ModelConfig:
     n_layers: int = 2  # L: user-video cross-attention layers per modality (0 = no encoder)
     ffn_dim: int = 128  # hidden width of each layer's feed-forward block
     dropout: float = 0.1  # dropout on embeddings, attention and residual branches
+    id_dropout: float = 0.0  # training only: share of user/video ids replaced by "unknown" (0)
     modalities: tuple[str, ...] = ("id",)  # any of "id", "content": one encoder per modality
     content_dim: int = 0  # Dc: per-segment content feature width (> 0 iff "content")
     user_stream: str = "self"  # "self": user tokens attend to user tokens only (cacheable);
@@ -58,6 +59,10 @@ class ModelConfig:
             raise ValueError(f"dropout must be a number, got {self.dropout!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if isinstance(self.id_dropout, bool) or not isinstance(self.id_dropout, int | float):
+            raise ValueError(f"id_dropout must be a number, got {self.id_dropout!r}")
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise ValueError(f"id_dropout must be in [0, 1), got {self.id_dropout}")
         if not isinstance(self.modalities, tuple) or not self.modalities:
             raise ValueError(f"modalities must be a non-empty list, got {self.modalities!r}")
         unknown = [m for m in self.modalities if m not in MODALITIES]

@@ -320,6 +320,10 @@ class SegmentInterestModel(nn.Module):
         hist_content: Tensor | None = None,  # (B, H, Dc)
         video_content: Tensor | None = None,  # (B, S, Dc)
     ) -> Tensor:
+        if self.training and self.cfg.id_dropout > 0:
+            user_ids, hist_video_ids, video_ids = (
+                self._drop_ids(x) for x in (user_ids, hist_video_ids, video_ids)
+            )
         users, user_mask = self._user_tokens(
             user_ids, hist_video_ids, hist_exit_slots, hist_n_segments, hist_mask, hist_content
         )
@@ -330,6 +334,13 @@ class SegmentInterestModel(nn.Module):
         ]
         logits: Tensor = self.decoder(states, video_ids, n_segments)
         return logits
+
+    def _drop_ids(self, ids: Tensor) -> Tensor:
+        # Training-time id dropout: a share of ids become "unknown" (row 0), so the unknown rows
+        # of the user, video and per-video profile tables learn what a cold id looks like, and
+        # the model leans less on memorising sparse ids.
+        drop = torch.rand(ids.shape, device=ids.device) < self.cfg.id_dropout
+        return ids.masked_fill(drop, 0)
 
     def encode_user(
         self,

@@ -35,7 +35,6 @@ ABLATIONS: dict[str, list[str]] = {
     "encoder layers 0": ["model.n_layers=0"],
     "position bias off": ["model.position_bias=false"],
     "history tokens off": ["model.history_tokens=false"],
-    "per-video profile off": ["model.video_profile=false"],
     "reference last-layer off-by-one": ["model.reference_last_layer_bug=true"],
     "user stream cross (paper)": ["model.user_stream=cross"],
 }
@@ -133,6 +132,7 @@ def main() -> None:
     p.add_argument("--splits", nargs="+", default=["random_per_user", "temporal"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path("reports/experiments"))
+    p.add_argument("--shard", default="0/1", help="ablations: run every n-th variant from i (i/n)")
     args = p.parse_args()
     if args.what == "main":
         blocks = []
@@ -163,9 +163,12 @@ def main() -> None:
         "| variant | strict HR@1 | strict NDCG@5 | strict NDCG@10 | paper HR@5 | paper NDCG@5 | MAE | MFLOP/candidate | train s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, sets in ABLATIONS.items():
+    shard, n_shards = (int(x) for x in args.shard.split("/"))
+    for k, (name, sets) in enumerate(ABLATIONS.items()):
         slug = "".join(c if c.isalnum() else "_" for c in name)[:40]
         out = args.out / "ablations" / slug
+        if k % n_shards != shard and not (out / "eval.json").exists():
+            continue  # another shard's variant, not finished yet
         r = run_one(
             out,
             args.data,

@@ -251,3 +251,22 @@ def test_attention_logit_dropout_switch():
     quirk.eval()
     with torch.no_grad():
         torch.testing.assert_close(plain(**batch), quirk(**batch), rtol=0, atol=0)
+
+
+def test_id_dropout_only_in_training():
+    """id_dropout replaces ids by the unknown row in training mode only; eval is unaffected."""
+    model = build(id_dropout=0.5, dropout=0.0)
+    batch = make_batch(model.cfg, seed=1)
+    model.eval()
+    with torch.no_grad():
+        a, b = model(**batch), model(**batch)
+    assert torch.equal(a, b)
+    ref = build(id_dropout=0.0, dropout=0.0)
+    ref.load_state_dict(model.state_dict())
+    ref.eval()
+    with torch.no_grad():
+        assert torch.equal(ref(**batch), a)
+    model.train()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        assert not torch.equal(model(**batch), a)
