@@ -1,13 +1,14 @@
 """Training configuration: frozen dataclasses, loaded from YAML plus dotted overrides.
 
-A config file has four sections (see ``configs/base.yaml``)::
+A config file has these sections (see ``configs/base.yaml``)::
 
-    data:  history_len, split, seed, min_interactions, s_max
-    optim: lr, weight_decay, batch_size, eval_batch_size, max_epochs, grad_clip, eval_every,
-           patience, valid_protocol, seed
-    loss:  bpr_max | pairwise | bce | exit_ce
-    model: any `model.config.ModelConfig` field except n_users / n_videos (taken from the
-           vocabularies) and s_max / history_len (taken from ``data``, so they cannot disagree)
+    data:     history_len, split, seed, min_interactions, s_max
+    optim:    lr, weight_decay, batch_size, eval_batch_size, max_epochs, grad_clip, eval_every,
+              patience, valid_protocol, seed
+    loss:     bpr_max | pairwise | bce | exit_ce
+    model:    any `model.config.ModelConfig` field except n_users / n_videos (taken from the
+              vocabularies) and s_max / history_len (taken from ``data``, so they cannot disagree)
+    features: store, l1_normalize (optional; the segment feature store of a content model)
 
 Overrides are ``SECTION.KEY=VALUE`` strings (``loss=VALUE`` for the top-level key), given on
 the command line as ``--set optim.lr=3e-4 model.d_model=32``. Values are read as YAML and
@@ -36,6 +37,8 @@ LOSSES = ("bpr_max", "pairwise", "bce", "exit_ce")
 DERIVED_MODEL_FIELDS = ("n_users", "n_videos", "s_max", "history_len")
 # data.split of a run trained with `--train FILE`: validation = the file's last 10% by time.
 TRAIN_FILE = "train_file"
+# Config sections that are mappings (``loss`` is a top-level string).
+SECTIONS = ("data", "optim", "model", "features")
 
 
 @dataclass(frozen=True)
@@ -88,12 +91,25 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
+class FeaturesConfig:
+    """Where a content model's segment features come from (`segint.features.FeatureStore`).
+
+    Recorded in a run's ``config.yaml`` so that `segint evaluate` and `segint plot` find the
+    same store by default. Unused by models without the content modality.
+    """
+
+    store: str = ""  # feature store directory ("" = none; `segint train --features STORE`)
+    l1_normalize: bool = False  # read vectors as x / (|x|_1 + 1e-6), as the reference (SegMM)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: str = "bpr_max"  # training loss from model.loss
     # ModelConfig fields (minus DERIVED_MODEL_FIELDS); a read-only mapping keeps this frozen.
     model: Mapping[str, Any] = field(default_factory=lambda: types.MappingProxyType({}))
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -119,6 +135,7 @@ class TrainConfig:
             "optim": dataclasses.asdict(self.optim),
             "loss": self.loss,
             "model": {k: list(v) if isinstance(v, tuple) else v for k, v in self.model.items()},
+            "features": dataclasses.asdict(self.features),
         }
 
 
@@ -136,7 +153,7 @@ def _model_field_types() -> dict[str, Any]:
 def _section_types(section: str) -> dict[str, Any]:
     if section == "model":
         return _model_field_types()
-    cls = {"data": DataConfig, "optim": OptimConfig}[section]
+    cls = {"data": DataConfig, "optim": OptimConfig, "features": FeaturesConfig}[section]
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
@@ -180,11 +197,13 @@ def from_dict(raw: Mapping[str, Any]) -> TrainConfig:
     """Validate a plain dict (from YAML) into a `TrainConfig`; unknown keys are errors."""
     if not isinstance(raw, Mapping):
         raise SegintError(f"config must be a mapping of sections, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - {"data", "optim", "loss", "model"})
+    unknown = sorted(set(raw) - {*SECTIONS, "loss"})
     if unknown:
-        raise SegintError(f"unknown config key {unknown[0]!r} (sections: data, optim, loss, model)")
+        raise SegintError(
+            f"unknown config key {unknown[0]!r} (sections: data, optim, loss, model, features)"
+        )
     sections: dict[str, dict[str, Any]] = {}
-    for section in ("data", "optim", "model"):
+    for section in SECTIONS:
         values = raw.get(section) or {}
         if not isinstance(values, Mapping):
             raise SegintError(f"config section {section!r} must be a mapping, got {values!r}")
@@ -203,6 +222,7 @@ def from_dict(raw: Mapping[str, Any]) -> TrainConfig:
             optim=OptimConfig(**sections["optim"]),
             loss=_coerce(loss, str, "loss"),
             model=sections["model"],
+            features=FeaturesConfig(**sections["features"]),
         )
         cfg.model_config(n_users=2, n_videos=2)  # let ModelConfig check its own fields now
     except ValueError as e:
@@ -224,14 +244,15 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
         path = key.split(".")
         if path == ["loss"]:
             out["loss"] = value
-        elif len(path) == 2 and path[0] in ("data", "optim", "model"):
+        elif len(path) == 2 and path[0] in SECTIONS:
             section = out.setdefault(path[0], {})
             if not isinstance(section, dict):
                 raise SegintError(f"config section {path[0]!r} must be a mapping")
             section[path[1]] = value
         else:
             raise SegintError(
-                f"unknown config key {key!r} (use SECTION.KEY with SECTION in data, optim, model, or loss)"
+                f"unknown config key {key!r} (use SECTION.KEY with SECTION in data, optim, model, "
+                "features, or loss)"
             )
     return out
 

@@ -12,13 +12,22 @@ an input.
 
 Rows whose exit slot is ``S`` (complete views of ``S``-segment videos) are kept: they count in
 the MAE, and the loss functions skip them.
+
+Content modality (``Dc`` = feature width): given a `segint.features.FeatureStore`, each batch
+also carries ``video_content`` (B, S, Dc), the stored features of the target video's segments,
+and ``hist_content`` (B, H, Dc), the mean feature of the watched segments of each history view
+(`FeatureStore.history_means`, the function the service uses too, so training and serving
+agree). Both are gathered per batch, vectorised, rather than per row; segments or videos
+missing from the store are zeros, as padding is.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import NamedTuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -26,9 +35,13 @@ import polars as pl
 import torch
 from torch.utils.data import Dataset
 
-from segint.errors import DataError
+from segint.errors import DataError, SegintError
 from segint.vocab import Vocab
 
+if TYPE_CHECKING:
+    from segint.features import FeatureStore
+
+log = logging.getLogger(__name__)
 IntArray = npt.NDArray[np.int64]
 
 
@@ -52,6 +65,34 @@ class Example(NamedTuple):
     hist_video_ids: IntArray  # (h,)
     hist_exit_slots: IntArray  # (h,)
     hist_n_segments: IntArray  # (h,)
+    row: int = -1  # table row of the target view (the content features are looked up by it)
+
+
+def open_content_store(
+    path: str | Path | None, model_cfg: Any, l1_normalize: bool = False
+) -> FeatureStore | None:
+    """The feature store a model needs: None without the content modality.
+
+    Raises:
+        SegintError: a content model without a store, an unreadable store, or a store whose
+            width differs from ``model_cfg.content_dim``.
+    """
+    if "content" not in model_cfg.modalities:
+        return None
+    if not path:
+        raise SegintError(
+            "the model has the content modality: give its segment feature store with "
+            "--features STORE"
+        )
+    from segint.features import FeatureStore
+
+    store = FeatureStore.open(path, l1_normalize=l1_normalize)
+    if store.dim != model_cfg.content_dim:
+        raise SegintError(
+            f"feature store {path} has width {store.dim}, the model's content_dim is "
+            f"{model_cfg.content_dim}"
+        )
+    return store
 
 
 @dataclass(frozen=True)
@@ -66,16 +107,27 @@ class Batch:
     video_ids: torch.Tensor  # (B,) int64
     n_segments: torch.Tensor  # (B,) int64, 1..S
     exit_slot: torch.Tensor  # (B,) int64, 0..N (the label; not a model input)
+    hist_content: torch.Tensor | None = None  # (B, H, Dc) float32, content models only
+    video_content: torch.Tensor | None = None  # (B, S, Dc) float32, content models only
 
     def __len__(self) -> int:
         return int(self.user_ids.shape[0])
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        moved: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            moved[f.name] = None if value is None else value.to(device)
+        return Batch(**moved)
 
     def inputs(self) -> dict[str, torch.Tensor]:
-        """Keyword arguments of the model's ``forward`` (everything but the label)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "exit_slot"}
+        """Keyword arguments of the model's ``forward`` (everything but the label; the
+        content tensors only when present, so ID-only models see exactly their inputs)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name != "exit_slot" and getattr(self, f.name) is not None
+        }
 
 
 def collate(examples: Sequence[Example]) -> Batch:
@@ -126,6 +178,8 @@ class InteractionDataset(Dataset[Example]):
         rows: indices of the rows this dataset yields (e.g. the training rows).
         users, videos: vocabularies built from the training rows.
         s_max: slots of the model; every row's segment count must be ``<= s_max``.
+        content: the segment feature store of a content model (`open_content_store`); None
+            for ID-only models. Batch with `collate` (the method) to get the content tensors.
     """
 
     def __init__(
@@ -136,6 +190,7 @@ class InteractionDataset(Dataset[Example]):
         users: Vocab,
         videos: Vocab,
         s_max: int,
+        content: FeatureStore | None = None,
     ) -> None:
         if history.shape[0] != table.height:
             raise ValueError(f"history has {history.shape[0]} rows, table {table.height}")
@@ -154,6 +209,21 @@ class InteractionDataset(Dataset[Example]):
             raise DataError("rows with zero segments (duration 0); filter them out first")
         self.user_idx = users.lookup(table["user_id"].to_numpy())  # (n,)
         self.video_idx = videos.lookup(table["video_id"].to_numpy())  # (n,)
+        self.s_max = s_max
+        self.content = content
+        if content is not None:
+            self.raw_video = table["video_id"].to_numpy().astype(np.int64)  # (n,) store keys
+            covered = np.isin(self.raw_video[self.rows], content.video_ids)
+            if len(self.rows) and not covered.any():
+                raise DataError(
+                    f"feature store {content.path} holds none of these rows' videos; "
+                    "is it the store of this log?"
+                )
+            if not covered.all():
+                log.warning(
+                    "feature store %s lacks %d of %d rows' videos (their features are zeros)",
+                    content.path, int((~covered).sum()), len(self.rows),
+                )  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -170,6 +240,32 @@ class InteractionDataset(Dataset[Example]):
             hist_video_ids=self.video_idx[h],
             hist_exit_slots=self.exit_slot[h],
             hist_n_segments=self.n_segments[h],
+            row=int(r),
+        )
+
+    def collate(self, examples: Sequence[Example]) -> Batch:
+        """`collate` plus, for a content model, ``video_content`` and ``hist_content``."""
+        batch = collate(examples)
+        if self.content is None:
+            return batch
+        rows = np.array([e.row for e in examples], dtype=np.int64)  # (B,)
+        video, _ = self.content.video_matrix(
+            self.raw_video[rows], self.n_segments[rows], self.s_max
+        )  # (B, S, Dc)
+        # History rows laid out exactly as `collate` pads them: right-padded, most recent first.
+        h = batch.hist_mask.shape[1]
+        hist_rows = np.full((len(rows), h), -1, dtype=np.int64)  # (B, H)
+        for i, r in enumerate(rows):
+            real = self.history[r][self.history[r] >= 0]
+            hist_rows[i, : len(real)] = real
+        mask = hist_rows >= 0
+        safe = np.where(mask, hist_rows, 0)
+        hist, _ = self.content.history_means(
+            self.raw_video[safe], self.exit_slot[safe], self.n_segments[safe], mask
+        )  # (B, H, Dc), zeros where masked or missing
+        return Batch(
+            **{f.name: getattr(batch, f.name) for f in fields(batch)}
+            | {"video_content": torch.from_numpy(video), "hist_content": torch.from_numpy(hist)}
         )
 
     def targets(self) -> tuple[IntArray, IntArray]:

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from segint.heads import exit_distribution, outcome_mask
 from segint.metrics import PROTOCOLS, evaluate_scores
-from training.data import InteractionDataset, collate
+from training.data import InteractionDataset
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -25,7 +25,7 @@ def predict_logits(
 ) -> npt.NDArray[np.float32]:
     """(n, S) logits of every row of ``dataset``, in order; the model is left in eval mode."""
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=dataset.collate)
     out = [model(**batch.to(device).inputs()).float().cpu().numpy() for batch in loader]
     if not out:
         return np.zeros((0, 0), dtype=np.float32)

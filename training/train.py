@@ -39,7 +39,7 @@ from segint.splits import TRAIN, VALID, history_index
 from segint.vocab import Vocab
 from training import checkpoint
 from training.config import TrainConfig
-from training.data import Batch, InteractionDataset, build_vocabs, collate
+from training.data import Batch, InteractionDataset, build_vocabs, open_content_store
 from training.inference import evaluate_dataset
 
 log = logging.getLogger(__name__)
@@ -199,17 +199,21 @@ def prepare(cfg: TrainConfig, table: pl.DataFrame, split: npt.NDArray[np.int8]) 
     history = history_index(table, cfg.data.history_len)  # (n, H), any split
     users, videos = build_vocabs(table, train_rows)
     model_cfg = cfg.model_config(len(users), len(videos))
-    if "content" in model_cfg.modalities:
-        raise SegintError(
-            "the content modality needs segment features; segint train reads interaction logs only"
+    # None for ID-only models; a content model without a (matching) store is an error here.
+    store = open_content_store(cfg.features.store, model_cfg, cfg.features.l1_normalize)
+    if store is not None:
+        log.info(
+            "content features from %s (%d videos, width %d)", store.path, len(store), store.dim
         )
+    elif cfg.features.store:
+        log.info("the model has no content modality; feature store %s unused", cfg.features.store)
     s_max = cfg.data.s_max
     return Prepared(
         users,
         videos,
         model_cfg,
-        InteractionDataset(table, history, train_rows, users, videos, s_max),
-        InteractionDataset(table, history, valid_rows, users, videos, s_max),
+        InteractionDataset(table, history, train_rows, users, videos, s_max, store),
+        InteractionDataset(table, history, valid_rows, users, videos, s_max, store),
     )
 
 
@@ -278,7 +282,10 @@ def train(
                 prep.train, generator=torch.Generator().manual_seed(cfg.optim.seed)
             )
         loader = DataLoader(
-            prep.train, batch_size=cfg.optim.batch_size, sampler=sampler, collate_fn=collate
+            prep.train,
+            batch_size=cfg.optim.batch_size,
+            sampler=sampler,
+            collate_fn=prep.train.collate,
         )
         validator = _Validator(model, prep.valid, cfg, out, dev) if info.main else None
         return _loop(cfg, net, loader, LOSSES[cfg.loss], validator, info, dev, progress)

@@ -11,6 +11,9 @@ Two sources, as for `segint baselines`:
 Baselines fit on the training rows (plus validation rows for a split, as `segint baselines`
 does); cold rows are test rows whose video is not among them. The model appears as
 ``"SegInterest"`` in the report, which has the `segint.report` JSON layout.
+
+A content model reads its segment features from ``--features STORE``, by default the store it
+was trained with (``features.store`` in its ``config.yaml``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="evaluate a trained model next to the baselines")
     p.add_argument("--model", required=True, type=Path, help="run directory of `segint train`")
     add_source_options(p)
+    p.add_argument(
+        "--features", type=Path, help="segment feature store (default: the training run's)"
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     p.add_argument("--batch-size", type=int, default=1024, help="rows per inference batch")
     p.add_argument(
@@ -97,7 +103,7 @@ def load_rows(
 def run(args: argparse.Namespace) -> int:
     from segint.splits import history_index
     from training.checkpoint import load_model, load_run_config
-    from training.data import InteractionDataset
+    from training.data import InteractionDataset, open_content_store
     from training.inference import predict_logits, scores_and_exit_dist
     from training.train import select_device
 
@@ -109,11 +115,12 @@ def run(args: argparse.Namespace) -> int:
     model, model_cfg, users, videos = load_model(args.model, device)
     if args.s_max != model_cfg.s_max:
         raise SegintError(f"--s-max {args.s_max} differs from the model's s_max {model_cfg.s_max}")
-    if "content" in model_cfg.modalities:
-        raise SegintError("the content modality needs segment features; evaluate reads logs only")
+    store = open_content_store(
+        args.features or cfg.features.store, model_cfg, cfg.features.l1_normalize
+    )
     table, fit_rows, test_rows = load_rows(args, cfg.data)
     history = history_index(table, cfg.data.history_len)  # (n, H) over all rows
-    data = InteractionDataset(table, history, test_rows, users, videos, model_cfg.s_max)
+    data = InteractionDataset(table, history, test_rows, users, videos, model_cfg.s_max, store)
     log.info("scoring %d test rows with %s on %s", len(test_rows), args.model, device)
     logits = predict_logits(model, data, args.batch_size, device)
     fit, test = table[fit_rows], table[test_rows]

@@ -10,11 +10,17 @@ Configuration: ``--config configs/NAME.yaml`` (default ``configs/base.yaml``), t
 ``--set SECTION.KEY=VALUE ...`` overrides; ``--split``, ``--seed`` (split *and* training
 seed), ``--min-interactions`` and ``--s-max`` are shorthands for the matching ``data.*`` keys.
 Also runs under ``torchrun --nproc_per_node K -m training.train ARGS`` (same arguments).
+
+A model with the content modality (``--set model.modalities=[id,content]
+model.content_dim=DC``) reads segment features from ``--features STORE`` (a
+`segint.features.FeatureStore` of width DC); its absolute path is recorded in the run's
+``config.yaml`` (``features.store``) so that `segint evaluate` finds it by default.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -42,6 +48,11 @@ def register(sub: Any) -> None:
     src.add_argument("--split", choices=SPLIT_METHODS, help="with --data (data.split)")
     src.add_argument("--seed", type=int, help="split and training seed (data.seed, optim.seed)")
     src.add_argument("--min-interactions", type=int, help="drop users with fewer rows")
+    p.add_argument(
+        "--features",
+        type=Path,
+        help="segment feature store of a content model (features.store)",
+    )
     p.add_argument("--config", type=Path, help=f"YAML config (default {DEFAULT_CONFIG.name})")
     p.add_argument(
         "--set",
@@ -112,6 +123,10 @@ def run(args: argparse.Namespace) -> int:
     if config is None and DEFAULT_CONFIG.is_file():
         config = DEFAULT_CONFIG
     cfg = load_config(config, _overrides(args))
+    if args.features is not None:
+        # Set on the parsed config, not as an override string: a path is not YAML.
+        store = str(args.features.resolve())
+        cfg = dataclasses.replace(cfg, features=dataclasses.replace(cfg.features, store=store))
     try:
         filters = Filters(
             s_max=cfg.data.s_max,
