@@ -27,15 +27,22 @@ METRICS_FILE = "metrics.jsonl"
 
 
 def write_run_files(
-    out: str | Path, cfg: TrainConfig, model_cfg: Any, users: Vocab, videos: Vocab
+    out: str | Path,
+    cfg: TrainConfig,
+    model_cfg: Any,
+    users: Vocab,
+    videos: Vocab,
+    new_metrics: bool = True,
 ) -> None:
-    """Config and vocabularies, written once when a run starts (metrics.jsonl truncated)."""
+    """Config and vocabularies, written when a run starts (metrics.jsonl truncated unless
+    ``new_metrics`` is False, as when a refit replaces the model of a finished run)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, model_cfg, out / CONFIG_FILE)
     users.save(out / USERS_FILE)
     videos.save(out / VIDEOS_FILE)
-    (out / METRICS_FILE).write_text("")
+    if new_metrics:
+        (out / METRICS_FILE).write_text("")
 
 
 def save_weights(model: torch.nn.Module, out: str | Path) -> None:

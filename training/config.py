@@ -74,6 +74,9 @@ class OptimConfig:
     patience: int = 5  # stop after this many validations without a better NDCG@5
     valid_protocol: str = "strict"  # metric protocol of the validation NDCG@5
     seed: int = 0  # initialisation and shuffling seed
+    # After early stopping, train a fresh model on training + validation rows for the best
+    # step count and ship that one (validation rows are the newest data in a temporal split).
+    refit: bool = False
 
     def __post_init__(self) -> None:
         if not self.lr > 0 or self.weight_decay < 0 or self.grad_clip < 0:

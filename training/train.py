@@ -191,10 +191,12 @@ class Prepared:
     valid: InteractionDataset
 
 
-def prepare(cfg: TrainConfig, table: pl.DataFrame, split: npt.NDArray[np.int8]) -> Prepared:
+def prepare(
+    cfg: TrainConfig, table: pl.DataFrame, split: npt.NDArray[np.int8], need_valid: bool = True
+) -> Prepared:
     """Vocabularies from the training rows, histories over the whole table, the datasets."""
     train_rows, valid_rows = np.flatnonzero(split == TRAIN), np.flatnonzero(split == VALID)
-    if len(valid_rows) == 0:
+    if need_valid and len(valid_rows) == 0:
         raise DataError("no validation rows: the split left nothing to validate on")
     history = history_index(table, cfg.data.history_len)  # (n, H), any split
     users, videos = build_vocabs(table, train_rows)
@@ -248,14 +250,13 @@ def train(
     Works alone or inside a torchrun job (the process group is joined and left here).
     """
     from model.loss import LOSSES
-    from model.network import SegmentInterestModel
 
     info, dev = init_distributed(device)
     try:
         out = Path(out_dir)
         seed_everything(cfg.optim.seed)
         prep = prepare(cfg, table, split)
-        model = SegmentInterestModel(prep.model_cfg).to(dev)
+        model, net, loader = _build(cfg, prep, info, dev)
         if info.main:
             checkpoint.write_run_files(out, cfg, prep.model_cfg, prep.users, prep.videos)
             log.info(
@@ -263,35 +264,76 @@ def train(
                 len(prep.train), len(prep.users) - 1, len(prep.videos) - 1, len(prep.valid),
                 sum(p.numel() for p in model.parameters()), dev, info.world,
             )  # fmt: skip
-        sampler: Sampler[int]
-        if info.world > 1:
-            torch.manual_seed(cfg.optim.seed + 1 + info.rank)  # distinct dropout masks per rank
-            # Some parameters get no gradient in some configurations (the last layer's user
-            # stream, or the whole last layer with reference_last_layer_bug).
-            net: torch.nn.Module = DistributedDataParallel(
-                model,
-                device_ids=[dev.index] if dev.type == "cuda" else None,
-                find_unused_parameters=True,
-            )
-            sampler = DistributedSampler(
-                prep.train, info.world, info.rank, shuffle=True, seed=cfg.optim.seed
-            )
-        else:
-            net = model
-            sampler = RandomSampler(
-                prep.train, generator=torch.Generator().manual_seed(cfg.optim.seed)
-            )
-        loader = DataLoader(
-            prep.train,
-            batch_size=cfg.optim.batch_size,
-            sampler=sampler,
-            collate_fn=prep.train.collate,
-        )
         validator = _Validator(model, prep.valid, cfg, out, dev) if info.main else None
-        return _loop(cfg, net, loader, LOSSES[cfg.loss], validator, info, dev, progress)
+        result = _loop(cfg, net, loader, LOSSES[cfg.loss], validator, info, dev, progress)
+        if cfg.optim.refit:
+            _refit(cfg, table, split, out, result.best_step, info, dev, progress)
+        return result
     finally:
         if info.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _build(
+    cfg: TrainConfig, prep: Prepared, info: Dist, dev: torch.device
+) -> tuple[torch.nn.Module, torch.nn.Module, DataLoader[Any]]:
+    """The model, the module to step (DDP-wrapped under torchrun) and the training loader."""
+    from model.network import SegmentInterestModel
+
+    model = SegmentInterestModel(prep.model_cfg).to(dev)
+    sampler: Sampler[int]
+    if info.world > 1:
+        torch.manual_seed(cfg.optim.seed + 1 + info.rank)  # distinct dropout masks per rank
+        # Some parameters get no gradient in some configurations (the last layer's user
+        # stream, or the whole last layer with reference_last_layer_bug).
+        net: torch.nn.Module = DistributedDataParallel(
+            model,
+            device_ids=[dev.index] if dev.type == "cuda" else None,
+            find_unused_parameters=True,
+        )
+        sampler = DistributedSampler(
+            prep.train, info.world, info.rank, shuffle=True, seed=cfg.optim.seed
+        )
+    else:
+        net = model
+        sampler = RandomSampler(prep.train, generator=torch.Generator().manual_seed(cfg.optim.seed))
+    loader = DataLoader(
+        prep.train, batch_size=cfg.optim.batch_size, sampler=sampler, collate_fn=prep.train.collate
+    )
+    return model, net, loader
+
+
+def _refit(
+    cfg: TrainConfig,
+    table: pl.DataFrame,
+    split: npt.NDArray[np.int8],
+    out: Path,
+    steps: int,
+    info: Dist,
+    dev: torch.device,
+    progress: bool,
+) -> None:
+    """Retrain from scratch on training + validation rows for ``steps`` steps (the early-stopped
+    count) and replace the run's model and vocabularies; the validation history stays."""
+    from model.loss import LOSSES
+
+    if steps < 1:
+        log.warning("refit skipped: no validated step to reproduce")
+        return
+    merged = np.where(split == VALID, TRAIN, split).astype(np.int8)
+    seed_everything(cfg.optim.seed)
+    prep = prepare(cfg, table, merged, need_valid=False)
+    model, net, loader = _build(cfg, prep, info, dev)
+    if info.main:
+        log.info("refit on %d rows for %d steps", len(prep.train), steps)
+    _loop(cfg, net, loader, LOSSES[cfg.loss], None, info, dev, progress, max_steps=steps)
+    if info.main:
+        checkpoint.write_run_files(
+            out, cfg, prep.model_cfg, prep.users, prep.videos, new_metrics=False
+        )
+        checkpoint.save_weights(model, out)
+        with (out / checkpoint.METRICS_FILE).open("a") as f:
+            f.write(json.dumps({"refit": {"rows": len(prep.train), "steps": steps}}) + "\n")
 
 
 def _loop(
@@ -303,10 +345,11 @@ def _loop(
     info: Dist,
     dev: torch.device,
     progress: bool,
+    max_steps: int | None = None,
 ) -> TrainResult:
     o = cfg.optim
     optimizer = make_optimizer(net, cfg)
-    total = o.max_epochs * len(loader)
+    total = o.max_epochs * len(loader) if max_steps is None else max_steps
     start = time.perf_counter()
     step, loss_sum, loss_rows, stop = 0, 0.0, 0, False
     bar = tqdm(
@@ -327,6 +370,9 @@ def _loop(
             loss_sum += float(loss) * len(batch)
             loss_rows += len(batch)
             bar.update(1)
+            if max_steps is not None and step >= max_steps:
+                stop = True
+                break
             if step % o.eval_every == 0 or step == total:
                 train_loss = loss_sum / max(loss_rows, 1)
                 loss_sum, loss_rows = 0.0, 0

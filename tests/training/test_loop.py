@@ -136,3 +136,27 @@ def test_no_validation_rows_and_content_modality_are_errors(
     split = assign_split(table, "random_per_user", 0)
     with pytest.raises(SegintError, match="content"):
         train(cfg, table, split, tmp_path / "b", device="cpu", progress=False)
+
+
+def test_refit_retrains_on_train_and_valid_for_the_best_step_count(
+    table: pl.DataFrame, tmp_path: Path
+) -> None:
+    """optim.refit: the shipped model knows the validation rows' ids, trained best_step steps."""
+    run = tmp_path / "run"
+    result = _train_tiny(
+        table,
+        run,
+        "optim.max_epochs=2",
+        "optim.eval_every=3",
+        "optim.patience=100",
+        "optim.refit=true",
+    )
+    cfg = load_run_config(run)
+    split = assign_split(table, cfg.data.split, cfg.data.seed)
+    fit = np.isin(split, (TRAIN, VALID))
+    model, model_cfg, users, videos = load_model(run)
+    assert np.array_equal(videos.ids, np.unique(table["video_id"].to_numpy()[fit]))
+    assert model_cfg.n_videos == len(videos)
+    refit = _metrics(run)[-1]["refit"]
+    assert refit == {"rows": int(fit.sum()), "steps": result.best_step}
+    assert all(torch.isfinite(p).all() for p in model.parameters())
