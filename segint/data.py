@@ -15,11 +15,15 @@ naming the file, the row and the column.
 from __future__ import annotations
 
 import json
+import math
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from segint.errors import DataError
 from segint.segments import DEFAULT_S_MAX, SEGMENT_MS
@@ -38,6 +42,8 @@ REQUIRED = {
     "canonical": CANONICAL,
 }
 PREPARED_FILE = "interactions.parquet"
+# Rows de-duplicated at once by `segint data prepare` (~350 bytes of memory each).
+PARTITION_ROWS = 5_000_000
 
 
 @dataclass(frozen=True)
@@ -155,13 +161,19 @@ def _collect(lf: pl.LazyFrame, paths: Sequence[str | Path], fmt: str) -> pl.Data
         raise
 
 
-def prepare_lazy(
-    paths: Sequence[str | Path], fmt: str, filters: Filters = Filters()
-) -> tuple[pl.LazyFrame, dict[str, object]]:
-    """Filter, de-duplicate and label the logs; returns the lazy result and a summary.
+def prepare_parts(
+    paths: Sequence[str | Path],
+    fmt: str,
+    filters: Filters = Filters(),
+    partition_rows: int = PARTITION_ROWS,
+) -> tuple[list[pl.LazyFrame], dict[str, object]]:
+    """Filter, de-duplicate and label the logs; returns lazy parts of the result and a summary.
 
-    The summary (rows read, rows dropped by each filter in order, duplicates) is computed in
-    one streaming aggregation pass; the returned frame is not yet executed.
+    The summary (rows read, rows dropped by each filter in order) comes from one streaming
+    aggregation pass. De-duplication needs a hash table of the rows it has seen, so a log with
+    more than ``partition_rows`` surviving rows is cut into parts by a hash of ``user_id``
+    (exact duplicates share it); each part is de-duplicated on its own, which bounds memory by
+    the part size at the cost of one more read of the input per part.
     """
     raw = _concat(paths, fmt)
     flags = _filter_flags(fmt, filters)
@@ -179,32 +191,58 @@ def prepare_lazy(
                 err = _locate_bad_value(Path(p), REQUIRED[fmt])
                 if "row" in str(err):
                     raise err
+    dropped = {k.removeprefix("dropped_"): v for k, v in counts.items() if k.startswith("dropped_")}
     kept = raw.filter(passed)
-    if filters.drop_duplicates:
-        kept = kept.unique(maintain_order=False)
-    out = _with_labels(kept.select(CANONICAL))
+    n_kept = counts["rows_read"] - sum(dropped.values())
+    n_parts = max(1, math.ceil(n_kept / partition_rows)) if filters.drop_duplicates else 1
+    parts = []
+    for i in range(n_parts):
+        part = kept if n_parts == 1 else kept.filter(pl.col("user_id").hash(seed=7) % n_parts == i)
+        if filters.drop_duplicates:
+            part = part.unique(maintain_order=False)  # over every column of the log
+        parts.append(_with_labels(part.select(CANONICAL)))
     summary: dict[str, object] = {
         "inputs": [str(p) for p in paths],
         "format": fmt,
         "filters": asdict(filters),
         "rows_read": counts["rows_read"],
-        "dropped": {
-            k.removeprefix("dropped_"): v for k, v in counts.items() if k.startswith("dropped_")
-        },
+        "dropped": dropped,
+        "parts": n_parts,
     }
-    return out, summary
+    return parts, summary
+
+
+def prepare_lazy(
+    paths: Sequence[str | Path], fmt: str, filters: Filters = Filters()
+) -> tuple[pl.LazyFrame, dict[str, object]]:
+    """`prepare_parts` as one lazy frame (for data that fits in memory)."""
+    parts, summary = prepare_parts(paths, fmt, filters)
+    return pl.concat(parts), summary
 
 
 def write_prepared(
-    paths: Sequence[str | Path], fmt: str, out_dir: str | Path, filters: Filters = Filters()
+    paths: Sequence[str | Path],
+    fmt: str,
+    out_dir: str | Path,
+    filters: Filters = Filters(),
+    partition_rows: int = PARTITION_ROWS,
 ) -> dict[str, object]:
-    """Run `prepare_lazy`, stream the result to ``OUT/interactions.parquet``, add statistics."""
-    lf, summary = prepare_lazy(paths, fmt, filters)
+    """Run `prepare_parts`, write ``OUT/interactions.parquet`` part by part, add statistics."""
+    parts, summary = prepare_parts(paths, fmt, filters, partition_rows)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     target = out / PREPARED_FILE
     tmp = target.with_suffix(".parquet.tmp")
-    lf.sink_parquet(tmp, engine="streaming")
+    if len(parts) == 1:
+        parts[0].sink_parquet(tmp, engine="streaming")
+    else:
+        writer: pq.ParquetWriter | None = None
+        for part in tqdm(parts, desc="prepare", unit="part", file=sys.stderr):
+            table = part.collect(engine="streaming").to_arrow()
+            writer = writer or pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table)
+        assert writer is not None
+        writer.close()
     tmp.replace(target)  # atomic: a crash never leaves a half-written table behind
     stats = (
         pl.scan_parquet(target)
