@@ -160,7 +160,7 @@ def main() -> None:
     lines = [
         f"### Ablations (random_per_user, seed {args.seed}; SegInterest on the test rows)",
         "",
-        "| variant | strict HR@1 | strict NDCG@5 | strict NDCG@10 | paper HR@5 | paper NDCG@5 | MAE | MFLOP/candidate | train s |",
+        "| variant | strict HR@1 | strict NDCG@5 | strict NDCG@10 | paper HR@5 | paper NDCG@5 | MAE | M multiply-adds/candidate | train s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     shard, n_shards = (int(x) for x in args.shard.split("/"))
