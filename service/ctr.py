@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from export.manifest import ArtifactError, CtrSpec
 from segint.vocab import Vocab
-from service.history import History
+from service.history import History, history_feeds
 
 IntArray = npt.NDArray[np.int64]
 
@@ -72,23 +72,11 @@ class CtrHead:
             interest_logits: (C, S) the interest model's logits for these candidates.
         """
         c = len(n_segments)
-        h = min(len(history), self.spec.history_len)
-        width = max(h, 1)
-        hist_video = np.zeros((1, width), dtype=np.int64)
-        hist_exit = np.zeros((1, width), dtype=np.int64)
-        hist_nseg = np.ones((1, width), dtype=np.int64)
-        hist_mask = np.zeros((1, width), dtype=bool)
-        hist_video[0, :h] = self.videos.lookup(history.video_ids[:h])
-        hist_exit[0, :h] = np.clip(history.exit_slots[:h], 0, self.s_max)
-        hist_nseg[0, :h] = np.clip(history.n_segments[:h], 1, self.s_max)
-        hist_mask[0, :h] = True
+        hist = history_feeds(history, self.videos, self.spec.history_len, self.s_max)  # (1, H)
         return {
             "user_ids": np.repeat(self.users.lookup([user_id]), c),  # (C,)
             "video_ids": self.videos.lookup(video_ids),  # (C,)
             "n_segments": n_segments,  # (C,)
-            "hist_video_ids": np.repeat(hist_video, c, axis=0),  # (C, H)
-            "hist_exit_slots": np.repeat(hist_exit, c, axis=0),
-            "hist_n_segments": np.repeat(hist_nseg, c, axis=0),
-            "hist_mask": np.repeat(hist_mask, c, axis=0),
+            **{name: np.repeat(x, c, axis=0) for name, x in hist.items()},  # (C, H)
             "interest_logits": np.ascontiguousarray(interest_logits, dtype=np.float32),  # (C, S)
         }

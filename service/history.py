@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from segint.segments import exit_slot, n_segments
+from segint.vocab import Vocab
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
@@ -185,3 +186,33 @@ def decode_blob(blob: bytes, fingerprint: bytes | None) -> UserState:
     if n_states == 0 and m == 0:
         return UserState(history, None, None)
     return UserState(history, states.astype(np.float32, copy=False), mask)
+
+
+def history_feeds(
+    history: History, videos: Vocab, max_len: int, s_max: int
+) -> dict[str, npt.NDArray[np.generic]]:
+    """One user's history as model inputs, right-padded like training's collate.
+
+    Padding is video 0 (unknown), exit slot 0, one segment and mask False, to
+    ``H = max(h, 1)`` columns where ``h`` is the history length capped at ``max_len``.
+
+    Returns:
+        ``hist_video_ids``, ``hist_exit_slots``, ``hist_n_segments`` (int64) and ``hist_mask``
+        (bool), each of shape (1, H).
+    """
+    h = min(len(history), max_len)
+    width = max(h, 1)
+    hist_video = np.zeros((1, width), dtype=np.int64)
+    hist_exit = np.zeros((1, width), dtype=np.int64)
+    hist_nseg = np.ones((1, width), dtype=np.int64)
+    hist_mask = np.zeros((1, width), dtype=bool)
+    hist_video[0, :h] = videos.lookup(history.video_ids[:h])
+    hist_exit[0, :h] = np.clip(history.exit_slots[:h], 0, s_max)
+    hist_nseg[0, :h] = np.clip(history.n_segments[:h], 1, s_max)
+    hist_mask[0, :h] = True
+    return {
+        "hist_video_ids": hist_video,
+        "hist_exit_slots": hist_exit,
+        "hist_n_segments": hist_nseg,
+        "hist_mask": hist_mask,
+    }

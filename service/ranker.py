@@ -32,7 +32,7 @@ from segint.vocab import UNKNOWN, Vocab
 from service import metrics
 from service.content import ContentFeatures
 from service.ctr import CtrHead
-from service.history import History, UserState
+from service.history import History, UserState, history_feeds
 
 log = logging.getLogger(__name__)
 
@@ -255,27 +255,16 @@ class Ranker:
         exit slot 0, one segment, mask False) to ``H = max(h, 1)`` columns."""
         h = min(len(history), self.manifest.history_len)
         width = max(h, 1)
-        hist_video = np.zeros((1, width), dtype=np.int64)
-        hist_exit = np.zeros((1, width), dtype=np.int64)
-        hist_nseg = np.ones((1, width), dtype=np.int64)
-        hist_mask = np.zeros((1, width), dtype=bool)
-        hist_video[0, :h] = self.videos.lookup(history.video_ids[:h])
-        hist_exit[0, :h] = np.clip(history.exit_slots[:h], 0, self.manifest.s_max)
-        hist_nseg[0, :h] = np.clip(history.n_segments[:h], 1, self.manifest.s_max)
-        hist_mask[0, :h] = True
         feeds = {
             "user_ids": self.users.lookup([user_id]),  # (1,)
-            "hist_video_ids": hist_video,  # (1, H)
-            "hist_exit_slots": hist_exit,
-            "hist_n_segments": hist_nseg,
-            "hist_mask": hist_mask,
-        }
+            **history_feeds(history, self.videos, self.manifest.history_len, self.manifest.s_max),
+        }  # history inputs (1, H)
         if self.content is not None:
             # Raw ids index the store; padding columns come back as zeros.
             raw = np.zeros((1, width), dtype=np.int64)
             raw[0, :h] = history.video_ids[:h]
             feeds["hist_content"] = self.content.hist_content(
-                raw, hist_exit, hist_nseg, hist_mask
+                raw, feeds["hist_exit_slots"], feeds["hist_n_segments"], feeds["hist_mask"]
             )  # (1, H, Dc)
         return feeds
 

@@ -25,10 +25,11 @@ def add_filter_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--keep-duplicates", action="store_true", help="keep exact duplicate rows")
 
 
-def filters_from_args(args: argparse.Namespace) -> Filters:
+def filters_from_args(args: argparse.Namespace, s_max: int | None = None) -> Filters:
+    """The `Filters` of the filter options (``s_max`` overrides ``--s-max``)."""
     try:
         return Filters(
-            s_max=args.s_max,
+            s_max=args.s_max if s_max is None else s_max,
             min_play_ms=args.min_play_ms,
             min_duration_ms=args.min_duration_ms,
             require_click=not args.keep_unclicked,

@@ -30,8 +30,8 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from segint.commands.data import add_filter_options
-from segint.data import FORMATS, Filters, load_table
+from segint.commands.data import add_filter_options, filters_from_args
+from segint.data import FORMATS, load_table
 from segint.errors import SegintError
 from segint.splits import SPLIT_METHODS, TEST, VALID, assign_split, temporal
 
@@ -127,16 +127,7 @@ def run(args: argparse.Namespace) -> int:
         # Set on the parsed config, not as an override string: a path is not YAML.
         store = str(args.features.resolve())
         cfg = dataclasses.replace(cfg, features=dataclasses.replace(cfg.features, store=store))
-    try:
-        filters = Filters(
-            s_max=cfg.data.s_max,
-            min_play_ms=args.min_play_ms,
-            min_duration_ms=args.min_duration_ms,
-            require_click=not args.keep_unclicked,
-            drop_duplicates=not args.keep_duplicates,
-        )
-    except ValueError as e:
-        raise SegintError(str(e)) from None
+    filters = filters_from_args(args, s_max=cfg.data.s_max)
     table = load_table(args.data or args.train, args.format, filters)
     if args.data:
         if cfg.data.split not in SPLIT_METHODS:
