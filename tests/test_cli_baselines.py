@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from segint.baselines import BASELINES
 from segint.metrics import METRIC_NAMES
+from tests.cli import segint
 from tests.paths import KUAIRAND_FIXTURE, KUAIRAND_LOG
-
-
-def segint(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "segint.cli", *args], capture_output=True, text=True
-    )
 
 
 def test_random_split_report_layout_and_sanity(shared_data, tmp_path):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
-import sys
 
 import numpy as np
 import polars as pl
@@ -14,6 +12,7 @@ import pytest
 from segint.data import Filters, load_table, prepare_lazy, write_prepared
 from segint.errors import DataError
 from segint.segments import exit_slot, label_1d, n_segments
+from tests.cli import segint
 from tests.paths import BUNDLED_LOG, KUAIRAND_FIXTURE, KUAIRAND_LOG, SEGMM_SAMPLE
 
 HEADER = "user_id,video_id,time_ms,duration_ms,play_time_ms\n"
@@ -136,22 +135,15 @@ def test_cli_bad_file_exits_2_with_one_line(tmp_path):
     """The CLI turns a malformed file into exit code 2 and one line on stderr."""
     path = tmp_path / "bad.csv"
     path.write_text(HEADER + "1,10,abc,12000,3000\n")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "segint.cli",
-            "data",
-            "prepare",
-            "--input",
-            str(path),
-            "--format",
-            "canonical",
-            "--out",
-            str(tmp_path / "o"),
-        ],
-        capture_output=True,
-        text=True,
+    proc = segint(
+        "data",
+        "prepare",
+        "--input",
+        str(path),
+        "--format",
+        "canonical",
+        "--out",
+        str(tmp_path / "o"),
     )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "column 'time_ms'" in proc.stderr
@@ -161,22 +153,8 @@ def test_cli_bad_file_exits_2_with_one_line(tmp_path):
 
 def test_cli_prepare_prints_summary(shared_data, tmp_path):
     """`segint data prepare` writes Parquet + summary.json and prints drops and the histogram."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "segint.cli",
-            "data",
-            "prepare",
-            "--input",
-            str(KUAIRAND_FIXTURE),
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    proc = segint("data", "prepare", "--input", str(KUAIRAND_FIXTURE), "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert f"kept {summary['rows_kept']:,} rows" in proc.stdout
     assert "dropped by click" in proc.stdout and "exit slot histogram" in proc.stdout
