@@ -34,6 +34,10 @@ class ModelConfig:
     position_bias: bool = True  # learned per-(N, slot) logit offset (paper eq. 7), starts at 0
     history_tokens: bool = True  # one user token per history view (False: user-ID token only)
     video_profile: bool = True  # learned per-video per-slot logit offset, starts at zero
+    # Pseudo-views of the global exit distribution that smooth each video's exit counts into a
+    # log-prior added to the logits (ItemPosition+prior inside the model; 0 = off). The counts
+    # are a buffer set from the training rows (InterestDecoder.set_exit_counts).
+    exit_prior: float = 0.0
     fusion_heads: int = 2  # heads of the bilinear fusion across modalities (paper eq. 6)
     mask_impossible: bool = True  # slots j > N get a constant +1e4 logit ("never the exit")
     reference_last_layer_bug: bool = False  # quirk: encoder returns the last layer's *input*
@@ -59,6 +63,10 @@ class ModelConfig:
             raise ValueError(f"dropout must be a number, got {self.dropout!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if isinstance(self.exit_prior, bool) or not isinstance(self.exit_prior, int | float):
+            raise ValueError(f"exit_prior must be a number, got {self.exit_prior!r}")
+        if self.exit_prior < 0:
+            raise ValueError(f"exit_prior must be >= 0 (0 = off), got {self.exit_prior}")
         if isinstance(self.id_dropout, bool) or not isinstance(self.id_dropout, int | float):
             raise ValueError(f"id_dropout must be a number, got {self.id_dropout!r}")
         if not 0.0 <= self.id_dropout < 1.0:

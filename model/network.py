@@ -12,7 +12,8 @@ Per modality (one instance each, any number of modalities):
     IdEmbedding | ContentEmbedding  -> user tokens (B, M, d), video tokens (C, S, d)
     ModalityEncoder: L layers of CrossAttentionBlocks (eqs. 1-5)  -> video states (C, S, d)
 then InterestDecoder: reducers + bilinear fusion (eq. 6) + position bias (eq. 7) + a per-video
-exit profile -> logits (C, S). Higher logit = more interest = less likely to leave there.
+exit profile + (cfg.exit_prior > 0) a log-prior from each video's training exit counts -> logits
+(C, S). Higher logit = more interest = less likely to leave there.
 
 Cost note: the paper's user side has one token per *watched segment* of the history; we use one
 token per history *view* (video + how the view ended), i.e. M = 1 + H instead of up to 1 + 40 H.
@@ -266,7 +267,39 @@ class InterestDecoder(nn.Module):
             nn.Parameter(torch.zeros(cfg.s_max + 1, cfg.s_max)) if cfg.position_bias else None
         )
         self.profile = nn.Embedding(cfg.n_videos, cfg.s_max) if cfg.video_profile else None
+        # Exit-count prior: minus log((c_vj + a g_j) / (n_v + a)) from the training rows' exit
+        # counts c (a buffer: part of the checkpoint and of the exported graph, never trained),
+        # times a learned weight. Row 0 (unknown video) has no counts, so it is the global profile g.
+        self.prior_strength = cfg.exit_prior
+        if cfg.exit_prior > 0:
+            self.register_buffer("exit_counts", torch.zeros(cfg.n_videos, cfg.s_max))
+            self.register_buffer("global_exit", torch.full((cfg.s_max,), 1.0 / cfg.s_max))
+            self.prior_weight = nn.Parameter(torch.ones(()))
         self.mask_impossible, self.s_max = cfg.mask_impossible, cfg.s_max
+
+    @torch.no_grad()
+    def set_exit_counts(self, video_idx: Tensor, exit_slots: Tensor) -> None:
+        """Fill the exit-count buffer from (video index, exit slot) pairs of the fitting rows."""
+        if self.prior_strength <= 0:
+            raise ValueError("set_exit_counts needs exit_prior > 0")
+        counts = cast(Tensor, self.exit_counts)
+        keep = (exit_slots < self.s_max) & (video_idx > 0)  # row 0 (unknown) stays empty
+        flat = video_idx[keep] * self.s_max + exit_slots[keep]
+        counts.copy_(torch.bincount(flat, minlength=counts.numel()).view_as(counts).float())
+        total = counts.sum(0)
+        glob = total / total.sum().clamp(min=1.0)
+        cast(Tensor, self.global_exit).copy_(glob.clamp(min=1e-6) / glob.clamp(min=1e-6).sum())
+
+    def exit_prior(self, video_ids: Tensor, exclude: Tensor | None) -> Tensor:
+        """(C,) -> (C, S) log smoothed exit profile; ``exclude`` (C,) leaves one view out."""
+        c = cast(Tensor, self.exit_counts)[video_ids]  # (C, S)
+        if exclude is not None:  # training: the row's own exit is not evidence about itself
+            own = nn.functional.one_hot(exclude.clamp(0, self.s_max - 1), self.s_max).float()
+            own = own * ((video_ids > 0) & (exclude < self.s_max)).float()[:, None]
+            c = (c - own).clamp(min=0.0)
+        a = self.prior_strength
+        prior = (c + a * cast(Tensor, self.global_exit)) / (c.sum(-1, keepdim=True) + a)
+        return prior.log()
 
     def reset_offsets(self) -> None:
         if self.position_bias is not None:
@@ -274,7 +307,13 @@ class InterestDecoder(nn.Module):
         if self.profile is not None:
             nn.init.zeros_(self.profile.weight)
 
-    def forward(self, states: list[Tensor], video_ids: Tensor, n_segments: Tensor) -> Tensor:
+    def forward(
+        self,
+        states: list[Tensor],
+        video_ids: Tensor,
+        n_segments: Tensor,
+        exclude_exit_slots: Tensor | None = None,
+    ) -> Tensor:
         # states: one (C, S, d) per modality -> logits (C, S)
         z = torch.stack([r(x) for r, x in zip(self.reducers, states, strict=True)]).sum(0)
         z = z.squeeze(-1)  # (C, S): w_x . x + b_x summed over modalities
@@ -288,6 +327,9 @@ class InterestDecoder(nn.Module):
             z = z + self.position_bias[n_segments.clamp(0, self.s_max)]  # (C, S)
         if self.profile is not None:
             z = z + self.profile(video_ids)  # (C, S): what ItemPosition captures, learned
+        if self.prior_strength > 0:
+            # Interest is "not leaving": a likely exit slot gets a lower logit.
+            z = z - self.prior_weight * self.exit_prior(video_ids, exclude_exit_slots)
         if self.mask_impossible:
             j = torch.arange(self.s_max, device=z.device)[None, :]
             z = z.masked_fill(j > n_segments[:, None], IMPOSSIBLE_LOGIT)
@@ -319,6 +361,7 @@ class SegmentInterestModel(nn.Module):
         n_segments: Tensor,  # (B,)
         hist_content: Tensor | None = None,  # (B, H, Dc)
         video_content: Tensor | None = None,  # (B, S, Dc)
+        exclude_exit_slots: Tensor | None = None,  # (B,) training rows' own exits (exit_prior)
     ) -> Tensor:
         if self.training and self.cfg.id_dropout > 0:
             user_ids, hist_video_ids, video_ids = (
@@ -332,7 +375,7 @@ class SegmentInterestModel(nn.Module):
             enc(v, video_mask, u, user_mask)
             for enc, v, u in zip(self._encoders(), videos, users, strict=True)
         ]
-        logits: Tensor = self.decoder(states, video_ids, n_segments)
+        logits: Tensor = self.decoder(states, video_ids, n_segments, exclude_exit_slots)
         return logits
 
     def _drop_ids(self, ids: Tensor) -> Tensor:

@@ -227,7 +227,8 @@ def train_step(
     grad_clip: float,
 ) -> torch.Tensor:
     """One optimizer step on one batch (already on the device); returns the detached loss."""
-    logits = net(**batch.inputs())  # (B, S)
+    # The row's own exit is left out of the exit-count prior (exit_prior models only).
+    logits = net(**batch.inputs(), exclude_exit_slots=batch.exit_slot)  # (B, S)
     loss: torch.Tensor = loss_fn(logits, batch.exit_slot, batch.n_segments)
     optimizer.zero_grad(set_to_none=True)
     torch.autograd.backward(loss)
@@ -281,6 +282,12 @@ def _build(
     from model.network import SegmentInterestModel
 
     model = SegmentInterestModel(prep.model_cfg).to(dev)
+    if prep.model_cfg.exit_prior > 0:  # exit counts of the training rows, identical on every rank
+        rows = prep.train.rows
+        model.decoder.set_exit_counts(
+            torch.as_tensor(prep.train.video_idx[rows], device=dev),
+            torch.as_tensor(prep.train.exit_slot[rows], device=dev),
+        )
     sampler: Sampler[int]
     if info.world > 1:
         torch.manual_seed(cfg.optim.seed + 1 + info.rank)  # distinct dropout masks per rank

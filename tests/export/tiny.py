@@ -1,7 +1,7 @@
 """Tiny models, training runs and exported artifacts for the export and service tests.
 
 Sizes are small and deliberately mismatched (S=7, H=5, d=12, 3 heads, 2 layers) and every
-parameter is drawn at random (the zero-initialised offsets too), so a wrong slot, mask or
+parameter is drawn at random (the zero-initialised offsets too, and the exit counts), so a wrong slot, mask or
 user shows up as a different logit. Exporting takes ~10-20 s on two cores, so artifacts are
 cached in pytest's cache folder under a hash of the code that produces them.
 """
@@ -27,6 +27,7 @@ TINY = {
     "n_layers": 2,
     "ffn_dim": 20,
     "dropout": 0.0,
+    "exit_prior": 1.0,  # as the default config: exit counts are part of the exported graph
 }
 USERS = Vocab(np.arange(100, 112))  # raw user ids 100..111 -> 1..12; anything else unknown
 VIDEOS = Vocab(np.arange(1000, 1028))  # raw video ids 1000..1027 -> 1..28
@@ -51,6 +52,10 @@ def tiny_model(
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0.0, 0.4)
+        views = 200  # random exit counts: the prior differs per video and slot
+        model.decoder.set_exit_counts(
+            torch.randint(0, len(VIDEOS), (views,)), torch.randint(0, cfg.s_max + 1, (views,))
+        )
     return model.eval()
 
 

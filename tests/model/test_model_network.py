@@ -8,7 +8,16 @@ import torch
 from model import SegmentInterestModel
 from model.loss import exit_ce
 from model.network import IMPOSSIBLE_LOGIT, slot_features
-from tests.model.model_testing import B, H, S, make_batch, tiny_config, user_part, video_part
+from tests.model.model_testing import (
+    N_VIDEOS,
+    B,
+    H,
+    S,
+    make_batch,
+    tiny_config,
+    user_part,
+    video_part,
+)
 
 STREAMS = ("self", "cross")
 MODALITIES = (("id",), ("content",), ("id", "content"))
@@ -18,6 +27,7 @@ VARIANTS = (
     {"n_layers": 3},
     {"history_tokens": False},
     {"reference_last_layer_bug": True},
+    {"exit_prior": 1.0},
 )
 
 
@@ -270,3 +280,72 @@ def test_id_dropout_only_in_training():
     torch.manual_seed(0)
     with torch.no_grad():
         assert not torch.equal(model(**batch), a)
+
+
+def test_exit_prior_by_hand():
+    """exit_prior: -log((c_vj + a g_j) / (n_v + a)) per video, counted from (video, exit) pairs;
+    the unknown video is the global profile; a left-out view is subtracted from its video."""
+    a = 2.0
+    model = build(exit_prior=a).eval()
+    dec = model.decoder
+    videos = torch.tensor([1, 1, 1, 2, 3, 0])
+    exits = torch.tensor([0, 0, 2, 1, S, 4])  # exit S has no slot; video 0 is never counted
+    dec.set_exit_counts(videos, exits)
+    c = torch.zeros(N_VIDEOS, S)
+    c[1, 0], c[1, 2], c[2, 1] = 2, 1, 1
+    g = torch.zeros(S)
+    g[0], g[1], g[2] = 2 / 4, 1 / 4, 1 / 4
+    g = g.clamp(min=1e-6) / g.clamp(min=1e-6).sum()
+    torch.testing.assert_close(dec.global_exit, g)
+
+    def hand(counts: torch.Tensor) -> torch.Tensor:
+        return ((counts + a * g) / (counts.sum() + a)).log()
+
+    ids = torch.tensor([1, 2, 3, 0, 1, 2])
+    got = dec.exit_prior(ids, None)
+    for i, v in enumerate(ids.tolist()):
+        torch.testing.assert_close(got[i], hand(c[v]))
+    torch.testing.assert_close(got[2], g.log())  # video 3's only view exited at S: no counts
+    torch.testing.assert_close(got[3], g.log())  # unknown video: the global profile
+    # Leave-one-out: the row's own exit is removed from its video's counts (never below 0,
+    # never for the unknown video, never for exit S).
+    loo = dec.exit_prior(ids, torch.tensor([0, 1, S, 3, 2, 5]))
+    one_less = c[1].clone()
+    one_less[0] -= 1
+    torch.testing.assert_close(loo[0], hand(one_less))
+    torch.testing.assert_close(loo[1], g.log())  # video 2's only view left out
+    torch.testing.assert_close(loo[2], got[2])
+    torch.testing.assert_close(loo[3], got[3])
+    one_less = c[1].clone()
+    one_less[2] -= 1
+    torch.testing.assert_close(loo[4], hand(one_less))
+    torch.testing.assert_close(loo[5], hand(c[2]))  # slot 5 had no count: clamped at 0
+
+
+def test_exit_prior_enters_the_logits_with_a_learned_weight():
+    """The prior lowers the interest of slots where the video's viewers left; the weight is a
+    parameter; forward's exclude_exit_slots changes only the rows of counted videos."""
+    model = build(exit_prior=1.0, dropout=0.0).eval()
+    batch = make_batch(model.cfg, seed=2)
+    with torch.no_grad():
+        before = model(**batch)
+        model.decoder.set_exit_counts(batch["video_ids"], torch.zeros(B, dtype=torch.long))
+        after = model(**batch)
+    known = batch["video_ids"] > 0
+    # Slot 0 of every counted video (N >= 1 always, so slot 0 is real) lost interest.
+    assert (after[known][:, 0] < before[known][:, 0]).all()
+    assert "decoder.prior_weight" in dict(model.named_parameters())
+    assert "decoder.exit_counts" in model.state_dict()
+    with torch.no_grad():
+        left_out = model(**batch, exclude_exit_slots=torch.zeros(B, dtype=torch.long))
+    assert torch.equal(left_out[~known], after[~known])
+    assert not torch.equal(left_out[known], after[known])
+
+
+def test_exit_prior_config_is_checked():
+    with pytest.raises(ValueError, match="exit_prior"):
+        tiny_config(exit_prior=-1.0)
+    with pytest.raises(ValueError, match="exit_prior"):
+        tiny_config(exit_prior=True)
+    with pytest.raises(ValueError, match="exit_prior > 0"):
+        build().decoder.set_exit_counts(torch.tensor([1]), torch.tensor([0]))

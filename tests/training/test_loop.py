@@ -160,3 +160,26 @@ def test_refit_retrains_on_train_and_valid_for_the_best_step_count(
     refit = _metrics(run)[-1]["refit"]
     assert refit == {"rows": int(fit.sum()), "steps": result.best_step}
     assert all(torch.isfinite(p).all() for p in model.parameters())
+    _assert_exit_counts(model, table, fit, videos)
+
+
+def _assert_exit_counts(model, table: pl.DataFrame, rows: np.ndarray, videos) -> None:
+    """The checkpoint's exit-count buffer holds exactly the exits of ``rows``, per video."""
+    s = model.cfg.s_max
+    expected = np.zeros((len(videos), s))
+    exits = table["exit_slot"].to_numpy()[rows]
+    idx = videos.lookup(table["video_id"].to_numpy()[rows])
+    np.add.at(expected, (idx[exits < s], exits[exits < s]), 1)
+    assert expected.sum() > 0
+    np.testing.assert_array_equal(model.decoder.exit_counts.numpy(), expected)
+
+
+def test_exit_counts_come_from_the_training_rows(table: pl.DataFrame, tmp_path: Path) -> None:
+    """exit_prior models ship the training rows' exit counts (not validation's) as a buffer."""
+    run = tmp_path / "run"
+    _train_tiny(table, run, "optim.max_epochs=1")
+    cfg = load_run_config(run)
+    model, model_cfg, _, videos = load_model(run)
+    assert model_cfg.exit_prior == 1.0
+    split = assign_split(table, cfg.data.split, cfg.data.seed)
+    _assert_exit_counts(model, table, split == TRAIN, videos)
