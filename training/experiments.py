@@ -25,7 +25,8 @@ log = logging.getLogger("segint.experiments")
 METRICS = ["HR@1", "HR@5", "NDCG@5", "HR@10", "NDCG@10", "MAE"]
 # name -> --set overrides; the first row is the default config.
 ABLATIONS: dict[str, list[str]] = {
-    "default (exit_ce, L=2, self)": [],
+    "default (exit_ce, L=2, self, exit prior)": [],
+    "exit-count prior off": ["model.exit_prior=0"],
     "loss bpr_max (reference; impossible slots unmasked)": [
         "loss=bpr_max",
         "model.mask_impossible=false",
