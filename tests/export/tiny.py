@@ -1,8 +1,8 @@
 """Tiny models, training runs and exported artifacts for the export and service tests.
 
 Sizes are small and deliberately mismatched (S=7, H=5, d=12, 3 heads, 2 layers) and every
-parameter is drawn at random (the zero-initialised offsets too, and the exit counts), so a wrong slot, mask or
-user shows up as a different logit. Exporting takes ~10-20 s on two cores, so artifacts are
+parameter is drawn at random (the zero-initialised offsets too), as are the exit counts, so a
+wrong slot, mask or user shows up as a different logit. Exporting takes ~10-20 s on two cores, so artifacts are
 cached in pytest's cache folder under a hash of the code that produces them.
 """
 
