@@ -1,7 +1,7 @@
 #!/bin/bash
 # SegRec experiment on KuaiRand-Pure: per split seed, both backbones x all modes.
-cd /work/main
-D=/work/shared/data/kuairand_pure/log_standard_4_25_to_4_30_pure.csv
+cd "$(dirname "$0")/../../.."
+D=../shared/data/kuairand_pure/log_standard_4_25_to_4_30_pure.csv
 R=runs/segrec
 COMMON="--data $D --format kuairand --split random_per_user --max-epochs 8 --patience 2 --no-progress"
 for s in "$@"; do
