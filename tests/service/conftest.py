@@ -21,6 +21,7 @@ from tests.export.conftest import (
     feature_store,
     self_artifact,
 )
+from tests.service.live import redis_key_prefix
 
 __all__ = [  # fixtures shared with export
     "artifact_cache",
@@ -54,6 +55,13 @@ def make_settings(self_artifact: Path) -> Callable[..., Settings]:
         return Settings(**(base | overrides))
 
     return make
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A unique key prefix on the test Redis, its keys removed after the test."""
+    with redis_key_prefix(redis_url) as prefix:
+        yield prefix
 
 
 @pytest.fixture

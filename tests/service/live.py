@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +19,20 @@ import httpx
 import redis
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def redis_key_prefix(redis_url: str) -> Iterator[str]:
+    """A unique key prefix on the test Redis; every key under it is deleted afterwards."""
+    prefix = f"segint-test-{uuid.uuid4().hex[:12]}"
+    try:
+        yield prefix
+    finally:
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
 
 
 def free_port() -> int:

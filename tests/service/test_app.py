@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 
 import numpy as np
@@ -305,11 +304,11 @@ def test_cross_stream_artifact_scores_like_pytorch(
 
 
 def test_unusable_cached_blobs_are_recomputed_and_replaced(
-    make_settings: Callable[..., Settings], redis_url: str
+    make_settings: Callable[..., Settings], redis_url: str, redis_prefix: str
 ) -> None:
     """A corrupt blob is a miss; a stale one (another export) keeps its history; both are
     replaced, so the next request is a cache hit. Counted in segint_fallback_total."""
-    prefix = f"segint-test-{uuid.uuid4().hex[:12]}"
+    prefix = redis_prefix
     client = redis.Redis.from_url(redis_url)
     stale = encode_blob(
         UserState(History.from_views([1005], [12000], [7000], [5], cap=5), None, None), b"\x00" * 8
@@ -333,6 +332,4 @@ def test_unusable_cached_blobs_are_recomputed_and_replaced(
         assert sample("segint_fallback_total", reason="corrupt_blob") == corrupt0 + 1
         assert sample("segint_fallback_total", reason="stale_blob") == stale0 + 1
     finally:
-        for key in client.scan_iter(f"{prefix}:*"):
-            client.delete(key)
         client.close()

@@ -3,14 +3,12 @@ features, missing videos are zeros and counted, the cached user state is tied to
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import redis
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
@@ -99,31 +97,26 @@ def test_cached_user_state_is_tied_to_the_store(
     artifact_cache: Path,
     feature_store: Path,
     redis_url: str,
+    redis_prefix: str,
 ) -> None:
     """A user state cached under one store snapshot is stale under another: the second service
     keeps the cached history but recomputes the state from its own features."""
-    prefix = f"segint-test-{uuid.uuid4().hex[:12]}"
     other = cached_store(artifact_cache, 1)
-    common = {"artifact_dir": content_self_artifact, "redis_url": redis_url, "key_prefix": prefix}
+    common = {
+        "artifact_dir": content_self_artifact,
+        "redis_url": redis_url,
+        "key_prefix": redis_prefix,
+    }
     stale = REGISTRY.get_sample_value("segint_fallback_total", {"reason": "stale_blob"}) or 0.0
-    try:
-        with TestClient(create_app(make_settings(feature_store=feature_store, **common))) as c:
-            assert c.post("/score", json=request(104)).json()["history_source"] == "request"
-        with TestClient(create_app(make_settings(feature_store=other, **common))) as c:
-            out = c.post("/score", json=request(104, history=False)).json()
-        assert out["history_source"] == "cache" and out["history_length"] == len(HISTORY)
-        after = REGISTRY.get_sample_value("segint_fallback_total", {"reason": "stale_blob"})
-        assert after == stale + 1
-        feats = store_features(1)
-        assert_matches(
-            out, torch_logits("self", 104, HISTORY, CANDIDATES, ("id", "content"), feats)
-        )
-    finally:
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(f"{prefix}:*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+    with TestClient(create_app(make_settings(feature_store=feature_store, **common))) as c:
+        assert c.post("/score", json=request(104)).json()["history_source"] == "request"
+    with TestClient(create_app(make_settings(feature_store=other, **common))) as c:
+        out = c.post("/score", json=request(104, history=False)).json()
+    assert out["history_source"] == "cache" and out["history_length"] == len(HISTORY)
+    after = REGISTRY.get_sample_value("segint_fallback_total", {"reason": "stale_blob"})
+    assert after == stale + 1
+    feats = store_features(1)
+    assert_matches(out, torch_logits("self", 104, HISTORY, CANDIDATES, ("id", "content"), feats))
 
 
 def test_content_model_needs_a_matching_store(

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import redis
 
 from export.manifest import Manifest
 from service.history import decode_blob
-from tests.service.live import ROOT, Server, redis_process, uvicorn_server
+from tests.service.live import ROOT, Server, redis_key_prefix, redis_process, uvicorn_server
 from tests.service.reference import ATOL, RTOL, torch_logits
 
 CANDIDATES = [(1001, 12000), (1007, 30000), (4242, 8000)]
@@ -50,8 +49,9 @@ def post_view(url: str, user_id: int, video_id: int, play_ms: int, time_ms: int)
 
 
 @pytest.fixture(scope="module")
-def prefix() -> str:
-    return f"segint-test-{uuid.uuid4().hex[:12]}"
+def prefix(redis_url: str) -> Iterator[str]:
+    with redis_key_prefix(redis_url) as p:
+        yield p
 
 
 @pytest.fixture(scope="module")
@@ -64,16 +64,9 @@ def live(
         "SEGINT_REDIS_URL": redis_url,
         "SEGINT_KEY_PREFIX": prefix,
     }
-    try:
-        with uvicorn_server(env, tmp_path_factory.mktemp("live")) as server:
-            yield server
-        assert "Traceback" not in server.log_text(), server.log_text()
-    finally:
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(f"{prefix}:*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+    with uvicorn_server(env, tmp_path_factory.mktemp("live")) as server:
+        yield server
+    assert "Traceback" not in server.log_text(), server.log_text()
 
 
 def test_view_events_update_the_redis_blob_and_the_scores(
