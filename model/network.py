@@ -278,14 +278,14 @@ class InterestDecoder(nn.Module):
         self.mask_impossible, self.s_max = cfg.mask_impossible, cfg.s_max
 
     @torch.no_grad()
-    def set_exit_counts(self, video_idx: Tensor, exit_slots: Tensor) -> None:
-        """Fill the exit-count buffer from (video index, exit slot) pairs of the fitting rows."""
+    def set_exit_counts(self, table: Tensor) -> None:
+        """Fill the exit-count buffer from the fitting rows' (n_videos, S) exit counts per video
+        and slot (`segint.baselines.exit_counts`); row 0 (unknown video) is kept empty."""
         if self.prior_strength <= 0:
             raise ValueError("set_exit_counts needs exit_prior > 0")
         counts = cast(Tensor, self.exit_counts)
-        keep = (exit_slots < self.s_max) & (video_idx > 0)  # row 0 (unknown) stays empty
-        flat = video_idx[keep] * self.s_max + exit_slots[keep]
-        counts.copy_(torch.bincount(flat, minlength=counts.numel()).view_as(counts).float())
+        counts.copy_(table)
+        counts[0] = 0.0
         total = counts.sum(0)
         glob = total / total.sum().clamp(min=1.0)
         cast(Tensor, self.global_exit).copy_(glob.clamp(min=1e-6) / glob.clamp(min=1e-6).sum())

@@ -28,7 +28,7 @@ MethodScores = dict[str, tuple[FloatArray, FloatArray]]  # name -> (scores, exit
 BASELINES = ("Random", "AllPosition", "UserPosition", "ItemPosition", "ItemPosition+prior")
 
 
-def _exit_counts(
+def exit_counts(
     keys: npt.NDArray[np.int64], exits: npt.NDArray[np.int64], n_keys: int, s_max: int
 ) -> FloatArray:
     """(n_keys, s_max) counts of exits per key and slot; exits at ``s_max`` have no slot."""
@@ -53,7 +53,7 @@ def _grouped_profile(
     tk = np.asarray(test_keys)
     exits = np.asarray(fit_exits, dtype=np.int64)
     uniq, fit_idx = np.unique(fk, return_inverse=True)
-    counts = _exit_counts(fit_idx.astype(np.int64), exits, len(uniq), s_max)
+    counts = exit_counts(fit_idx.astype(np.int64), exits, len(uniq), s_max)
     glob = counts.sum(axis=0)
     glob = glob / max(glob.sum(), 1.0)
     pos = np.searchsorted(uniq, tk)

@@ -283,11 +283,13 @@ def _build(
 
     model = SegmentInterestModel(prep.model_cfg).to(dev)
     if prep.model_cfg.exit_prior > 0:  # exit counts of the training rows, identical on every rank
-        rows = prep.train.rows
-        model.decoder.set_exit_counts(
-            torch.as_tensor(prep.train.video_idx[rows], device=dev),
-            torch.as_tensor(prep.train.exit_slot[rows], device=dev),
+        from segint.baselines import exit_counts
+
+        rows, mcfg = prep.train.rows, prep.model_cfg
+        counts = exit_counts(
+            prep.train.video_idx[rows], prep.train.exit_slot[rows], mcfg.n_videos, mcfg.s_max
         )
+        model.decoder.set_exit_counts(torch.as_tensor(counts, dtype=torch.float32, device=dev))
     sampler: Sampler[int]
     if info.world > 1:
         torch.manual_seed(cfg.optim.seed + 1 + info.rank)  # distinct dropout masks per rank

@@ -52,10 +52,8 @@ def tiny_model(
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0.0, 0.4)
-        views = 200  # random exit counts: the prior differs per video and slot
-        model.decoder.set_exit_counts(
-            torch.randint(0, len(VIDEOS), (views,)), torch.randint(0, cfg.s_max + 1, (views,))
-        )
+        # Random exit counts: the prior differs per video and slot.
+        model.decoder.set_exit_counts(torch.randint(0, 4, (len(VIDEOS), cfg.s_max)).float())
     return model.eval()
 
 

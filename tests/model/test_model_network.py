@@ -8,6 +8,7 @@ import torch
 from model import SegmentInterestModel
 from model.loss import exit_ce
 from model.network import IMPOSSIBLE_LOGIT, slot_features
+from segint.baselines import exit_counts
 from tests.model.model_testing import (
     N_VIDEOS,
     B,
@@ -282,6 +283,11 @@ def test_id_dropout_only_in_training():
         assert not torch.equal(model(**batch), a)
 
 
+def counts_of(videos: torch.Tensor, exits: torch.Tensor) -> torch.Tensor:
+    """(N_VIDEOS, S) exit counts of (video, exit) pairs, as training builds them."""
+    return torch.as_tensor(exit_counts(videos.numpy(), exits.numpy(), N_VIDEOS, S)).float()
+
+
 def test_exit_prior_by_hand():
     """exit_prior: -log((c_vj + a g_j) / (n_v + a)) per video, counted from (video, exit) pairs;
     the unknown video is the global profile; a left-out view is subtracted from its video."""
@@ -290,7 +296,7 @@ def test_exit_prior_by_hand():
     dec = model.decoder
     videos = torch.tensor([1, 1, 1, 2, 3, 0])
     exits = torch.tensor([0, 0, 2, 1, S, 4])  # exit S has no slot; video 0 is never counted
-    dec.set_exit_counts(videos, exits)
+    dec.set_exit_counts(counts_of(videos, exits))
     c = torch.zeros(N_VIDEOS, S)
     c[1, 0], c[1, 2], c[2, 1] = 2, 1, 1
     g = torch.zeros(S)
@@ -329,7 +335,9 @@ def test_exit_prior_enters_the_logits_with_a_learned_weight():
     batch = make_batch(model.cfg, seed=2)
     with torch.no_grad():
         before = model(**batch)
-        model.decoder.set_exit_counts(batch["video_ids"], torch.zeros(B, dtype=torch.long))
+        model.decoder.set_exit_counts(
+            counts_of(batch["video_ids"], torch.zeros(B, dtype=torch.long))
+        )
         after = model(**batch)
     known = batch["video_ids"] > 0
     # Slot 0 of every counted video (N >= 1 always, so slot 0 is real) lost interest.
@@ -348,4 +356,4 @@ def test_exit_prior_config_is_checked():
     with pytest.raises(ValueError, match="exit_prior"):
         tiny_config(exit_prior=True)
     with pytest.raises(ValueError, match="exit_prior > 0"):
-        build().decoder.set_exit_counts(torch.tensor([1]), torch.tensor([0]))
+        build().decoder.set_exit_counts(torch.zeros(N_VIDEOS, S))
