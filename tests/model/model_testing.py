@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from export.onnx import example_inputs
 from model import ModelConfig
 
 # Mismatched sizes (B=13, S=7, H=5, d=32, 2 heads) so that a transposed axis cannot go unnoticed.
@@ -34,22 +35,10 @@ def tiny_config(**overrides: Any) -> ModelConfig:
 
 
 def make_batch(cfg: ModelConfig, b: int = B, h: int = H, seed: int = 0) -> Batch:
-    """Random valid inputs per docs/contracts.md: N in 1..S, exit slots 0..N, some padding."""
-    g = torch.Generator().manual_seed(seed)
-    hist_n = torch.randint(1, cfg.s_max + 1, (b, h), generator=g)
-    batch = {
-        "user_ids": torch.randint(0, cfg.n_users, (b,), generator=g),
-        "hist_video_ids": torch.randint(0, cfg.n_videos, (b, h), generator=g),
-        "hist_exit_slots": (torch.rand(b, h, generator=g) * (hist_n + 1)).long(),
-        "hist_n_segments": hist_n,
-        "hist_mask": torch.rand(b, h, generator=g) < 0.7,
-        "video_ids": torch.randint(0, cfg.n_videos, (b,), generator=g),
-        "n_segments": torch.randint(1, cfg.s_max + 1, (b,), generator=g),
-    }
-    batch["hist_mask"][0] = False  # a user without history
-    if "content" in cfg.modalities:
-        batch["hist_content"] = torch.randn(b, h, cfg.content_dim, generator=g)
-        batch["video_content"] = torch.randn(b, cfg.s_max, cfg.content_dim, generator=g)
+    """Random valid inputs per docs/contracts.md (the exporter's, N in 1..S, exit slots 0..N,
+    some padding), and row 0 a user without history."""
+    batch = example_inputs(cfg, rows=b, history=h, seed=seed)
+    batch["hist_mask"][0] = False
     return batch
 
 
