@@ -28,6 +28,27 @@ Features = dict[int, np.ndarray]  # video id -> (n_stored, Dc), row j = segment 
 S = int(TINY["s_max"])
 
 
+def score_body(
+    user_id: int, candidates: Candidates, history: list[dict[str, int]] | None = None
+) -> dict[str, object]:
+    """A /score request body; ``history`` (request items) only when given."""
+    body: dict[str, object] = {
+        "user_id": user_id,
+        "candidates": [{"video_id": v, "duration_ms": d} for v, d in candidates],
+    }
+    if history is not None:
+        body["history"] = history
+    return body
+
+
+def history_items(views: History, newest_ms: int) -> list[dict[str, int]]:
+    """Request history items of ``views`` (newest first), one millisecond apart."""
+    return [
+        {"video_id": v, "duration_ms": d, "play_time_ms": p, "time_ms": newest_ms - i}
+        for i, (v, d, p) in enumerate(views)
+    ]
+
+
 def _history(
     history: History, width: int, lookup: Callable[[np.ndarray], np.ndarray]
 ) -> dict[str, np.ndarray]:

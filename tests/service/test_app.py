@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 from service.app import create_app
 from service.history import History, UserState, encode_blob
 from service.settings import Settings
-from tests.service.reference import ATOL, RTOL, torch_logits
+from tests.service.reference import ATOL, RTOL, score_body, torch_logits
 
 S = 7
 MAX_MS = S * 5000 - 1
@@ -21,13 +21,7 @@ CANDIDATES = [(1001, 12000), (1002, 5000), (999, 34999), (1003, 4000)]  # 999: u
 
 
 def score(client: TestClient, user_id: int, history: list[dict[str, int]] | None = None) -> dict:  # type: ignore[type-arg]
-    body: dict[str, object] = {
-        "user_id": user_id,
-        "candidates": [{"video_id": v, "duration_ms": d} for v, d in CANDIDATES],
-    }
-    if history is not None:
-        body["history"] = history
-    r = client.post("/score", json=body)
+    r = client.post("/score", json=score_body(user_id, CANDIDATES, history))
     assert r.status_code == 200, r.text
     return r.json()  # type: ignore[no-any-return]
 

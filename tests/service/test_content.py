@@ -18,7 +18,7 @@ from segint.features import FeatureWriter, l1_normalize
 from service.app import create_app
 from service.settings import Settings
 from tests.export.tiny_content import CONTENT_MODELS, cached_store, store_features
-from tests.service.reference import ATOL, RTOL, torch_logits
+from tests.service.reference import ATOL, RTOL, history_items, score_body, torch_logits
 
 # 1003 / 1019 / 5000 stored (5000 is a cold id with content), 1024 and 4242 not in the store.
 CANDIDATES = [(1003, 34999), (1019, 12000), (5000, 20000), (1024, 9000), (4242, 5000)]
@@ -27,16 +27,7 @@ HISTORY = [(1012, 25000, 11000), (1025, 10000, 10000), (1005, 30000, 3000)]  # 1
 
 
 def request(user_id: int, history: bool = True) -> dict[str, object]:
-    out: dict[str, object] = {
-        "user_id": user_id,
-        "candidates": [{"video_id": v, "duration_ms": d} for v, d in CANDIDATES],
-    }
-    if history:
-        out["history"] = [
-            {"video_id": v, "duration_ms": d, "play_time_ms": p, "time_ms": 100 - i}
-            for i, (v, d, p) in enumerate(HISTORY)
-        ]
-    return out
+    return score_body(user_id, CANDIDATES, history_items(HISTORY, 100) if history else None)
 
 
 def missing(kind: str) -> float:

@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 
 from service.app import create_app
 from service.settings import Settings
-from tests.service.reference import CTR_ATOL, torch_ctr
+from tests.service.reference import CTR_ATOL, history_items, score_body, torch_ctr
 
 # Known to both vocabularies, to one only (1001, 1030), to none (4242); 1, 7 and 5 segments.
 CANDIDATES = [(1001, 4000), (1007, 34999), (1030, 30000), (4242, 22000), (1003, 9000)]
@@ -29,16 +29,7 @@ HISTORY = [  # newest first; 7 views: the interest model reads 5, the CTR head 6
 
 
 def body(user_id: int, history: bool = True) -> dict[str, object]:
-    out: dict[str, object] = {
-        "user_id": user_id,
-        "candidates": [{"video_id": v, "duration_ms": d} for v, d in CANDIDATES],
-    }
-    if history:
-        out["history"] = [
-            {"video_id": v, "duration_ms": d, "play_time_ms": p, "time_ms": 1000 - i}
-            for i, (v, d, p) in enumerate(HISTORY)
-        ]
-    return out
+    return score_body(user_id, CANDIDATES, history_items(HISTORY, 1000) if history else None)
 
 
 @pytest.fixture

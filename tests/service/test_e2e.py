@@ -18,19 +18,13 @@ import redis
 from export.manifest import Manifest
 from service.history import decode_blob
 from tests.service.live import ROOT, Server, redis_key_prefix, redis_process, uvicorn_server
-from tests.service.reference import ATOL, RTOL, torch_logits
+from tests.service.reference import ATOL, RTOL, score_body, torch_logits
 
 CANDIDATES = [(1001, 12000), (1007, 30000), (4242, 8000)]
 
 
 def score(url: str, user_id: int, history: list[dict[str, int]] | None = None) -> dict:  # type: ignore[type-arg]
-    body: dict[str, object] = {
-        "user_id": user_id,
-        "candidates": [{"video_id": v, "duration_ms": d} for v, d in CANDIDATES],
-    }
-    if history is not None:
-        body["history"] = history
-    r = httpx.post(f"{url}/score", json=body, timeout=10)
+    r = httpx.post(f"{url}/score", json=score_body(user_id, CANDIDATES, history), timeout=10)
     assert r.status_code == 200, r.text
     return r.json()  # type: ignore[no-any-return]
 
