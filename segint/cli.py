@@ -20,7 +20,17 @@ from segint import __version__
 from segint.errors import SegintError
 
 # Sub-command modules, in the order `segint --help` lists them.
-COMMANDS = ["data", "baselines", "train", "evaluate", "plot", "export", "segrec", "features"]
+COMMANDS = [
+    "data",
+    "baselines",
+    "train",
+    "evaluate",
+    "compare",
+    "plot",
+    "export",
+    "segrec",
+    "features",
+]
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -2,9 +2,14 @@
 
 The JSON layout is shared by `segint baselines`, `segint evaluate` and later tasks::
 
-    {"paper": {METHOD: {"HR@1": x, "HR@5": x, "HR@10": x, "NDCG@5": x, "NDCG@10": x, "MAE": x}},
+    {"paper": {METHOD: {"HR@1": x, "HR@5": x, "HR@10": x, "NDCG@5": x, "NDCG@10": x,
+                        "MAE": x, "MAE_mean": x, "XAUC": x}},
      "strict": {...}, "paper_cold": {...}, "strict_cold": {...},
-     "rows": {"train": n, "test": n, "test_cold": n}}
+     "rows": {"train": n, "test": n, "test_cold": n},
+     "settings": {METHOD: {...}}}   # optional: chosen hyper-parameters and which rows chose them
+
+``MAE`` is the served estimate's (median exit slot), ``MAE_mean`` the expected slot's
+(`segint.metrics`). XAUC needs the test rows' ``duration_ms`` and ``play_time_ms``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import polars as pl
 from segint.baselines import MethodScores
 from segint.metrics import METRIC_NAMES, PROTOCOLS, evaluate_scores
 from segint.splits import cold_mask
+from segint.watchtime import true_watch_ms
 
 
 def evaluate_methods(
@@ -26,11 +32,24 @@ def evaluate_methods(
     target = test["exit_slot"].to_numpy()
     n_seg = test["n_segments"].to_numpy()
     cold = cold_mask(fit["video_id"].to_numpy(), test["video_id"].to_numpy())
+    dur = watch = None
+    if "duration_ms" in test.columns and "play_time_ms" in test.columns:
+        dur = test["duration_ms"].to_numpy()
+        watch = true_watch_ms(test["play_time_ms"].to_numpy(), dur)
     result: dict[str, Any] = {}
     for protocol in PROTOCOLS:
         for suffix, rows in (("", slice(None)), ("_cold", cold)):
             result[protocol + suffix] = {
-                name: evaluate_scores(s[rows], d[rows], target[rows], n_seg[rows], protocol, seed)
+                name: evaluate_scores(
+                    s[rows],
+                    d[rows],
+                    target[rows],
+                    n_seg[rows],
+                    protocol,
+                    seed,
+                    duration_ms=None if dur is None else dur[rows],
+                    watch_ms=None if watch is None else watch[rows],
+                )
                 for name, (s, d) in methods.items()
             }
     result["rows"] = {"train": fit.height, "test": test.height, "test_cold": int(cold.sum())}
@@ -56,4 +75,7 @@ def format_table(result: dict[str, Any]) -> str:
                 for m in METRIC_NAMES
             )
             lines.append(f"{name:<22}{cells}")
+    for name, setting in result.get("settings", {}).items():
+        lines.append("")
+        lines.append(f"{name}: " + ", ".join(f"{k}={v}" for k, v in setting.items()))
     return "\n".join(lines)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from segint.baselines import BASELINES
+from segint.baselines import BASELINES, PRIOR_GRID
 from segint.metrics import METRIC_NAMES
 from tests.cli import segint
 from tests.paths import KUAIRAND_FIXTURE, KUAIRAND_LOG
@@ -30,7 +30,12 @@ def test_random_split_report_layout_and_sanity(shared_data, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
-    assert set(report) == {"paper", "strict", "paper_cold", "strict_cold", "rows"}
+    assert set(report) == {"paper", "strict", "paper_cold", "strict_cold", "rows", "settings"}
+    chosen = report["settings"]["ItemPosition+prior|N"]
+    assert (
+        chosen["a"] in PRIOR_GRID
+        and "validation rows of the random_per_user" in chosen["chosen_on"]
+    )
     for key in ("paper", "strict", "paper_cold", "strict_cold"):
         assert set(report[key]) == set(BASELINES)
         assert all(set(m) == set(METRIC_NAMES) for m in report[key].values())
@@ -72,6 +77,8 @@ def test_train_test_files(shared_data):
         ["baselines", "--data", "x", "--train", "y", "--test", "z"],
         ["baselines", "--data", "x", "--split", "nope"],
         ["baselines", "--data", "x", "--prior-strength", "-1"],
+        ["baselines", "--data", "x", "--prior-strength-n", "-1"],
+        ["baselines", "--data", "x", "--prior-grid", "1", "-2"],
     ],
 )
 def test_bad_invocations_exit_2_with_one_line(args):

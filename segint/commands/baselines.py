@@ -1,4 +1,13 @@
-"""`segint baselines`: evaluate the position baselines on a split or on a train/test file pair."""
+"""`segint baselines`: evaluate the position baselines on a split or on a train/test file pair.
+
+``ItemPosition+prior|N``'s pseudo-view count ``a`` is chosen on the validation rows (fitted on
+the training rows alone, best strict NDCG@5 over ``--prior-grid``) unless
+``--prior-strength-n`` fixes it; the validation rows are the split's (``--data``) or the last
+10% by time of ``--train FILE``, the rows `segint train` validates on. The final profiles are
+fitted on training + validation rows. The report's ``settings`` entry records ``a``, the grid
+and which rows chose it. ``--predictions FILE.parquet`` writes one row per test view
+(`segint.predictions`).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +17,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 
-from segint.baselines import baseline_scores
+from segint.baselines import PRIOR_GRID, MethodScores, baseline_scores, choose_prior_strength
 from segint.commands.data import add_filter_options, filters_from_args
 from segint.data import FORMATS, load_table
 from segint.errors import SegintError
@@ -35,24 +46,113 @@ def add_source_options(p: argparse.ArgumentParser) -> None:
     add_filter_options(p)
 
 
-def load_fit_test(args: argparse.Namespace) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Rows to fit statistics on (train, plus validation for a split) and rows to test on."""
+def load_fit_test(
+    args: argparse.Namespace,
+) -> tuple[pl.DataFrame, pl.DataFrame, npt.NDArray[np.bool_], str]:
+    """Rows to fit statistics on (train, plus validation for a split), rows to test on, which
+    fitting rows validate, and those validation rows in words."""
     filters = filters_from_args(args)
     if args.data and (args.train or args.test):
         raise SegintError("give either --data (with --split) or --train and --test, not both")
     if args.data:
         df = load_table(args.data, args.format, filters)
         split = assign_split(df, args.split, seed=args.seed, min_interactions=args.min_interactions)
-        fit = df.filter(pl.Series((split >= 0) & (split <= VALID)))
+        keep = (split >= 0) & (split <= VALID)
+        fit = df.filter(pl.Series(keep))
         test = df.filter(pl.Series(split == TEST))
+        valid = split[keep] == VALID
+        where = f"validation rows of the {args.split} split, seed {args.seed}"
     elif args.train and args.test:
+        from segint.commands.train import carve_validation
+
         fit = load_table(args.train, args.format, filters)
         test = load_table(args.test, args.format, filters)
+        valid = carve_validation(fit) == VALID
+        where = f"last 10% by time of {Path(args.train).name}"
     else:
         raise SegintError("give --data FILE, or --train FILE and --test FILE")
     if fit.height == 0 or test.height == 0:
         raise SegintError(f"empty split: {fit.height} fitting rows, {test.height} test rows")
-    return fit, test
+    return fit, test, valid, f"{where} ({int(valid.sum()):,} rows)"
+
+
+def add_baseline_options(p: argparse.ArgumentParser) -> None:
+    """Prior strengths of the smoothed baselines, shared with `segint evaluate`."""
+    p.add_argument(
+        "--prior-strength", type=float, default=1.0, help="ItemPosition+prior pseudo-views"
+    )
+    p.add_argument(
+        "--prior-strength-n",
+        type=float,
+        help="ItemPosition+prior|N pseudo-views (default: chosen on validation rows)",
+    )
+    p.add_argument(
+        "--prior-grid",
+        type=float,
+        nargs="+",
+        default=list(PRIOR_GRID),
+        help="values of a tried for ItemPosition+prior|N (default %(default)s)",
+    )
+    p.add_argument(
+        "--predictions", type=Path, help="write one row per test view to this Parquet file"
+    )
+
+
+def check_baseline_args(args: argparse.Namespace) -> None:
+    """Refuse negative prior strengths before any data is read."""
+    if args.prior_strength < 0:
+        raise SegintError(f"--prior-strength must be >= 0, got {args.prior_strength}")
+    if args.prior_strength_n is not None and args.prior_strength_n < 0:
+        raise SegintError(f"--prior-strength-n must be >= 0, got {args.prior_strength_n}")
+    if any(a < 0 for a in args.prior_grid):
+        raise SegintError(f"--prior-grid values must be >= 0, got {args.prior_grid}")
+
+
+def fit_baselines(
+    args: argparse.Namespace,
+    fit: pl.DataFrame,
+    test: pl.DataFrame,
+    valid: npt.NDArray[np.bool_],
+    valid_rows: str,
+    s_max: int,
+    bernoulli: bool = False,
+) -> tuple[MethodScores, dict[str, Any]]:
+    """Every baseline's scores on ``test`` and the report's ``settings`` entry."""
+    check_baseline_args(args)
+    setting: dict[str, Any]
+    if args.prior_strength_n is not None:
+        a = float(args.prior_strength_n)
+        setting = {"a": a, "chosen_on": "given (--prior-strength-n)"}
+    else:
+        if not valid.any() or valid.all():
+            raise SegintError(
+                f"choosing ItemPosition+prior|N's a needs training and validation rows, got "
+                f"{int((~valid).sum())} and {int(valid.sum())}; or give --prior-strength-n"
+            )
+        mask = pl.Series(valid)
+        a, grid = choose_prior_strength(
+            fit.filter(~mask), fit.filter(mask), s_max, args.seed, tuple(args.prior_grid)
+        )
+        setting = {
+            "a": a,
+            "chosen_on": valid_rows,
+            "criterion": "NDCG@5 (strict), profiles fitted on the training rows only",
+            "grid_NDCG@5": grid,
+        }
+    methods = baseline_scores(
+        fit,
+        test,
+        s_max=s_max,
+        seed=args.seed,
+        prior_strength=args.prior_strength,
+        bernoulli=bernoulli,
+        prior_strength_n=a,
+    )
+    settings = {
+        "ItemPosition+prior": {"a": args.prior_strength, "chosen_on": "given (--prior-strength)"},
+        "ItemPosition+prior|N": setting,
+    }
+    return methods, settings
 
 
 def write_report(result: dict[str, Any], path: Path | None) -> None:
@@ -68,24 +168,23 @@ def register(sub: Any) -> None:
         "baselines", help="evaluate Random/AllPosition/UserPosition/ItemPosition(+prior)"
     )
     add_source_options(p)
-    p.add_argument(
-        "--prior-strength", type=float, default=1.0, help="ItemPosition+prior pseudo-views"
-    )
+    add_baseline_options(p)
     p.add_argument("--bernoulli", action="store_true", help="Bernoulli-drawn scores (reference)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.prior_strength < 0:
-        raise SegintError(f"--prior-strength must be >= 0, got {args.prior_strength}")
-    fit, test = load_fit_test(args)
-    methods = baseline_scores(
-        fit,
-        test,
-        s_max=args.s_max,
-        seed=args.seed,
-        prior_strength=args.prior_strength,
-        bernoulli=args.bernoulli,
+    from segint.predictions import predictions_frame, write_predictions
+
+    check_baseline_args(args)
+    fit, test, valid, valid_rows = load_fit_test(args)
+    methods, settings = fit_baselines(
+        args, fit, test, valid, valid_rows, args.s_max, bernoulli=args.bernoulli
     )
-    write_report(evaluate_methods(fit, test, methods, seed=args.seed), args.json)
+    result = evaluate_methods(fit, test, methods, seed=args.seed)
+    result["settings"] = settings
+    write_report(result, args.json)
+    if args.predictions is not None:
+        write_predictions(predictions_frame(fit, test, methods, args.seed), args.predictions)
+        sys.stdout.write(f"wrote {args.predictions}\n")
     return 0

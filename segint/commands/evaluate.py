@@ -9,8 +9,17 @@ Two sources, as for `segint baselines`:
   histories come from the whole log, as in training.
 
 Baselines fit on the training rows (plus validation rows for a split, as `segint baselines`
-does); cold rows are test rows whose video is not among them. The model appears as
-``"SegInterest"`` in the report, which has the `segint.report` JSON layout.
+does; ``ItemPosition+prior|N``'s ``a`` is chosen on the validation rows the same way); cold
+rows are test rows whose video is not among them. The model appears as ``"SegInterest"`` in
+the report, which has the `segint.report` JSON layout.
+
+Watch time (`segint.watchtime`): the model's validation rows (the split's, or the last 10% by
+time of ``--train FILE``: the rows it was early-stopped on) choose a temperature for its
+exit distribution by NLL; it is written to ``RUN/calibration.json`` (copied into the artifact
+by `segint export`) and applied to ``SegInterest``'s distribution, so its ``MAE`` is that of
+the served estimate (the median slot of the calibrated distribution). ``SegInterest(T=1)`` is
+the uncalibrated distribution, for comparison. ``--predictions FILE.parquet`` writes one row
+per test view for every method (`segint.predictions`).
 
 A content model reads its segment features from ``--features STORE``, by default the store it
 was trained with (``features.store`` in its ``config.yaml``).
@@ -20,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,23 +37,31 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from segint.baselines import baseline_scores
-from segint.commands.baselines import add_source_options, write_report
+from segint.commands.baselines import (
+    add_baseline_options,
+    add_source_options,
+    check_baseline_args,
+    fit_baselines,
+    write_report,
+)
 from segint.commands.data import filters_from_args
 from segint.commands.train import set_threads
 from segint.data import load_table
 from segint.errors import SegintError
 from segint.report import evaluate_methods
 from segint.splits import SPLIT_METHODS, TEST, TRAIN, VALID, assign_split
+from segint.watchtime import apply_temperature, fit_temperature
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "SegInterest"
+UNCALIBRATED = "SegInterest(T=1)"
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="evaluate a trained model next to the baselines")
     p.add_argument("--model", required=True, type=Path, help="run directory of `segint train`")
     add_source_options(p)
+    add_baseline_options(p)
     p.add_argument(
         "--features", type=Path, help="segment feature store (default: the training run's)"
     )
@@ -71,8 +89,9 @@ def _check_same_split(args: argparse.Namespace, data_cfg: Any) -> None:
 
 def load_rows(
     args: argparse.Namespace, data_cfg: Any
-) -> tuple[pl.DataFrame, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """The table histories come from, and the indices of its fitting and test rows."""
+) -> tuple[pl.DataFrame, npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_], str]:
+    """The table histories come from, the indices of its fitting and test rows, which fitting
+    rows validate (the model's validation rows) and those rows in words."""
     filters = filters_from_args(args)
     if args.data and (args.train or args.test):
         raise SegintError("give either --data (with --split) or --train and --test, not both")
@@ -81,6 +100,8 @@ def load_rows(
         table = load_table(args.data, args.format, filters)
         split = assign_split(table, args.split, args.seed, args.min_interactions)
         fit, test = (split == TRAIN) | (split == VALID), split == TEST
+        valid = split[fit] == VALID
+        where = f"validation rows of the {args.split} split, seed {args.seed}"
     elif args.train and args.test:
         parts = [
             load_table(path, args.format, filters).with_columns(_part=pl.lit(i, pl.Int8))
@@ -91,13 +112,18 @@ def load_rows(
         part = table["_part"].to_numpy()
         table = table.drop("_part")
         fit, test = part == 0, part == 1
+        from segint.commands.train import carve_validation
+
+        valid = carve_validation(table.filter(pl.Series(fit))) == VALID
+        where = f"last 10% by time of {Path(args.train).name}"
     else:
         raise SegintError("give --data FILE, or --train FILE and --test FILE")
     if not fit.any() or not test.any():
         raise SegintError(
             f"empty split: {int(fit.sum())} fitting rows, {int(test.sum())} test rows"
         )
-    return table, np.flatnonzero(fit), np.flatnonzero(test)
+    where = f"{where} ({int(valid.sum()):,} rows)"
+    return table, np.flatnonzero(fit), np.flatnonzero(test), valid, where
 
 
 def run(args: argparse.Namespace) -> int:
@@ -108,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     from training.train import select_device
 
     set_threads(args.threads)
+    check_baseline_args(args)
     if args.batch_size < 1:
         raise SegintError(f"--batch-size must be >= 1, got {args.batch_size}")
     device = select_device(args.device)
@@ -118,13 +145,40 @@ def run(args: argparse.Namespace) -> int:
     store = open_content_store(
         args.features or cfg.features.store, model_cfg, cfg.features.l1_normalize
     )
-    table, fit_rows, test_rows = load_rows(args, cfg.data)
+    table, fit_rows, test_rows, valid, valid_where = load_rows(args, cfg.data)
     history = history_index(table, cfg.data.history_len)  # (n, H) over all rows
+    valid_rows = fit_rows[valid]
+    log.info("scoring %d validation rows with %s on %s", len(valid_rows), args.model, device)
+    valid_data = InteractionDataset(
+        table, history, valid_rows, users, videos, model_cfg.s_max, store
+    )
+    valid_logits = predict_logits(model, valid_data, args.batch_size, device)
+    valid_tab = table[valid_rows]
+    calibration = fit_temperature(
+        valid_logits, valid_tab["exit_slot"], valid_tab["n_segments"], fitted_on=valid_where
+    )
+    calibration.write(args.model)
+    log.info(
+        "watch-time temperature %.3f (validation NLL %.4f -> %.4f), wrote %s/calibration.json",
+        calibration.temperature, calibration.nll_before, calibration.nll_after, args.model,
+    )  # fmt: skip
     data = InteractionDataset(table, history, test_rows, users, videos, model_cfg.s_max, store)
     log.info("scoring %d test rows with %s on %s", len(test_rows), args.model, device)
     logits = predict_logits(model, data, args.batch_size, device)
     fit, test = table[fit_rows], table[test_rows]
-    methods = baseline_scores(fit, test, s_max=model_cfg.s_max, seed=args.seed)
-    methods[MODEL_NAME] = scores_and_exit_dist(logits, test["n_segments"].to_numpy())
-    write_report(evaluate_methods(fit, test, methods, seed=args.seed), args.json)
+    methods, settings = fit_baselines(args, fit, test, valid, valid_where, model_cfg.s_max)
+    n_seg = test["n_segments"].to_numpy()
+    scores, _ = scores_and_exit_dist(logits, n_seg)
+    _, dist = scores_and_exit_dist(apply_temperature(logits, calibration.temperature), n_seg)
+    methods[MODEL_NAME] = (scores, dist)
+    methods[UNCALIBRATED] = scores_and_exit_dist(logits, n_seg)
+    settings[MODEL_NAME] = calibration.to_dict()
+    result = evaluate_methods(fit, test, methods, seed=args.seed)
+    result["settings"] = settings
+    write_report(result, args.json)
+    if args.predictions is not None:
+        from segint.predictions import predictions_frame, write_predictions
+
+        write_predictions(predictions_frame(fit, test, methods, args.seed), args.predictions)
+        sys.stdout.write(f"wrote {args.predictions}\n")
     return 0

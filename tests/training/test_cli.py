@@ -12,10 +12,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from segint.baselines import BASELINES
+from segint.baselines import BASELINES, PRIOR_GRID
 from segint.cli import build_parser, main
 from segint.data import load_table
-from segint.metrics import METRIC_NAMES
+from segint.metrics import METRIC_NAMES, RANK_METRICS, ROW_METRICS
 from segint.splits import TEST, assign_split, history_index
 from tests.paths import KUAIRAND_FIXTURE, ROOT
 from tests.training.conftest import TINY, make_log
@@ -27,9 +27,11 @@ SECTIONS = ("paper", "strict", "paper_cold", "strict_cold")
 
 
 def _check_layout(report: dict) -> None:
-    assert set(report) == {*SECTIONS, "rows"}
+    assert set(report) == {*SECTIONS, "rows", "settings"}
+    assert report["settings"]["ItemPosition+prior|N"]["a"] in PRIOR_GRID
+    assert report["settings"]["SegInterest"]["temperature"] > 0
     for section in SECTIONS:
-        assert list(report[section]) == [*BASELINES, "SegInterest"]
+        assert list(report[section]) == [*BASELINES, "SegInterest", "SegInterest(T=1)"]
         for metrics in report[section].values():
             assert list(metrics) == METRIC_NAMES
 
@@ -61,9 +63,13 @@ def test_train_and_evaluate_on_a_split(log_csv: Path, tmp_path: Path, capsys) ->
     )  # fmt: skip
     expected = evaluate_dataset(model, test, 64, "cpu", seed=0)
     for protocol in ("paper", "strict"):
-        for metric in METRIC_NAMES:
+        for metric in ROW_METRICS:  # XAUC needs watch times, which evaluate_dataset lacks
+            got = report[protocol]["SegInterest(T=1)"][metric]
+            assert got == pytest.approx(expected[protocol][metric], abs=1e-12)
+        for metric in RANK_METRICS:  # the temperature leaves every ranking as it is
             got = report[protocol]["SegInterest"][metric]
             assert got == pytest.approx(expected[protocol][metric], abs=1e-12)
+    assert (run / "calibration.json").is_file()
 
 
 def _two_files(tmp_path: Path) -> tuple[Path, Path, pl.DataFrame, pl.DataFrame]:
@@ -131,7 +137,7 @@ def test_test_histories_include_training_and_earlier_test_rows(tmp_path: Path) -
             "canonical",
         ]
     )
-    table, fit_rows, test_rows = load_rows(args, load_config(TINY).data)
+    table, fit_rows, test_rows, valid, _ = load_rows(args, load_config(TINY).data)
     hist = history_index(table, 20)
     is_test = np.zeros(table.height, bool)
     is_test[test_rows] = True
