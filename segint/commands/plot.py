@@ -55,6 +55,20 @@ def register(sub: Any) -> None:
     p.add_argument("--out", required=True, type=Path, help="PNG to write")
     add_filter_options(p)
     p.set_defaults(func=run_heatmap, s_max=None)
+    c = psub.add_parser(
+        "calibration",
+        help="reliability of completion_probability, watch-time MAE by video length",
+    )
+    c.add_argument("predictions", nargs="+", type=Path, help="predictions file(s) (pooled)")
+    c.add_argument(
+        "--methods",
+        nargs="+",
+        default=["SegInterest", "SegInterest(T=1)", "ItemPosition+prior|N", "AllPosition|N"],
+        help="methods to draw (default %(default)s; those absent from the files are skipped)",
+    )
+    c.add_argument("--bins", type=int, default=10, help="reliability bins (default 10)")
+    c.add_argument("--out", required=True, type=Path, help="folder to write the report into")
+    c.set_defaults(func=run_calibration)
 
 
 def select_views(
@@ -153,4 +167,27 @@ def run_heatmap(args: argparse.Namespace) -> int:
         args.out,
     )
     sys.stdout.write(f"wrote {path} ({len(rows)} view{'s' if len(rows) > 1 else ''})\n")
+    return 0
+
+
+def run_calibration(args: argparse.Namespace) -> int:
+    """`segint plot calibration PRED.parquet [...] --out DIR` (`segint.calibration_report`)."""
+    from segint.calibration_report import calibration_tables, write_report
+    from segint.predictions import method_names, read_predictions
+
+    if args.bins < 2:
+        raise SegintError(f"--bins must be >= 2, got {args.bins}")
+    frames = [read_predictions(p) for p in args.predictions]
+    common = set(method_names(frames[0])).intersection(*(method_names(f) for f in frames[1:]))
+    methods = [m for m in args.methods if m in common]
+    if not methods:
+        raise SegintError(
+            f"none of {args.methods} is in every file (they have {sorted(common) or 'none'})"
+        )
+    keep = ["exit_slot", "n_segments", "tie_seed"]
+    cols = keep + [c for m in methods for c in (m + ".scores", m + ".exit_dist")]
+    frame = pl.concat([f.select(cols) for f in frames])
+    title = ", ".join(p.name for p in args.predictions)
+    for path in write_report(calibration_tables(frame, methods, args.bins), args.out, title):
+        sys.stdout.write(f"wrote {path}\n")
     return 0
