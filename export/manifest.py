@@ -18,6 +18,10 @@ Optional parts:
   from its training rows, which need not be the interest model's).
 - ``features``: for content models, how the segment features were read in training
   (``l1_normalize``, the store's path); the service reads the same kind of store.
+- ``watch_time``: the run's watch-time calibration (``RUN/calibration.json`` written by
+  `segint evaluate`: ``temperature``, the rows that fitted it, ``served_estimate``); the
+  service divides the interest logits by ``temperature`` before its exit distribution
+  (`segint.watchtime`). Absent: temperature 1.
 
 Readers look outputs up by name and ignore names they do not know.
 """
@@ -107,6 +111,7 @@ class Manifest:
     source: dict[str, Any] = field(default_factory=dict)  # run dir, training metadata
     ctr: CtrSpec | None = None  # the SegRec CTR head, when exported with --segrec
     features: dict[str, Any] | None = None  # content models: l1_normalize, training store
+    watch_time: dict[str, Any] | None = None  # calibration.json of the run (temperature)
 
     def graph(self, name: str) -> GraphSpec:
         if name not in self.graphs:

@@ -55,6 +55,7 @@ from export.manifest import (
 from model.config import ModelConfig
 from model.network import SegmentInterestModel
 from segint.errors import SegintError
+from segint.watchtime import read_calibration
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +263,7 @@ def export_run(
             source={"run_dir": str(Path(run_dir).resolve())},
             ctr=ctr,
             features=_content_features(run_dir) if "content" in cfg.modalities else None,
+            watch_time=read_calibration(run_dir),
         )
         manifest.write(tmp)
         if out.exists():
@@ -282,6 +284,7 @@ def build_manifest(
     opset: int = OPSET,
     ctr: CtrSpec | None = None,
     features: dict[str, Any] | None = None,
+    watch_time: dict[str, Any] | None = None,
 ) -> Manifest:
     """The manifest of graphs already written to ``folder``."""
     config = cfg.to_dict()
@@ -303,6 +306,7 @@ def build_manifest(
         source=source or {},
         ctr=ctr,
         features=features,
+        watch_time=watch_time,
     )
 
 

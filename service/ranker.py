@@ -26,7 +26,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from export.manifest import ArtifactError, Manifest
-from segint import heads
+from segint import heads, watchtime
 from segint.segments import n_segments as count_segments
 from segint.vocab import UNKNOWN, Vocab
 from service import metrics
@@ -72,8 +72,9 @@ class Scores:
     n_segments: IntArray  # (C,) N of each candidate, 1..S
     exit_distribution: npt.NDArray[np.float64]  # (C, S) over outcomes 0..N, 0 elsewhere
     predicted_exit_slot: IntArray  # (C,) 0..N (N = watched to the end)
-    expected_watch_ms: npt.NDArray[np.float64]  # (C,)
+    expected_watch_ms: npt.NDArray[np.float64]  # (C,) mean of the exit distribution
     completion_probability: npt.NDArray[np.float64]  # (C,)
+    median_watch_ms: npt.NDArray[np.float64]  # (C,) the served estimate (segint.watchtime)
     video_unknown: npt.NDArray[np.bool_]  # (C,) video not in the training vocabulary
     user_unknown: bool
     ctr: npt.NDArray[np.float64] | None = None  # (C,) SegRec CTR; None without a CTR head
@@ -98,6 +99,7 @@ class Ranker:
         self.videos = videos
         self.content = content
         self.ctr = ctr
+        self.temperature = watchtime.manifest_temperature(manifest.watch_time)
         self.provider = next(iter(sessions.values())).get_providers()[0]
         # 8 bytes stamping every cached blob with its producer: the graphs' sha256 and, for a
         # content model, the feature-store snapshot the user states were computed from.
@@ -236,7 +238,10 @@ class Ranker:
         if with_ctr and self.ctr is not None:
             ctr_feeds = self.ctr.feeds(user_id, user.history, vids, nseg, logits)
             ctr = self._run("ctr", ctr_feeds, timings, rows=c)["ctr"].astype(np.float64)
-        dist = heads.exit_distribution(logits, heads.outcome_mask(nseg, self.manifest.s_max))
+        # The run's calibration temperature (1 without one) shapes the distribution only;
+        # segment_scores and the CTR head keep the raw logits.
+        calibrated = watchtime.apply_temperature(logits, self.temperature)
+        dist = heads.exit_distribution(calibrated, heads.outcome_mask(nseg, self.manifest.s_max))
         return Scores(
             logits=logits,
             n_segments=nseg,
@@ -244,6 +249,7 @@ class Ranker:
             predicted_exit_slot=heads.expected_exit_slot(dist),
             expected_watch_ms=heads.expected_watch_ms(dist, dur),
             completion_probability=heads.completion_probability(dist, nseg),
+            median_watch_ms=watchtime.median_watch_ms(dist, dur),
             video_unknown=video_idx == UNKNOWN,
             user_unknown=bool(self.users.lookup([user_id])[0] == UNKNOWN),
             ctr=ctr,

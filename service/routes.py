@@ -128,6 +128,7 @@ async def score(body: ScoreRequest, users: UsersDep, response: Response) -> Scor
                 exit_distribution=s.exit_distribution[i, :outcomes].tolist(),
                 predicted_exit_slot=int(s.predicted_exit_slot[i]),
                 expected_watch_ms=float(s.expected_watch_ms[i]),
+                median_watch_ms=float(s.median_watch_ms[i]),
                 completion_probability=float(s.completion_probability[i]),
                 ctr=None if s.ctr is None else float(s.ctr[i]),
             )

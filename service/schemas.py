@@ -174,7 +174,11 @@ class CandidateScore(BaseModel):
         "(N + 1 values; N when N = s_max, which leaves no slot for completion)"
     )
     predicted_exit_slot: int = Field(description="expected exit segment (N = watches to the end)")
-    expected_watch_ms: float
+    expected_watch_ms: float = Field(description="mean watch time of the exit distribution")
+    median_watch_ms: float = Field(
+        description="the served watch-time estimate: watch time of the median exit slot, "
+        "which minimises the absolute error (segint.watchtime)"
+    )
     completion_probability: float
     ctr: float | None = Field(
         None,

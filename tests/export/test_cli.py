@@ -43,3 +43,18 @@ def test_export_command_rejects_a_missing_run(
     err = capsys.readouterr().err
     assert code == 2 and "nope" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.slow
+def test_export_carries_the_run_calibration_into_the_manifest(tmp_path: Path) -> None:
+    """RUN/calibration.json (from `segint evaluate`) becomes the manifest's watch_time entry;
+    a run without one exports watch_time null (the service then uses temperature 1)."""
+    from segint.watchtime import Calibration
+
+    run = write_run(tmp_path / "run", tiny_model("self"))
+    assert main(["export", "--model", str(run), "--out", str(tmp_path / "plain")]) == 0
+    assert Manifest.read(tmp_path / "plain").watch_time is None
+    cal = Calibration(1.7, fitted_on="validation rows", rows=9, nll_before=2.0, nll_after=1.9)
+    cal.write(run)
+    assert main(["export", "--model", str(run), "--out", str(tmp_path / "cal")]) == 0
+    assert Manifest.read(tmp_path / "cal").watch_time == cal.to_dict()
