@@ -54,8 +54,10 @@ def test_random_split_report_layout_and_sanity(shared_data, tmp_path):
     assert "[paper_cold]" in proc.stdout
 
 
-def test_train_test_files(shared_data):
-    """--train/--test evaluates a later log against statistics of the earlier one."""
+def test_train_test_files(shared_data, tmp_path):
+    """--train/--test evaluates a later log against statistics of the earlier one; the
+    N-aware prior strength is chosen on the training file's last 10% by time."""
+    out = tmp_path / "b.json"
     proc = segint(
         "baselines",
         "--train",
@@ -64,9 +66,14 @@ def test_train_test_files(shared_data):
         str(KUAIRAND_FIXTURE),
         "--format",
         "kuairand",
+        "--json",
+        str(out),
     )
     assert proc.returncode == 0, proc.stderr
     assert "ItemPosition+prior" in proc.stdout
+    chosen = json.loads(out.read_text())["settings"]["ItemPosition+prior|N"]
+    assert chosen["chosen_on"].startswith(f"last 10% by time of {KUAIRAND_LOG.name}")
+    assert chosen["grid_NDCG@5"][str(chosen["a"])] == max(chosen["grid_NDCG@5"].values())
 
 
 @pytest.mark.parametrize(
