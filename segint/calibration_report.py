@@ -100,7 +100,9 @@ def markdown(tables: dict[str, Any]) -> str:
     for m, d in tables["by_duration"].items():
         cells = [f"{a:.3f} / {b:.3f}" for a, b in zip(d["MAE"], d["MAE_mean"], strict=True)]
         lines.append(
-            f"| {m} | {d['MAE_all']:.3f} / {d['MAE_mean_all']:.3f} | " + " | ".join(cells) + " |"
+            f"| {_md(m)} | {d['MAE_all']:.3f} / {d['MAE_mean_all']:.3f} | "
+            + " | ".join(cells)
+            + " |"
         )
     return "\n".join(lines) + "\n"
 
