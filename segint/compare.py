@@ -13,7 +13,10 @@ exactly the numbers `segint evaluate` reported), and the difference ``A - B`` is
 
 Standard errors come from a stratified bootstrap: each replicate draws, within every file,
 as many rows as it has with replacement, and recomputes the pooled difference; the SE is the
-replicates' standard deviation. The verdict is ``win`` when ``A`` is better than ``B`` by
+replicates' standard deviation. Files holding the same rows (same user, video and time in the
+same order: e.g. the temporal split's test rows scored by models of several seeds) share one
+draw per replicate, since their row-level noise is the same; drawing them independently would
+understate the SE. The verdict is ``win`` when ``A`` is better than ``B`` by
 more than ``2 SE`` (higher HR/NDCG/XAUC, lower MAE), ``loss`` when worse by more, else
 ``tie``.
 """
@@ -63,6 +66,7 @@ class _File:
     values: npt.NDArray[np.float64]  # (n, 2, K): per-row metric values of A and B
     truth: npt.NDArray[np.float64]  # (n,) observed watch ms
     pred: npt.NDArray[np.float64]  # (n, 2) expected watch ms of A and B (strict)
+    rows_key: int  # hash of the (user, video, time) sequence: equal = the same rows
 
 
 def _prepare(frame: pl.DataFrame, path: str | Path, a: str, b: str) -> _File:
@@ -78,7 +82,10 @@ def _prepare(frame: pl.DataFrame, path: str | Path, a: str, b: str) -> _File:
         ]
         cols.append(np.stack([p[m] for p in per for m in ROW_METRICS], axis=1))
         preds.append(predicted_watch_ms(dist, n_seg, dur, "strict"))
-    return _File(np.stack(cols, axis=1), frame["watch_ms"].to_numpy(), np.stack(preds, axis=1))
+    key = hash(
+        frame.select(["user_id", "video_id", "time_ms"]).hash_rows(seed=0).to_numpy().tobytes()
+    )
+    return _File(np.stack(cols, axis=1), frame["watch_ms"].to_numpy(), np.stack(preds, axis=1), key)
 
 
 def _pooled_means(files: list[_File], idx: list[npt.NDArray[np.int64]]) -> npt.NDArray[np.float64]:
@@ -122,7 +129,11 @@ def compare(
     boot_diff = np.empty((n_boot, means.shape[1]))
     boot_xauc = np.empty(n_boot)
     for r in tqdm(range(n_boot), desc="bootstrap", disable=not progress, leave=False):
-        idx = [rng.integers(0, len(f.truth), len(f.truth)) for f in files]
+        draws: dict[int, npt.NDArray[np.int64]] = {}
+        for f in files:  # one draw per distinct row set
+            if f.rows_key not in draws:
+                draws[f.rows_key] = rng.integers(0, len(f.truth), len(f.truth))
+        idx = [draws[f.rows_key] for f in files]
         m = _pooled_means(files, idx)
         boot_diff[r] = m[0] - m[1]
         x = _pooled_xauc(files, idx)

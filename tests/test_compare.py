@@ -163,3 +163,16 @@ def test_calibration_report_by_hand(tmp_path: Path):
     assert calibration_tables(pl.read_parquet(path), ["A"])["rows"] == 10
     bad = segint("plot", "calibration", str(path), "--methods", "Z", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def test_files_with_the_same_rows_share_the_bootstrap_draw():
+    """The same rows in two files (one test split, two model seeds) are resampled together:
+    two copies of a file give the SE of one file, not that SE over sqrt(2); files with other
+    rows are drawn independently."""
+    f = _file([True] * 100, [True] * 70 + [False] * 30)
+    one = _by(compare([("a", f)], "A", "B", n_boot=1000, progress=False), "HR@1")
+    twice = _by(compare([("a", f), ("b", f)], "A", "B", n_boot=1000, progress=False), "HR@1")
+    assert twice.se == pytest.approx(one.se, rel=0.1)
+    other = f.with_columns(time_ms=pl.col("time_ms") + 1)  # other rows, same values
+    apart = _by(compare([("a", f), ("c", other)], "A", "B", n_boot=1000, progress=False), "HR@1")
+    assert apart.se == pytest.approx(one.se / np.sqrt(2), rel=0.1)
