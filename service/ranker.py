@@ -45,10 +45,11 @@ log = logging.getLogger(__name__)
 IntArray = npt.NDArray[np.int64]
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
-# Ragged scoring: the cost of one extra scorer run, in candidate-slots (see `buckets`).
-# Measured on the base model, 1 ORT thread: a run costs ~0.1 ms + ~0.3 us per candidate-slot
-# (bench/bench_service.py --levers reports the bucket plan's effect).
-RUN_OVERHEAD_SLOTS = 300
+# Ragged scoring: the cost of one extra scorer run, in candidate-slots (see `buckets`). Chosen
+# on the base model, 500 KuaiRand candidates, 1 ORT thread (results do not depend on it): runs
+# of 64, 150, 300, 600 and 1,500 slots' overhead gave 14, 8, 6, 4 and 3 runs, and the most
+# runs was fastest (attention is quadratic in a run's width, a run's fixed cost is small).
+RUN_OVERHEAD_SLOTS = 64
 
 
 @dataclass

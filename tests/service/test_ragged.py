@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+from fastapi.testclient import TestClient
 from onnx import helper, numpy_helper
 
 from export.manifest import GraphSpec, Manifest, TensorSpec, files_fingerprint
+from service.app import create_app
 from service.history import History
 from service.ranker import Ranker, Scores
-from tests.service.reference import CTR_ATOL
+from service.settings import Settings
+from tests.service.reference import CTR_ATOL, score_body
 
 ATOL = RTOL = 1e-5
 S = 7
@@ -133,3 +137,22 @@ def test_a_scorer_without_slot_index_is_scored_padded(self_artifact: Path, tmp_p
     for i, k in enumerate(n):
         m_ = min(int(k) + 1, S)
         np.testing.assert_allclose(got.logits[i, :m_], want.logits[i, :m_], atol=ATOL, rtol=RTOL)
+
+
+def test_the_ragged_scoring_setting_gives_the_same_answers(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """SEGINT_RAGGED_SCORING=false serves the padded path: same heads and arrays over HTTP."""
+    n = [3, 1, 7, 2, 6, 5]
+    body = score_body(103, [(1000 + i, int(d)) for i, d in enumerate(durations(n))])
+    answers = []
+    for ragged in (True, False):
+        with TestClient(create_app(make_settings(ragged_scoring=ragged))) as client:
+            r = client.post("/score", json=body)
+            assert r.status_code == 200, r.text
+            answers.append(r.json()["candidates"])
+    for a, b in zip(*answers, strict=True):
+        assert a["n_segments"] == b["n_segments"]
+        np.testing.assert_allclose(a["segment_scores"], b["segment_scores"], atol=ATOL, rtol=RTOL)
+        np.testing.assert_allclose(a["exit_distribution"], b["exit_distribution"], atol=1e-6)
+        assert a["expected_watch_ms"] == pytest.approx(b["expected_watch_ms"], rel=1e-6)
