@@ -1,26 +1,28 @@
-"""Latency of the scoring service under open-loop load, and where a request's time goes.
+"""Segment-native serving: latency under open-loop load, the ORT stage against the CPU's peak,
+and the before/after of each lever, in one run.
 
-What it measures, on this machine, with the base model (``configs/base.yaml``; untrained
-weights: timing does not depend on their values) unless ``--artifact`` names another:
+With the base model (``configs/base.yaml``; untrained weights: timing does not depend on their
+values) unless ``--artifact`` names another, and candidates drawn from real KuaiRand-Pure
+videos (their ids and durations from the bundled log: N = 14.3 segments on average, median 11):
 
-1. ``POST /score`` with 1 user x ``--candidates`` (100) candidates through a real uvicorn
-   server (one worker, ``--server-threads`` ORT threads) and Redis when one answers, at fixed
-   arrival rates. Open loop: an asyncio generator schedules request i at ``t0 + i / rate``
-   and measures latency from that scheduled time, so a slow server cannot slow the load down
-   (no coordinated omission). Reports p50 / p95 / p99, offered and achieved req/s, errors.
-   The rates default to fractions of the capacity measured by a short sequential probe.
-2. The share of a request's time in ONNX Runtime, Redis, the inference queue, the handler's
-   own pre/post-processing, and HTTP + validation + serialization (the rest), from the
-   ``Server-Timing`` header of every response and the client's latency.
-3. ONNX Runtime vs PyTorch eager for the same batch (user encoder + scorer, same threads),
-   as a ratio of median times.
-4. The model's FLOPs per request (``torch.utils.flop_counter`` on the eager run; cross-checked
-   with ``model.flops``) against the measured fp32 GEMM peak (numpy matmul, 2048^3).
+1. The 1-thread fp32 GEMM peak P (numpy, 2048^3, best of 5), measured in this run.
+2. The ORT stage in process (one user's cached states, C candidates, 1 ORT thread): padded
+   (one run of all S slots) vs ragged (length buckets, `service.ranker.buckets`); graph
+   optimisation level basic vs all; int8 dynamic quantisation of the scorer; PyTorch eager
+   fp32 vs bf16 (autocast). Useful FLOPs F per request = the scorer's FLOPs on each
+   candidate's own N + 1 slots (``torch.utils.flop_counter`` on exact-width runs); efficiency
+   = F / time / P.
+3. ``POST /score`` through a real uvicorn server (one worker, ``--server-threads`` ORT
+   threads, Redis when one answers), padded and ragged side by side: open loop at fixed rates
+   for 100 and 500 candidates (an asyncio generator schedules request i at ``t0 + i / rate``
+   and measures latency from that time, so a slow server cannot slow the load down),
+   saturation (achieved req/s when offered twice the sequential capacity), the
+   ``Server-Timing`` split (handler minus ORT) and response bytes, default and with both arrays.
 
-Run: ``.venv/bin/python bench/bench_service.py`` (~1.5 min; ``--duration`` per rate). Writes
-``reports/bench/service.json``. The server is pinned to core 0 and the generator to core 1
-when there are two cores; anything else running on the machine shows in the numbers (the JSON
-records the load average).
+Run: ``.venv/bin/python bench/bench_service.py`` (~4 min; ``--duration`` per rate). Writes
+``reports/bench/service.json`` and prints the tables. The server is pinned to core 0 and the
+generator to core 1 when there are two cores; anything else running on the machine shows in
+the numbers (the JSON records the load average before and after).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.service.live import Server, uvicorn_server  # noqa: E402
 
-# Vocabulary sizes of the bundled KuaiRand-Pure slice (temporal split): the default model's
+# Vocabulary sizes of the bundled KuaiRand-Pure log (temporal split): the default model's
 # embedding tables have the size a `make serve` model would have.
 N_USERS, N_VIDEOS = 13_079, 3_270
 CACHE = ROOT / "reports" / "bench" / ".cache"
@@ -122,7 +124,7 @@ async def open_loop(url: str, bodies: list[bytes], rate: float, duration: float)
     loop = asyncio.get_running_loop()
     results: list[tuple[float, bool, dict[str, float]]] = []
     limits = httpx.Limits(max_connections=1024, max_keepalive_connections=1024)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=20, limits=limits) as client:
         start = loop.time() + 0.2
 
         async def one(i: int) -> None:
@@ -143,6 +145,8 @@ async def open_loop(url: str, bodies: list[bytes], rate: float, duration: float)
         elapsed = loop.time() - start
     lat = np.array([r[0] for r in results if r[1]]) * 1e3
     timings = [r[2] for r in results if r[1]]
+    if len(lat) == 0:
+        lat = np.array([float("nan")])
     return {
         "offered_rps": rate,
         "achieved_rps": len(lat) / elapsed,
@@ -152,7 +156,14 @@ async def open_loop(url: str, bodies: list[bytes], rate: float, duration: float)
         "p95_ms": float(np.percentile(lat, 95)),
         "p99_ms": float(np.percentile(lat, 99)),
         "max_ms": float(lat.max()),
-        "time_share": shares(lat, timings),
+        "time_share": shares(lat, timings) if timings else {},
+        # the handler's own work: its time minus ORT, the inference queue and the cache
+        "handler_minus_ort_ms": statistics.fmean(
+            t["handler"] - t["ort"] - t.get("queue", 0.0) - t.get("cache", 0.0) for t in timings
+        )
+        if timings
+        else float("nan"),
+        "ort_ms": statistics.fmean(t["ort"] for t in timings) if timings else float("nan"),
     }
 
 
@@ -173,21 +184,44 @@ def shares(latency_ms: np.ndarray, timings: list[dict[str, float]]) -> dict[str,
     return {k: v / total for k, v in parts.items()} | {"mean_latency_ms": total}
 
 
+KUAIRAND_LOG = (
+    ROOT.parent / "shared" / "data" / "kuairand_pure" / "log_standard_4_25_to_4_30_pure.csv"
+)
+
+
+def kuairand_videos(s_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (video_id, duration_ms) of the bundled KuaiRand-Pure log that fit ``s_max``
+    slots (the service's duration limit); each video once, at its logged duration."""
+    import polars as pl
+
+    df = (
+        pl.read_csv(KUAIRAND_LOG, columns=["video_id", "duration_ms"])
+        .filter((pl.col("duration_ms") > 0) & (pl.col("duration_ms") < s_max * 5000))
+        .unique("video_id", keep="first")
+        .sort("video_id")
+    )
+    return df["video_id"].to_numpy(), df["duration_ms"].to_numpy()
+
+
 def request_bodies(
-    manifest: Any, n_users: int, candidates: int, seed: int = 0
+    videos: tuple[np.ndarray, np.ndarray],
+    users: np.ndarray,
+    n_users: int,
+    candidates: int,
+    include: list[str] | None = None,
+    seed: int = 0,
 ) -> tuple[list[int], list[bytes]]:
-    users = np.load(Path(manifest[0]) / manifest[1].vocab_users)
-    videos = np.load(Path(manifest[0]) / manifest[1].vocab_videos)
+    """One /score body per user: ``candidates`` distinct real videos drawn at random."""
     rng = np.random.default_rng(seed)
     ids = [int(u) for u in rng.choice(users, n_users, replace=False)]
     bodies = []
     for u in ids:
-        vids = rng.choice(videos, candidates, replace=False)
-        dur = rng.integers(3000, manifest[1].max_duration_ms, candidates)
-        cands = [
-            {"video_id": int(v), "duration_ms": int(d)} for v, d in zip(vids, dur, strict=True)
-        ]
-        bodies.append(json.dumps({"user_id": u, "candidates": cands}).encode())
+        pick = rng.choice(len(videos[0]), candidates, replace=False)
+        cands = [{"video_id": int(videos[0][i]), "duration_ms": int(videos[1][i])} for i in pick]
+        body: dict[str, Any] = {"user_id": u, "candidates": cands}
+        if include:
+            body["include"] = include
+        bodies.append(json.dumps(body).encode())
     return ids, bodies
 
 
@@ -224,78 +258,108 @@ def capacity_probe(url: str, bodies: list[bytes], n: int = 30) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def ort_vs_eager(
-    artifact: Path, model: Any, candidates: int, threads: int, repeats: int = 30
+def median_ms(fn: Any, repeats: int) -> float:
+    for _ in range(2):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def ort_stage(
+    artifact: Path, model: Any, videos: tuple[np.ndarray, np.ndarray], candidates: int, repeats: int
 ) -> dict[str, Any]:
-    """Median time of user encoder + scorer for one user x C candidates: ORT vs PyTorch."""
+    """The scorer stage for one user x C real candidates, 1 thread: every graph lever's median
+    time, and the useful FLOPs (each candidate's own N + 1 slots)."""
     import onnxruntime as ort
     import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
     from torch.utils.flop_counter import FlopCounterMode
 
     from export.manifest import Manifest
-    from model.flops import count_flops
+    from segint.segments import n_segments as count_segments
+    from service.ranker import buckets
 
     m = Manifest.read(artifact)
-    h = m.history_len
+    s_max, h = m.s_max, m.history_len
     rng = np.random.default_rng(0)
-    users = {
+    pick = rng.choice(len(videos[0]), candidates, replace=False)
+    nseg = np.clip(count_segments(videos[1][pick]), 1, s_max)
+    vids = np.minimum(videos[0][pick], m.config["n_videos"] - 1)  # vocabulary indices
+    user = {
         "user_ids": np.array([1]),
         "hist_video_ids": rng.integers(1, 100, (1, h)),
         "hist_exit_slots": rng.integers(0, 3, (1, h)),
-        "hist_n_segments": rng.integers(3, m.s_max, (1, h)),
+        "hist_n_segments": rng.integers(3, s_max, (1, h)),
         "hist_mask": np.ones((1, h), bool),
     }
-    cands = {
-        "video_ids": rng.integers(1, 100, candidates),
-        "n_segments": rng.integers(1, m.s_max + 1, candidates),
+
+    def session(path: Path, level: Any = ort.GraphOptimizationLevel.ORT_ENABLE_ALL) -> Any:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
+        opts.graph_optimization_level = level
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+    states, mask = session(artifact / "user_encoder.onnx").run(None, user)
+    int8 = CACHE / f"{artifact.name}-scorer.int8.onnx"
+    if not int8.exists():
+        quantize_dynamic(artifact / "scorer.onnx", int8, weight_type=QuantType.QInt8)
+    sessions = {
+        "fp32": session(artifact / "scorer.onnx"),
+        "fp32_basic_opt": session(
+            artifact / "scorer.onnx", ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        ),
+        "int8_dynamic": session(int8),
     }
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-    enc = ort.InferenceSession(
-        str(artifact / "user_encoder.onnx"), opts, providers=["CPUExecutionProvider"]
-    )
-    sc = ort.InferenceSession(
-        str(artifact / "scorer.onnx"), opts, providers=["CPUExecutionProvider"]
-    )
+    plan_ragged = buckets(nseg, s_max)
+    plan_padded = [(np.arange(candidates), s_max)]
+    plan_exact = buckets(nseg, s_max, run_overhead=0)  # no padding at all: useful work
 
-    def run_ort() -> None:
-        states, mask = enc.run(None, users)
-        sc.run(None, {"user_states": states, "user_mask": mask, **cands})
+    def run_ort(sess: Any, plan: list[tuple[np.ndarray, int]]) -> None:
+        for rows, width in plan:
+            sess.run(
+                None,
+                {
+                    "user_states": states,
+                    "user_mask": mask,
+                    "video_ids": vids[rows],
+                    "n_segments": nseg[rows],
+                    "slot_index": np.arange(width),
+                },
+            )
 
-    torch.set_num_threads(threads)
-    tu = {k: torch.from_numpy(v) for k, v in users.items()}
-    tc = {k: torch.from_numpy(v) for k, v in cands.items()}
+    out: dict[str, Any] = {"candidates": candidates, "runs_ragged": len(plan_ragged)}
+    times: dict[str, float] = {}
+    for name, sess in sessions.items():
+        times[f"{name}_padded"] = median_ms(lambda s=sess: run_ort(s, plan_padded), repeats)
+        times[f"{name}_ragged"] = median_ms(lambda s=sess: run_ort(s, plan_ragged), repeats)
+    torch.set_num_threads(1)
+    t_states, t_mask = torch.from_numpy(states), torch.from_numpy(mask)
+    t_vids, t_nseg = torch.from_numpy(vids), torch.from_numpy(nseg)
 
     @torch.no_grad()
-    def run_torch() -> None:
-        states, mask = model.encode_user(**tu)
-        model.score(states, mask, **tc)
+    def run_torch(plan: list[tuple[np.ndarray, int]], bf16: bool = False) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            for rows, width in plan:
+                idx = torch.from_numpy(rows)
+                model.score(
+                    t_states, t_mask, t_vids[idx], t_nseg[idx], slot_index=torch.arange(width)
+                )
 
-    def median_ms(fn: Any) -> float:
-        for _ in range(3):
-            fn()
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return statistics.median(times) * 1e3
-
-    ort_ms, torch_ms = median_ms(run_ort), median_ms(run_torch)
-    with FlopCounterMode(display=False) as counter:
-        run_torch()
-    analytic = count_flops(model.cfg, candidates)
-    return {
-        "threads": threads,
-        "candidates": candidates,
-        "ort_ms": ort_ms,
-        "torch_eager_ms": torch_ms,
-        "torch_over_ort": torch_ms / ort_ms,
-        "flops_per_request": int(counter.get_total_flops()),
-        "flops_per_request_model_flops": 2 * analytic.total,
-        "flops_per_candidate": 2 * analytic.per_candidate,
-        "ort_gflops_per_s": counter.get_total_flops() / (ort_ms * 1e-3) / 1e9,
-    }
+    if model is not None:
+        times["torch_fp32_ragged"] = median_ms(lambda: run_torch(plan_ragged), repeats)
+        times["torch_bf16_ragged"] = median_ms(lambda: run_torch(plan_ragged, True), repeats)
+        flops = {}
+        for name, plan in (("useful", plan_exact), ("padded", plan_padded)):
+            with FlopCounterMode(display=False) as counter:
+                run_torch(plan)
+            flops[name] = int(counter.get_total_flops())
+        out["flops"] = flops
+    out["ms"] = times
+    return out
 
 
 def gemm_peak(threads: int, n: int = 2048) -> float:
@@ -314,114 +378,193 @@ def gemm_peak(threads: int, n: int = 2048) -> float:
     )
 
 
+def serve_and_load(
+    artifact: Path,
+    manifest: Any,
+    videos: tuple[np.ndarray, np.ndarray],
+    args: argparse.Namespace,
+    url_redis: str | None,
+    ragged: bool,
+    pin: bool,
+) -> dict[str, Any]:
+    """One server (ragged or padded scoring): per candidate count, the open-loop table,
+    saturation, the Server-Timing split and the response bytes."""
+    prefix = f"segint-bench-{uuid.uuid4().hex[:8]}"
+    env = {
+        "SEGINT_ARTIFACT_DIR": str(artifact),
+        "SEGINT_INTRA_OP_THREADS": str(args.server_threads),
+        "SEGINT_KEY_PREFIX": prefix,
+        "SEGINT_MAX_CANDIDATES": "1000",
+        "SEGINT_RAGGED_SCORING": "true" if ragged else "false",
+    }
+    if url_redis:
+        env["SEGINT_REDIS_URL"] = url_redis
+    users_vocab = np.load(artifact / manifest.vocab_users)
+    tmp = CACHE / "logs"
+    tmp.mkdir(parents=True, exist_ok=True)
+    label = "ragged" if ragged else "padded"
+    result: dict[str, Any] = {}
+    try:
+        with uvicorn_server(env, tmp, wrap=["taskset", "-c", "0"] if pin else None) as server:
+            for c, rates in ((100, args.rates_100), (500, args.rates_500)):
+                users, bodies = request_bodies(videos, users_vocab, args.users, c)
+                _, full = request_bodies(
+                    videos, users_vocab, args.users, c, ["segment_scores", "exit_distribution"]
+                )
+                seed_histories(server.url, users, (artifact, manifest))
+                service_s = capacity_probe(server.url, bodies, n=args.probe)
+                full_s = capacity_probe(server.url, full, n=args.probe)
+                sizes = [
+                    len(httpx.post(f"{server.url}/score", content=b, headers=JSON).content)
+                    for b in (bodies[0], full[0])
+                ]
+                runs = [
+                    asyncio.run(open_loop(server.url, bodies, r, args.duration))
+                    for r in [float(x) for x in rates.split(",")]
+                ]
+                sat = asyncio.run(open_loop(server.url, bodies, 2.0 / service_s, args.duration))
+                for r in runs:
+                    print(
+                        f"{label} C={c:4d} rate {r['offered_rps']:6.1f}/s: achieved "
+                        f"{r['achieved_rps']:6.1f}/s p50 {r['p50_ms']:7.1f} p99 {r['p99_ms']:7.1f} ms "
+                        f"errors {r['errors']}",
+                        flush=True,
+                    )
+                print(
+                    f"{label} C={c:4d} sequential {service_s * 1e3:.1f} ms (with arrays "
+                    f"{full_s * 1e3:.1f} ms); saturation {sat['achieved_rps']:.1f} req/s; "
+                    f"response {sizes[0] / 1e3:.1f} KB (with arrays {sizes[1] / 1e3:.1f} KB)",
+                    flush=True,
+                )
+                result[str(c)] = {
+                    "sequential_ms": service_s * 1e3,
+                    "sequential_ms_with_arrays": full_s * 1e3,
+                    "response_bytes": sizes[0],
+                    "response_bytes_with_arrays": sizes[1],
+                    "open_loop": runs,
+                    "saturation": sat,
+                }
+            metrics = httpx.get(f"{server.url}/metrics").text
+            result["server"] = server_info(server, metrics)
+    finally:
+        cleanup_redis(url_redis, prefix)
+    return result
+
+
+JSON = {"content-type": "application/json"}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--artifact", type=Path, help="artifact to serve (default: base model)")
-    p.add_argument("--candidates", type=int, default=100)
     p.add_argument("--users", type=int, default=20, help="distinct users in the load")
-    p.add_argument("--rates", help="comma-separated req/s (default: 0.25,0.5,0.75,0.9 x capacity)")
-    p.add_argument("--duration", type=float, default=12.0, help="seconds per rate")
+    p.add_argument("--rates-100", default="50", help="req/s offered with 100 candidates")
+    p.add_argument("--rates-500", default="15,30", help="req/s offered with 500 candidates")
+    p.add_argument("--duration", type=float, default=8.0, help="seconds per rate")
+    p.add_argument("--probe", type=int, default=20, help="sequential requests per probe")
+    p.add_argument("--repeats", type=int, default=20, help="in-process timing repeats")
     p.add_argument("--server-threads", type=int, default=1, help="ORT intra-op threads")
+    p.add_argument("--skip-padded-server", action="store_true", help="ragged server only")
     p.add_argument("--redis-url", help="default: SEGINT_TEST_REDIS_URL or 127.0.0.1:6379/15")
     p.add_argument("--out", type=Path, default=ROOT / "reports" / "bench" / "service.json")
     args = p.parse_args()
 
     from export.manifest import Manifest
 
+    load_before = os.getloadavg()
     artifact, model = load_artifact(args.artifact) if args.artifact else base_artifact()
     manifest = Manifest.read(artifact)
+    videos = kuairand_videos(manifest.s_max)
     url_redis = redis_url(args.redis_url)
-    prefix = f"segint-bench-{uuid.uuid4().hex[:8]}"
-    env = {
-        "SEGINT_ARTIFACT_DIR": str(artifact),
-        "SEGINT_INTRA_OP_THREADS": str(args.server_threads),
-        "SEGINT_KEY_PREFIX": prefix,
-        "SEGINT_MAX_CANDIDATES": str(max(1000, args.candidates)),
-    }
-    if url_redis:
-        env["SEGINT_REDIS_URL"] = url_redis
     pin = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
+    peak = gemm_peak(1)
+    print(f"1-thread fp32 GEMM peak {peak:.1f} GFLOP/s", flush=True)
+    stage = {c: ort_stage(artifact, model, videos, c, args.repeats) for c in (100, 500)}
     if pin:
-        os.sched_setaffinity(0, {1})  # the generator; the server gets core 0 (below)
-    users, bodies = request_bodies((artifact, manifest), args.users, args.candidates)
-    tmp = CACHE / "logs"
-    tmp.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {}
-    with uvicorn_server(env, tmp, wrap=["taskset", "-c", "0"] if pin else None) as server:
-        seed_histories(server.url, users, (artifact, manifest))
-        service_s = capacity_probe(server.url, bodies)
-        capacity = 1 / service_s
-        rates = (
-            [float(r) for r in args.rates.split(",")]
-            if args.rates
-            else [round(f * capacity, 1) for f in (0.25, 0.5, 0.75, 0.9)]
-        )
-        print(
-            f"sequential service time {service_s * 1e3:.1f} ms -> capacity ~{capacity:.1f} req/s",
-            flush=True,
-        )
-        runs = []
-        for rate in rates:
-            r = asyncio.run(open_loop(server.url, bodies, rate, args.duration))
-            runs.append(r)
-            print(
-                f"rate {rate:6.1f}/s: achieved {r['achieved_rps']:6.1f}/s  p50 {r['p50_ms']:7.1f}  "
-                f"p95 {r['p95_ms']:7.1f}  p99 {r['p99_ms']:7.1f} ms  errors {r['errors']}",
-                flush=True,
-            )
-        metrics = httpx.get(f"{server.url}/metrics").text
-        result["server"] = server_info(server, metrics)
-    cleanup_redis(url_redis, prefix)
-    eager = (
-        ort_vs_eager(artifact, model, args.candidates, args.server_threads)
-        if model is not None
-        else None
-    )
-    peaks = {"1_thread": gemm_peak(1), f"{os.cpu_count()}_threads": gemm_peak(os.cpu_count() or 1)}
-    result |= {
+        os.sched_setaffinity(0, {1})  # the generator; the server gets core 0
+    servers = {"ragged": serve_and_load(artifact, manifest, videos, args, url_redis, True, pin)}
+    if not args.skip_padded_server:
+        servers["padded"] = serve_and_load(artifact, manifest, videos, args, url_redis, False, pin)
+    result: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {
             "cpu": cpu_name(),
             "cores": os.cpu_count(),
-            "loadavg_1m": os.getloadavg()[0],
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
             "python": platform.python_version(),
         },
         "artifact": {
             "path": str(artifact),
             "model_version": manifest.model_version,
-            "user_stream": manifest.user_stream,
             "config": manifest.config,
         },
-        "setup": {
-            "candidates": args.candidates,
-            "users": args.users,
-            "duration_s": args.duration,
-            "server_threads": args.server_threads,
+        "setup": vars(args)
+        | {
+            "out": str(args.out),
+            "artifact": str(args.artifact),
             "cache": "redis" if url_redis else "local",
             "pinned": pin,
         },
-        "sequential_service_ms": service_s * 1e3,
-        "open_loop": runs,
-        "ort_vs_torch_eager": eager,
-        "gemm_peak_gflops": peaks,
+        "gemm_peak_1_thread_gflops": peak,
+        "ort_stage": stage,
+        "servers": servers,
     }
-    if eager:
-        result["flops_vs_peak"] = {
-            "gflop_per_request": eager["flops_per_request"] / 1e9,
-            "ort_fraction_of_1_thread_peak": eager["ort_gflops_per_s"] / peaks["1_thread"],
-        }
-        print(
-            f"ORT {eager['ort_ms']:.1f} ms vs PyTorch eager {eager['torch_eager_ms']:.1f} ms (x{eager['torch_over_ort']:.2f}); {eager['flops_per_request'] / 1e9:.2f} GFLOP/request = {eager['ort_gflops_per_s']:.1f} GFLOP/s vs peak {peaks['1_thread']:.1f} (1 thread)"
-        )
-    share = runs[0]["time_share"]
-    print(
-        "time share at the lowest rate: "
-        + ", ".join(f"{k} {v:.1%}" for k, v in share.items() if k != "mean_latency_ms")
-    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(report(result))
     print(f"wrote {args.out}")
     return 0
+
+
+def report(r: dict[str, Any]) -> str:
+    """Markdown tables of a result."""
+    peak = r["gemm_peak_1_thread_gflops"]
+    lines = [
+        f"machine: {r['machine']['cpu']}, load average {r['machine']['loadavg_before'][0]:.1f} "
+        f"before, {r['machine']['loadavg_after'][0]:.1f} after; 1-thread fp32 GEMM peak P = "
+        f"{peak:.1f} GFLOP/s",
+        "",
+        "ORT stage (in process, 1 thread, median ms):",
+        "",
+        "| C | lever | padded | ragged | useful GFLOP | efficiency (ragged) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c, st in r["ort_stage"].items():
+        useful = st.get("flops", {}).get("useful", 0)
+        for lever in ("fp32", "fp32_basic_opt", "int8_dynamic"):
+            pad, rag = st["ms"][f"{lever}_padded"], st["ms"][f"{lever}_ragged"]
+            eff = useful / (rag * 1e-3) / (peak * 1e9) if useful else float("nan")
+            lines.append(
+                f"| {c} | {lever} | {pad:.2f} | {rag:.2f} ({st['runs_ragged']} runs) | "
+                f"{useful / 1e9:.3f} | {eff:.1%} |"
+            )
+        if "torch_fp32_ragged" in st["ms"]:
+            lines.append(
+                f"| {c} | torch eager fp32 / bf16 | | {st['ms']['torch_fp32_ragged']:.2f} / "
+                f"{st['ms']['torch_bf16_ragged']:.2f} | | |"
+            )
+    lines += [
+        "",
+        "HTTP /score (open loop; handler-ort = mean Server-Timing handler minus ort, queue and "
+        "cache):",
+        "",
+        "| scoring | C | offered req/s | achieved | p50 ms | p99 ms | errors | handler-ort ms | "
+        "saturation req/s | response KB (with arrays) | sequential ms (with arrays) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, srv in r["servers"].items():
+        for c in ("100", "500"):
+            x = srv[c]
+            for run in x["open_loop"]:
+                lines.append(
+                    f"| {label} | {c} | {run['offered_rps']:.0f} | {run['achieved_rps']:.1f} | "
+                    f"{run['p50_ms']:.1f} | {run['p99_ms']:.1f} | {run['errors']} | "
+                    f"{run['handler_minus_ort_ms']:.2f} | {x['saturation']['achieved_rps']:.1f} | "
+                    f"{x['response_bytes'] / 1e3:.1f} ({x['response_bytes_with_arrays'] / 1e3:.1f}) | "
+                    f"{x['sequential_ms']:.1f} ({x['sequential_ms_with_arrays']:.1f}) |"
+                )
+    return "\n".join(lines)
 
 
 def server_info(server: Server, metrics: str) -> dict[str, Any]:

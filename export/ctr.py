@@ -4,7 +4,7 @@ The head is `segrec.onnx.CTRHead`: the interest model's named inputs plus its lo
 ``interest_logits`` (B, S), -> ``ctr`` (B,) = sigmoid(sum_j w_j y_j) over the video's real slots,
 with ``w = softmax(p)`` in mode ``segrec``. It goes through the same pinned exporter as the
 interest graphs (`export.onnx.export_graph`: dynamo, opset 20, weights inside the file); its
-batch and history axes are symbolic.
+names and symbolic axes (batch, history) are declared in `export.contract`.
 
 Refused (`SegintError`, CLI exit 2), because the served CTR would silently be wrong:
 
@@ -26,23 +26,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from export.contract import CTR, GRAPHS
 from export.manifest import CtrSpec, GraphSpec, config_hash
 from segint.errors import SegintError
 
 log = logging.getLogger(__name__)
 
-CTR_FILE = "ctr.onnx"
-# `CTRHead.forward`'s arguments, in order: also the graph's input names.
-CTR_INPUTS = (
-    "user_ids",
-    "video_ids",
-    "n_segments",
-    "hist_video_ids",
-    "hist_exit_slots",
-    "hist_n_segments",
-    "hist_mask",
-    "interest_logits",
-)
+CTR_FILE = GRAPHS[CTR].file
+# `CTRHead.forward`'s arguments, in order: also the graph's input names (`export.contract`).
+CTR_INPUTS = GRAPHS[CTR].input_names()
 
 
 def load_checked_run(segrec_dir: str | Path, interest_dir: str | Path, interest_s_max: int) -> Any:
@@ -107,26 +99,9 @@ def export_ctr(run: Any, out_dir: Path, opset: int) -> tuple[GraphSpec, CtrSpec]
     Returns:
         The graph's spec and the manifest's ``ctr`` entry.
     """
-    from export.onnx import export_graph
-    from segrec.onnx import CTRHead
-
     cfg = run.cfg
-    batch, history = torch.export.Dim("batch"), torch.export.Dim("history")
-    dynamic: dict[str, Any] = {
-        name: {0: batch, 1: history} if name.startswith("hist_") else {0: batch}
-        for name in CTR_INPUTS
-    }
-    ex = example_inputs(cfg)
     log.info("exporting the %s/%s CTR head of %s", cfg.backbone, cfg.mode, run.path)
-    spec = export_graph(
-        CTRHead(run.model).eval(),
-        tuple(ex[n] for n in CTR_INPUTS),
-        list(CTR_INPUTS),
-        ["ctr"],
-        dynamic,
-        out_dir / CTR_FILE,
-        opset,
-    )
+    spec = export_head(run.model, out_dir / CTR_FILE, opset)
     config = cfg.to_dict()
     ctr = CtrSpec(
         backbone=cfg.backbone,
@@ -140,3 +115,27 @@ def export_ctr(run: Any, out_dir: Path, opset: int) -> tuple[GraphSpec, CtrSpec]
     run.users.save(out_dir / ctr.vocab_users)
     run.videos.save(out_dir / ctr.vocab_videos)
     return spec, ctr
+
+
+def export_head(model: Any, path: Path, opset: int) -> GraphSpec:
+    """Export `segrec.onnx.CTRHead` of a `SegRecModel` (eval mode) to ``path`` through the
+    pinned exporter (`export.onnx.export_graph`), names and axes from `export.contract`."""
+    from export.onnx import export_graph
+    from segrec.onnx import CTRHead
+
+    spec = GRAPHS[CTR]
+    dims: dict[str, torch.export.Dim] = {}
+    dynamic = {
+        n: {i: dims.setdefault(a, torch.export.Dim(a)) for i, a in spec.dynamic_axes(n).items()}
+        for n in CTR_INPUTS
+    }
+    ex = example_inputs(model.cfg)
+    return export_graph(
+        CTRHead(model).eval(),
+        tuple(ex[n] for n in CTR_INPUTS),
+        list(CTR_INPUTS),
+        list(spec.output_names),
+        dynamic,
+        path,
+        opset,
+    )

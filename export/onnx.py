@@ -9,13 +9,17 @@ Graphs (shape legend as in ``model/network.py``):
 
 - self stream: ``user_encoder``: user_ids (B,), hist_* (B, H) -> user_states
   (B, n_mod, L, M, d) float32, user_mask (B, M) bool, M = 1 + H; and ``scorer``:
-  user_states (1, n_mod, L, M, d), user_mask (1, M), video_ids (C,), n_segments (C,) ->
-  logits (C, S). The scorer's user batch is fixed at 1: one user broadcast over C candidates
-  (two independent symbolic batch axes cannot broadcast against each other in torch.export).
+  user_states (1, n_mod, L, M, d), user_mask (1, M), video_ids (C,), n_segments (C,),
+  slot_index (T,) -> logits (C, T). The scorer's user batch is fixed at 1: one user broadcast
+  over C candidates (two independent symbolic batch axes cannot broadcast against each other in
+  torch.export). ``slot_index`` = 0..T-1 makes it ragged: candidates with N < T are scored on
+  T slots only (T = S is the padded model).
 - cross stream: ``model``: the full forward on B rows -> logits (B, S).
 
 - with ``--segrec``: ``ctr``, the SegRec CTR head (`export.ctr`): the interest inputs on B rows
   plus interest_logits (B, S) -> ctr (B,).
+
+Every graph's names, dtypes and symbolic axes are declared once in `export.contract`.
 
 Entry points: ``segint export --model RUN_DIR [--segrec SEGREC_RUN] --out artifacts/VERSION``
 or `export_run`.
@@ -41,6 +45,7 @@ import yaml
 from torch import Tensor, nn
 from torch.export import Dim
 
+from export.contract import GRAPHS, MODEL, SCORER, USER_ENCODER, GraphContract
 from export.ctr import export_ctr, load_checked_run
 from export.manifest import (
     VOCAB_USERS,
@@ -66,7 +71,6 @@ _ONNX_DTYPES: dict[int, str] = {
     int(onnx.TensorProto.FLOAT): "float32",
     int(onnx.TensorProto.BOOL): "bool",
 }
-USER_INPUTS = ("user_ids", "hist_video_ids", "hist_exit_slots", "hist_n_segments", "hist_mask")
 
 
 class UserEncoder(nn.Module):
@@ -104,9 +108,12 @@ class Scorer(nn.Module):
         user_mask: Tensor,
         video_ids: Tensor,
         n_segments: Tensor,
+        slot_index: Tensor,
         video_content: Tensor | None = None,
     ) -> Tensor:
-        out: Tensor = self.model.score(user_states, user_mask, video_ids, n_segments, video_content)
+        out: Tensor = self.model.score(
+            user_states, user_mask, video_ids, n_segments, video_content, slot_index
+        )
         return out
 
 
@@ -134,80 +141,61 @@ def example_inputs(
 def export_model(
     model: SegmentInterestModel, out_dir: Path, opset: int = OPSET
 ) -> dict[str, GraphSpec]:
-    """Write the stream's ONNX graph(s) into ``out_dir``; returns their specs by graph name."""
+    """Write the stream's ONNX graph(s) into ``out_dir``; returns their specs by graph name.
+
+    Names, argument order and symbolic axes come from `export.contract`.
+    """
     cfg: ModelConfig = model.cfg
     model = model.eval()
     content = "content" in cfg.modalities
     ex = example_inputs(cfg)
-    batch, history = Dim("batch"), Dim("history")
-    hist_axes = {0: batch, 1: history}
-    user_names = [*USER_INPUTS, *(["hist_content"] if content else [])]
-    user_shapes: dict[str, Any] = {
-        "user_ids": {0: batch},
-        **dict.fromkeys(user_names[1:], hist_axes),
-    }
+    # M = 1 without history tokens: a size-1 axis cannot be symbolic.
+    fixed = frozenset() if cfg.history_tokens else frozenset({"user_tokens"})
     graphs: dict[str, GraphSpec] = {}
     if cfg.user_stream == "self":
         encoder = UserEncoder(model)
-        args = tuple(ex[n] for n in user_names)
-        graphs["user_encoder"] = export_graph(
-            encoder,
-            args,
-            user_names,
-            ["user_states", "user_mask"],
-            user_shapes,
-            out_dir / "user_encoder.onnx",
-            opset,
-        )
+        spec = GRAPHS[USER_ENCODER]
+        args = tuple(ex[n] for n in spec.input_names(content))
+        graphs[USER_ENCODER] = _export(encoder, args, spec, content, fixed, out_dir, opset)
         with torch.no_grad():
             states, mask = encoder(*args)
-        # Scorer examples: one user (batch 1, broadcast), C = 3 candidates.
-        candidates, tokens = Dim("candidates"), Dim("user_tokens")
-        token_axes = {3: tokens} if cfg.history_tokens else {}  # M = 1 without history tokens
-        names = [
-            "user_states",
-            "user_mask",
-            "video_ids",
-            "n_segments",
-            *(["video_content"] if content else []),
-        ]
-        scorer_args: tuple[Tensor, ...] = (states[:1], mask[:1], ex["video_ids"], ex["n_segments"])
-        scorer_shapes: dict[str, Any] = {
-            "user_states": token_axes,
-            "user_mask": {1: tokens} if cfg.history_tokens else {},
-            "video_ids": {0: candidates},
-            "n_segments": {0: candidates},
-        }
+        # Scorer examples: one user (batch 1, broadcast), C = 3 candidates, T = S - 1 slots
+        # (>= 2, and not S: an example axis equal to a constant would be specialised).
+        slots = max(2, cfg.s_max - 1)
+        ex["slot_index"] = torch.arange(slots)
+        ex["n_segments"] = ex["n_segments"].clamp(1, max(1, slots - 1))
         if content:
-            scorer_args += (ex["video_content"],)
-            scorer_shapes["video_content"] = {0: candidates}
-        graphs["scorer"] = export_graph(
-            Scorer(model),
-            scorer_args,
-            names,
-            ["logits"],
-            scorer_shapes,
-            out_dir / "scorer.onnx",
-            opset,
-        )
+            ex["video_content"] = ex["video_content"][:, :slots]
+        ex |= {"user_states": states[:1], "user_mask": mask[:1]}
+        spec = GRAPHS[SCORER]
+        args = tuple(ex[n] for n in spec.input_names(content))
+        graphs[SCORER] = _export(Scorer(model), args, spec, content, fixed, out_dir, opset)
     else:
-        # Positional arguments in `SegmentInterestModel.forward`'s order: the content tensors
-        # come after the candidate inputs.
-        names = [*USER_INPUTS, "video_ids", "n_segments"]
-        names += ["hist_content", "video_content"] if content else []
-        shapes = user_shapes | {"video_ids": {0: batch}, "n_segments": {0: batch}}
-        if content:
-            shapes["video_content"] = {0: batch}
-        graphs["model"] = export_graph(
-            model,
-            tuple(ex[n] for n in names),
-            names,
-            ["logits"],
-            shapes,
-            out_dir / "model.onnx",
-            opset,
-        )
+        spec = GRAPHS[MODEL]
+        args = tuple(ex[n] for n in spec.input_names(content))
+        graphs[MODEL] = _export(model, args, spec, content, fixed, out_dir, opset)
     return graphs
+
+
+def _export(
+    module: nn.Module,
+    args: tuple[Tensor, ...],
+    spec: GraphContract,
+    content: bool,
+    fixed: frozenset[str],
+    out_dir: Path,
+    opset: int,
+) -> GraphSpec:
+    """`export_graph` with the names and symbolic axes the contract declares for ``spec``."""
+    names = list(spec.input_names(content))
+    dims: dict[str, Dim] = {}
+    shapes = {
+        n: {i: dims.setdefault(a, Dim(a)) for i, a in spec.dynamic_axes(n, fixed).items()}
+        for n in names
+    }
+    return export_graph(
+        module, args, names, list(spec.output_names), shapes, out_dir / spec.file, opset
+    )
 
 
 def export_run(

@@ -35,10 +35,13 @@ MASK_VALUE = -1e4
 IMPOSSIBLE_LOGIT = 1e4
 
 
-def slot_features(n_segments: Tensor, s_max: int) -> Tensor:
-    """(C,) N -> (C, S, 4) [j/N, 1[j==N] (completion slot), 1[j<N] (real segment), N/S]."""
+def slot_features(n_segments: Tensor, s_max: int, slots: Tensor | None = None) -> Tensor:
+    """(C,) N -> (C, S, 4) [j/N, 1[j==N] (completion slot), 1[j<N] (real segment), N/S];
+    (C, T, 4) for the slots j in ``slots`` (T,) only (a ragged run's first T slots)."""
     n = n_segments.to(torch.float32)[:, None]  # (C, 1)
-    j = torch.arange(s_max, device=n_segments.device, dtype=torch.float32)[None, :]  # (1, S)
+    if slots is None:
+        slots = torch.arange(s_max, device=n_segments.device)
+    j = slots.to(torch.float32)[None, :]  # (1, S) or (1, T)
     ratio = j / n  # (C, S)
     return torch.stack(
         [ratio, (j == n).float(), (j < n).float(), (n / s_max).expand_as(ratio)], dim=-1
@@ -57,9 +60,10 @@ class SlotPosition(nn.Module):
         self.struct = nn.Linear(4, cfg.d_model)
         self.s_max = cfg.s_max
 
-    def forward(self, n_segments: Tensor) -> Tensor:  # (C,) -> (C, S, d)
-        struct: Tensor = self.struct(slot_features(n_segments, self.s_max))
-        return struct + self.slot.weight
+    def forward(self, n_segments: Tensor, slots: Tensor | None = None) -> Tensor:
+        # (C,) -> (C, S, d); with slots (T,): (C, T, d)
+        struct: Tensor = self.struct(slot_features(n_segments, self.s_max, slots))
+        return struct + (self.slot.weight if slots is None else self.slot(slots))
 
 
 class ViewOutcome(nn.Module):
@@ -99,9 +103,9 @@ class ModalityEmbedding(nn.Module):
         out: Tensor = self.drop(self.user_norm(user))
         return out
 
-    def video_tokens(self, segments: Tensor, n: Tensor) -> Tensor:
-        # segments (C, S, d), or (C, 1, d) for a per-video token -> (C, S, d)
-        out: Tensor = self.drop(self.video_norm(segments + self.position(n)))
+    def video_tokens(self, segments: Tensor, n: Tensor, slots: Tensor | None = None) -> Tensor:
+        # segments (C, S, d), or (C, 1, d) for a per-video token -> (C, S, d) ((C, T, d) with slots)
+        out: Tensor = self.drop(self.video_norm(segments + self.position(n, slots)))
         return out
 
 
@@ -119,8 +123,8 @@ class IdEmbedding(ModalityEmbedding):
     def users(self, user_ids: Tensor, hist_ids: Tensor, exits: Tensor, n: Tensor) -> Tensor:
         return self.user_tokens(self.user(user_ids)[:, None], self.video(hist_ids), exits, n)
 
-    def videos(self, video_ids: Tensor, n_segments: Tensor) -> Tensor:
-        return self.video_tokens(self.video(video_ids)[:, None], n_segments)
+    def videos(self, video_ids: Tensor, n_segments: Tensor, slots: Tensor | None = None) -> Tensor:
+        return self.video_tokens(self.video(video_ids)[:, None], n_segments, slots)
 
 
 class ContentEmbedding(ModalityEmbedding):
@@ -135,8 +139,11 @@ class ContentEmbedding(ModalityEmbedding):
         user = self.user_token.expand(hist_content.shape[0], 1, -1)  # (B, 1, d)
         return self.user_tokens(user, self.proj(hist_content), exits, n)
 
-    def videos(self, video_content: Tensor, n_segments: Tensor) -> Tensor:
-        return self.video_tokens(self.proj(video_content), n_segments)
+    def videos(
+        self, video_content: Tensor, n_segments: Tensor, slots: Tensor | None = None
+    ) -> Tensor:
+        # video_content (C, S, Dc), or (C, T, Dc) with slots
+        return self.video_tokens(self.proj(video_content), n_segments, slots)
 
 
 class CrossAttention(nn.Module):
@@ -313,8 +320,10 @@ class InterestDecoder(nn.Module):
         video_ids: Tensor,
         n_segments: Tensor,
         exclude_exit_slots: Tensor | None = None,
+        slots: Tensor | None = None,
     ) -> Tensor:
-        # states: one (C, S, d) per modality -> logits (C, S)
+        # states: one (C, S, d) per modality -> logits (C, S); with slots (T,): (C, T, d) ->
+        # (C, T), the per-slot offsets taken at those slots.
         z = torch.stack([r(x) for r, x in zip(self.reducers, states, strict=True)]).sum(0)
         z = z.squeeze(-1)  # (C, S): w_x . x + b_x summed over modalities
         for p, (a, b) in enumerate(self.pairs):
@@ -324,14 +333,17 @@ class InterestDecoder(nn.Module):
             xw = (xa.unsqueeze(-2) @ w).squeeze(-2)  # (C, S, k, 1, d/k) @ (k, d/k, d/k)
             z = z + (xw * xb).sum(dim=(-2, -1))
         if self.position_bias is not None:
-            z = z + self.position_bias[n_segments.clamp(0, self.s_max)]  # (C, S)
+            z = z + _at(self.position_bias[n_segments.clamp(0, self.s_max)], slots)  # (C, S)
         if self.profile is not None:
-            z = z + self.profile(video_ids)  # (C, S): what ItemPosition captures, learned
+            # (C, S): what ItemPosition captures, learned
+            z = z + _at(self.profile(video_ids), slots)
         if self.prior_strength > 0:
-            # Interest is "not leaving": a likely exit slot gets a lower logit.
-            z = z - self.prior_weight * self.exit_prior(video_ids, exclude_exit_slots)
+            # Interest is "not leaving": a likely exit slot gets a lower logit. The prior is
+            # normalised over all S slots before the slots are taken.
+            z = z - self.prior_weight * _at(self.exit_prior(video_ids, exclude_exit_slots), slots)
         if self.mask_impossible:
-            j = torch.arange(self.s_max, device=z.device)[None, :]
+            j = torch.arange(self.s_max, device=z.device) if slots is None else slots
+            j = j[None, :]
             z = z.masked_fill(j > n_segments[:, None], IMPOSSIBLE_LOGIT)
         return z
 
@@ -410,16 +422,23 @@ class SegmentInterestModel(nn.Module):
         user_mask: Tensor,  # (B, M)
         video_ids: Tensor,  # (C,)
         n_segments: Tensor,  # (C,)
-        video_content: Tensor | None = None,  # (C, S, Dc)
+        video_content: Tensor | None = None,  # (C, S, Dc), (C, T, Dc) with slot_index
+        slot_index: Tensor | None = None,  # (T,) = 0..T-1: compute only the first T slots
     ) -> Tensor:
-        """Self stream: logits (C, S) for C videos; a user batch of 1 broadcasts over them."""
+        """Self stream: logits (C, S) for C videos; a user batch of 1 broadcasts over them.
+
+        Ragged scoring: with ``slot_index`` = 0..T-1 and every N < T (or N = T = S), only the
+        first T slots are computed and the logits are (C, T), equal on those slots to the full
+        run's: slots j >= N are never attention keys, so the real slots and the completion
+        slot do not depend on the slots cut off.
+        """
         self._require_self_stream("score")
-        videos, video_mask = self._video_tokens(video_ids, n_segments, video_content)
+        videos, video_mask = self._video_tokens(video_ids, n_segments, video_content, slot_index)
         states = [
             enc.encode_video(v, video_mask, user_states[:, i], user_mask)
             for i, (enc, v) in enumerate(zip(self._encoders(), videos, strict=True))
         ]
-        logits: Tensor = self.decoder(states, video_ids, n_segments)
+        logits: Tensor = self.decoder(states, video_ids, n_segments, slots=slot_index)
         return logits
 
     def _encoders(self) -> list[ModalityEncoder]:  # typed view of the ModuleDict
@@ -453,22 +472,31 @@ class SegmentInterestModel(nn.Module):
         return users, user_mask
 
     def _video_tokens(
-        self, video_ids: Tensor, n_segments: Tensor, video_content: Tensor | None
+        self,
+        video_ids: Tensor,
+        n_segments: Tensor,
+        video_content: Tensor | None,
+        slots: Tensor | None = None,
     ) -> tuple[list[Tensor], Tensor]:
         n = n_segments.clamp(1, self.cfg.s_max)
         videos = []
         for emb in self.embeddings.values():
             if isinstance(emb, IdEmbedding):
-                videos.append(emb.videos(video_ids, n))
+                videos.append(emb.videos(video_ids, n, slots))
             elif isinstance(emb, ContentEmbedding):
-                videos.append(emb.videos(_require(video_content, "video_content"), n))
+                videos.append(emb.videos(_require(video_content, "video_content"), n, slots))
         # Keys are the real segments j < N; slot N (completion) and beyond are padding tokens.
-        j = torch.arange(self.cfg.s_max, device=n.device)[None, :]
-        return videos, j < n[:, None]  # (C, S)
+        j = torch.arange(self.cfg.s_max, device=n.device) if slots is None else slots
+        return videos, j[None, :] < n[:, None]  # (C, S), or (C, T)
 
     def _require_self_stream(self, what: str) -> None:
         if self.cfg.user_stream != "self":
             raise ValueError(f"{what} needs user_stream='self', got {self.cfg.user_stream!r}")
+
+
+def _at(x: Tensor, slots: Tensor | None) -> Tensor:
+    # (C, S) -> (C, T): the columns of a ragged run's slots (all of them without one)
+    return x if slots is None else x.index_select(-1, slots)
 
 
 def _require(x: Tensor | None, name: str) -> Tensor:

@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             feature_store=settings.feature_store,
             feature_l1=settings.feature_l1,
         )
+        ranker.ragged_enabled = settings.ragged_scoring
         redis = None
         if settings.redis_url:
             redis = RedisStore.from_url(

@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import numpy as np
+import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -23,10 +25,9 @@ from pydantic import BaseModel
 
 from segint.segments import segment_bounds_ms
 from service.cache import UserCache
-from service.history import NO_TIME, History
-from service.ranker import Ranker, Timings, top_segments
+from service.history import NO_TIME, History, UserState
+from service.ranker import Ranker, Scores, Timings, top_segments
 from service.schemas import (
-    CandidateScore,
     Health,
     Readiness,
     RequestModels,
@@ -89,9 +90,10 @@ async def require_api_key(
         )
 
 
-async def score(body: ScoreRequest, users: UsersDep, response: Response) -> ScoreResponse:
-    """Score every candidate for one user in one session run (and, with a CTR head, its
-    SegRec CTR in one more run over all candidates)."""
+async def score(body: ScoreRequest, users: UsersDep) -> Response:
+    """Score every candidate for one user (one scorer run per length bucket, and with a CTR
+    head one more run over all candidates); the JSON body is built in the same worker thread
+    as the model runs, so a large response never blocks the event loop."""
     t0, timings = time.perf_counter(), Timings()
     history = None
     if body.history:
@@ -104,43 +106,82 @@ async def score(body: ScoreRequest, users: UsersDep, response: Response) -> Scor
             cap=users.ranker.history_cap,
         )
     resolved = await users.resolve(body.user_id, history, timings)
-    vids = [c.video_id for c in body.candidates]
-    s = await users.infer(
+    head = {
+        "model_version": users.ranker.manifest.model_version,
+        "history_source": resolved.source,
+        "history_length": len(resolved.state.history),
+        "cache_degraded": resolved.degraded,
+    }
+    content = await users.infer(
         timings,
-        users.ranker.score,
+        _score_json,
+        users.ranker,
         body.user_id,
         resolved.state,
-        vids,
+        [c.video_id for c in body.candidates],
         [c.duration_ms for c in body.candidates],
+        frozenset(body.include),
+        head,
         timings,
     )
-    candidates = []
-    for i, vid in enumerate(vids):
-        n = int(s.n_segments[i])
-        outcomes = min(n + 1, s.logits.shape[1])
-        candidates.append(
-            CandidateScore(
-                video_id=vid,
-                video_unknown=bool(s.video_unknown[i]),
-                user_unknown=s.user_unknown,
-                n_segments=n,
-                segment_scores=s.logits[i, :n].tolist(),
-                exit_distribution=s.exit_distribution[i, :outcomes].tolist(),
-                predicted_exit_slot=int(s.predicted_exit_slot[i]),
-                expected_watch_ms=float(s.expected_watch_ms[i]),
-                median_watch_ms=float(s.median_watch_ms[i]),
-                completion_probability=float(s.completion_probability[i]),
-                ctr=None if s.ctr is None else float(s.ctr[i]),
-            )
-        )
-    response.headers["Server-Timing"] = _server_timing(timings, t0)
-    return ScoreResponse(
-        model_version=users.ranker.manifest.model_version,
-        history_source=resolved.source,
-        history_length=len(resolved.state.history),
-        cache_degraded=resolved.degraded,
-        candidates=candidates,
+    return Response(
+        content,
+        media_type="application/json",
+        headers={"Server-Timing": _server_timing(timings, t0)},
     )
+
+
+def _score_json(
+    ranker: Ranker,
+    user_id: int,
+    state: UserState,
+    video_ids: list[int],
+    duration_ms: list[int],
+    include: frozenset[str],
+    head: dict[str, Any],
+    timings: Timings,
+) -> bytes:
+    """`Ranker.score` and the `ScoreResponse` JSON of its result (blocking: a worker's)."""
+    s = ranker.score(user_id, state, video_ids, duration_ms, timings)
+    return encode_scores(head, video_ids, s, include)
+
+
+def encode_scores(
+    head: dict[str, Any], video_ids: list[int], s: Scores, include: frozenset[str]
+) -> bytes:
+    """The `ScoreResponse` JSON: ``head`` plus one `CandidateScore` object per candidate.
+
+    Built column by column from the ranker's arrays and written by orjson, without a pydantic
+    object per candidate. Floats are float32 (orjson writes a float32 in its shortest
+    round-trip form: ``0.6498181``, not ``0.6498181223869324``).
+    """
+    c, nseg = len(video_ids), s.n_segments
+    ctr = [None] * c if s.ctr is None else list(_f32(s.ctr))
+    columns: dict[str, list[Any]] = {
+        "video_id": video_ids,
+        "video_unknown": s.video_unknown.tolist(),
+        "user_unknown": [s.user_unknown] * c,
+        "n_segments": nseg.tolist(),
+        "predicted_exit_slot": s.predicted_exit_slot.tolist(),
+        "skip_probability": list(_f32(1.0 - s.completion_probability)),
+        "expected_watch_ms": list(_f32(s.expected_watch_ms)),
+        "median_watch_ms": list(_f32(s.median_watch_ms)),
+        "completion_probability": list(_f32(s.completion_probability)),
+        "ctr": ctr,
+    }
+    if "segment_scores" in include:
+        columns["segment_scores"] = [s.logits[i, :n] for i, n in enumerate(nseg.tolist())]
+    if "exit_distribution" in include:
+        dist = _f32(s.exit_distribution)  # (C, S)
+        outcomes = np.minimum(nseg + 1, dist.shape[1]).tolist()
+        columns["exit_distribution"] = [dist[i, :k] for i, k in enumerate(outcomes)]
+    keys = list(columns)
+    candidates = [dict(zip(keys, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+    return orjson.dumps(head | {"candidates": candidates}, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _f32(x: Any) -> Any:
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 async def thumbnail(

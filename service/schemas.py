@@ -20,6 +20,8 @@ MS_MAX = 2**53  # any millisecond value past this is not a real time (and not JS
 Id = Annotated[int, Field(ge=0, le=INT64_MAX, description="raw id, as in the interaction log")]
 Ms = Annotated[int, Field(ge=0, le=MS_MAX)]
 HistorySource = Literal["cache", "request", "empty"]
+# Per-candidate arrays a /score request may ask for (`ScoreRequest.include`); off by default.
+ArrayField = Literal["segment_scores", "exit_distribution"]
 
 _SCORE_EXAMPLE: dict[str, Any] = {
     "user_id": 12345,
@@ -58,7 +60,11 @@ class ScoreRequest(_Request):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [_SCORE_EXAMPLE, _SCORE_EXAMPLE | {"history": _HISTORY_EXAMPLE}]
+            "examples": [
+                _SCORE_EXAMPLE,
+                _SCORE_EXAMPLE | {"history": _HISTORY_EXAMPLE},
+                _SCORE_EXAMPLE | {"include": ["segment_scores", "exit_distribution"]},
+            ]
         }
     )
 
@@ -68,6 +74,13 @@ class ScoreRequest(_Request):
         None,
         description="recent views, most recent first. Used only when the service has no "
         "cached state for the user (then it seeds the cache); view events keep it current.",
+    )
+    include: list[ArrayField] = Field(
+        default_factory=list,
+        max_length=2,
+        description="per-candidate arrays to add to the default fields: `segment_scores` "
+        "(N values), `exit_distribution` (N + 1 values). Omitted by default: they are most "
+        "of a response's bytes and most callers never read them.",
     )
 
 
@@ -151,7 +164,7 @@ def limited_models(limits: Limits) -> RequestModels:
     k: Any = Annotated[int, Field(ge=1, le=limits.max_k, description="segments to return")]
     score = create_model(
         "ScoreRequest", __base__=ScoreRequest, candidates=(candidates, ...), history=(history, None)
-    )
+    )  # `include` is inherited as declared
     thumbnail = create_model(
         "ThumbnailRequest", __base__=ThumbnailRequest, duration_ms=(duration, ...), k=(k, 3)
     )
@@ -160,26 +173,42 @@ def limited_models(limits: Limits) -> RequestModels:
 
 
 class CandidateScore(BaseModel):
-    """Everything the model says about one candidate for this user."""
+    """What the model says about one candidate for this user.
+
+    Default fields: the ids' unknown flags, N, the predicted skip segment, the skip and
+    completion probabilities, the expected watch time and the CTR. The arrays
+    (``segment_scores``, ``exit_distribution``) are present only when the request lists them in
+    ``include``. Floats are float32 values (the model's precision), written in their shortest
+    round-trip form.
+    """
 
     video_id: int
     video_unknown: bool = Field(description="video not seen in training (cold path)")
     user_unknown: bool = Field(description="user not seen in training (cold path)")
     n_segments: int = Field(description="N: 5-second segments of the video")
-    segment_scores: list[float] = Field(
-        description="interest per segment (N values); higher = less likely to leave there"
+    predicted_exit_slot: int = Field(
+        description="predicted skip segment: the expected exit segment (N = watches to the end)"
     )
-    exit_distribution: list[float] = Field(
-        description="probability of leaving in segment 0..N-1, then of watching to the end "
-        "(N + 1 values; N when N = s_max, which leaves no slot for completion)"
+    skip_probability: float = Field(
+        description="probability of leaving before the end (1 - completion_probability)"
     )
-    predicted_exit_slot: int = Field(description="expected exit segment (N = watches to the end)")
     expected_watch_ms: float = Field(description="mean watch time of the exit distribution")
     median_watch_ms: float = Field(
         description="the served watch-time estimate: watch time of the median exit slot, "
         "which minimises the absolute error (segint.watchtime)"
     )
-    completion_probability: float
+    completion_probability: float = Field(description="probability of watching to the end")
+    segment_scores: list[float] | None = Field(
+        None,
+        description='only with `"include": ["segment_scores"]`: interest per segment (N '
+        "values); higher = less likely to leave there",
+    )
+    exit_distribution: list[float] | None = Field(
+        None,
+        description='only with `"include": ["exit_distribution"]`: probability of leaving in '
+        "segment 0..N-1, then of watching to the end (N + 1 values; N when N = s_max, which "
+        "leaves no slot for completion)",
+    )
     ctr: float | None = Field(
         None,
         description="SegRec CTR: probability of an effective view, sigmoid(sum_j softmax(p)_j "

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     ort_spinning: bool = Field(
         default=True, description="let ORT worker threads spin between runs (off on shared cores)"
     )
+    ragged_scoring: bool = Field(
+        default=True,
+        description="score each candidate on its own slots only, in length buckets (off: one "
+        "padded run over all s_max slots; same results, for comparison)",
+    )
     # --- user-history cache
     redis_url: str | None = Field(
         default=None, description="unset: the in-process LRU is the cache"

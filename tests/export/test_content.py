@@ -35,7 +35,7 @@ def test_manifest_of_content_models(
     assert m.features == {"l1_normalize": False, "store": ""}
     enc, sc = m.graph("user_encoder"), m.graph("scorer")
     assert enc.input("hist_content").shape == ("batch", "history", CONTENT_DIM)
-    assert sc.input("video_content").shape == ("candidates", S, CONTENT_DIM)
+    assert sc.input("video_content").shape == ("candidates", "slots", CONTENT_DIM)
     cross = Manifest.read(content_cross_artifact)
     assert cross.modalities == ("content",) and cross.features is not None
     model = cross.graph("model")
@@ -65,17 +65,26 @@ def test_self_content_graphs_match_pytorch(
             video_content=video_content,
         ).numpy()
     states, mask = session(content_self_artifact / "user_encoder.onnx").run(None, as_numpy(user))
-    (got,) = session(content_self_artifact / "scorer.onnx").run(
-        None,
-        {
-            "user_states": states,
-            "user_mask": mask,
-            "video_ids": video_ids.numpy(),
-            "n_segments": n_segments.numpy(),
-            "video_content": video_content.numpy(),
-        },
+    scorer = session(content_self_artifact / "scorer.onnx")
+    feeds = {
+        "user_states": states,
+        "user_mask": mask,
+        "video_ids": video_ids.numpy(),
+        "n_segments": n_segments.numpy(),
+    }
+    (got,) = scorer.run(
+        None, feeds | {"video_content": video_content.numpy(), "slot_index": np.arange(S)}
     )
     np.testing.assert_allclose(got, want, atol=ATOL, rtol=RTOL)
+    # Ragged: the first T slots of the content only, equal on every real slot and outcome.
+    width = min(int(n_segments.max()) + 1, S)
+    (ragged,) = scorer.run(
+        None,
+        feeds | {"video_content": video_content[:, :width].numpy(), "slot_index": np.arange(width)},
+    )
+    for i, n in enumerate(n_segments.tolist()):
+        k = min(n + 1, S)
+        np.testing.assert_allclose(ragged[i, :k], want[i, :k], atol=ATOL, rtol=RTOL)
 
 
 @pytest.mark.parametrize(("b", "h", "p_real"), [(1, 2, 1.0), (6, 5, 0.6), (4, 3, 0.0)])

@@ -67,13 +67,14 @@ def test_manifest_describes_the_artifact(self_artifact: Path) -> None:
         "user_mask",
         "video_ids",
         "n_segments",
+        "slot_index",
     ]
-    assert scorer.output("logits").shape == ("candidates", S)
+    assert scorer.output("logits").shape == ("candidates", "slots")
     assert json.loads((self_artifact / "manifest.json").read_text())["format_version"] == 1
 
 
 def test_exported_dims_are_symbolic(self_artifact: Path) -> None:
-    """Batch, history, user-token and candidate axes are named dims in the ONNX graphs."""
+    """Batch, history, user-token, candidate and slot axes are named dims in the ONNX graphs."""
 
     def dims(path: Path) -> dict[str, list[str | int]]:
         graph = onnx.load(str(path)).graph
@@ -89,7 +90,8 @@ def test_exported_dims_are_symbolic(self_artifact: Path) -> None:
     sc = dims(self_artifact / "scorer.onnx")
     assert sc["user_states"] == [1, 1, TINY["n_layers"], "user_tokens", TINY["d_model"]]
     assert sc["user_mask"] == [1, "user_tokens"]
-    assert sc["video_ids"] == ["candidates"] and sc["logits"] == ["candidates", S]
+    assert sc["video_ids"] == ["candidates"] and sc["logits"] == ["candidates", "slots"]
+    assert sc["slot_index"] == ["slots"]
 
 
 @pytest.mark.parametrize(
@@ -135,6 +137,7 @@ def test_scorer_matches_pytorch(self_artifact: Path, c: int) -> None:
         "user_mask": mask,
         "video_ids": video_ids,
         "n_segments": n_segments,
+        "slot_index": torch.arange(S),  # all slots: the padded model
     }
     (got,) = session(self_artifact / "scorer.onnx").run(None, as_numpy(feeds))
     assert got.shape == (c, S) and np.isfinite(got).all()
@@ -171,6 +174,7 @@ def test_onnx_chain_with_trimmed_history_matches_forward(self_artifact: Path) ->
             "user_mask": mask,
             "video_ids": video_ids.numpy(),
             "n_segments": n_segments.numpy(),
+            "slot_index": np.arange(S),
         },
     )
     np.testing.assert_allclose(got, want.numpy(), atol=ATOL, rtol=RTOL)

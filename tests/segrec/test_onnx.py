@@ -1,4 +1,5 @@
-"""The SegRec CTR head exports to ONNX (dynamo) and ONNX Runtime matches PyTorch."""
+"""The SegRec CTR head exports to ONNX (the artifact's pinned exporter, `export.ctr.export_head`)
+and ONNX Runtime matches PyTorch."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from export.ctr import export_head
+from export.onnx import OPSET
 from segrec.config import SegRecConfig
 from segrec.network import SegRecModel
-from segrec.onnx import CTRHead, export_ctr_head
+from segrec.onnx import INPUTS, CTRHead
 from tests.segrec.test_network import batch
 
 
@@ -31,9 +34,11 @@ def test_export_matches_torch(tmp_path: Path, backbone: str) -> None:
         torch.nn.init.normal_(p, std=0.3)
     model.eval()
     x = batch()
-    path = export_ctr_head(model, x, tmp_path / "ctr.onnx")
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    assert [i.name for i in sess.get_inputs()] == list(x)
+    assert tuple(x) == INPUTS, "the batch's names are the contract's, in CTRHead's order"
+    export_head(model, tmp_path / "ctr.onnx", OPSET)
+    sess = ort.InferenceSession(str(tmp_path / "ctr.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == list(INPUTS)
+    assert [o.name for o in sess.get_outputs()] == ["ctr"]
     head = CTRHead(model)
     for lo, b, h in [(0, 13, 5), (2, 4, 2), (2, 1, 1)]:  # row 2 has no history
         rows = slice(lo, lo + b)

@@ -28,14 +28,23 @@ Features = dict[int, np.ndarray]  # video id -> (n_stored, Dc), row j = segment 
 S = int(TINY["s_max"])
 
 
+ARRAYS = ("segment_scores", "exit_distribution")
+
+
 def score_body(
-    user_id: int, candidates: Candidates, history: list[dict[str, int]] | None = None
+    user_id: int,
+    candidates: Candidates,
+    history: list[dict[str, int]] | None = None,
+    include: Sequence[str] | None = ARRAYS,
 ) -> dict[str, object]:
-    """A /score request body; ``history`` (request items) only when given."""
+    """A /score request body; ``history`` (request items) only when given. It asks for the
+    per-candidate arrays the parity tests compare (``include``; None: the default fields)."""
     body: dict[str, object] = {
         "user_id": user_id,
         "candidates": [{"video_id": v, "duration_ms": d} for v, d in candidates],
     }
+    if include is not None:
+        body["include"] = list(include)
     if history is not None:
         body["history"] = history
     return body

@@ -51,7 +51,7 @@ def test_score_returns_every_head_per_candidate(client: TestClient) -> None:
         n, dist = c["n_segments"], c["exit_distribution"]
         assert len(c["segment_scores"]) == n
         assert len(dist) == (n + 1 if n < S else n)
-        assert abs(sum(dist) - 1) < 1e-9 and min(dist) >= 0
+        assert abs(sum(dist) - 1) < 1e-6 and min(dist) >= 0  # float32 values
         assert 0 <= c["predicted_exit_slot"] <= n
         assert c["completion_probability"] == (dist[n] if n < S else 0.0)
         assert c["user_unknown"] is True
@@ -223,10 +223,16 @@ def test_thumbnail_returns_top_k_segments_with_the_gap(client: TestClient) -> No
         )
     # The scores are the /score segment scores of the same video.
     full = client.post(
-        "/score", json={"user_id": 101, "candidates": [{"video_id": 1003, "duration_ms": 33000}]}
+        "/score",
+        json={
+            "user_id": 101,
+            "candidates": [{"video_id": 1003, "duration_ms": 33000}],
+            "include": ["segment_scores"],
+        },
     )
     seg_scores = full.json()["candidates"][0]["segment_scores"]
-    assert segs[0]["score"] == max(seg_scores)
+    # /score writes float32 values in their shortest form, /thumbnail the float64 of one.
+    assert np.float32(segs[0]["score"]) == np.float32(max(seg_scores))
     short = client.post(
         "/thumbnail", json=body | {"duration_ms": 8000, "k": 5, "min_gap_segments": 1}
     )
