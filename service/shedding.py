@@ -1,0 +1,143 @@
+"""Load shedding: a bounded inference queue and a per-request deadline.
+
+Every model run of a request goes through `Shedder.slot`: at most ``concurrency`` runs at
+once, at most ``queue_max`` requests waiting for one. A request is refused at once (HTTP 503
+with ``Retry-After``, counted in ``segint_shed_total{reason}``) when
+
+* the queue is full (``queue_full``), or
+* it would not start before its deadline: the waiting requests ahead of it, times the recent
+  mean run time (an exponentially weighted average), divided by ``concurrency``, exceed the
+  time it has left (``deadline``).
+
+Waiting is bounded by the deadline too: a request still queued when it passes gives up
+(``deadline``). The deadline starts when the request arrives (`ShedMiddleware`), so the time
+spent parsing and reading the cache counts. Work without a request (the outage replay, the
+warm-up of a new model) has no deadline and is never shed, only queued.
+
+Refusing early is the point: past saturation a queue only grows, and every caller would wait
+out the whole queue and time out together. Shedding keeps the accepted requests' latency near
+the unloaded one and tells the others, in about a millisecond, to come back later.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service import metrics
+
+_DEADLINE: ContextVar[float | None] = ContextVar("segint_request_deadline", default=None)
+_EWMA_WEIGHT = 0.1  # weight of the newest run in the mean run time
+
+
+class Overloaded(Exception):
+    """The request was shed (``reason``: queue_full, deadline, outage_queue_full)."""
+
+    def __init__(self, reason: str, retry_after_s: int = 1) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+class Shedder:
+    """The inference slots and their bounded, deadline-aware queue (one per process)."""
+
+    def __init__(
+        self, concurrency: int, queue_max: int, deadline_s: float, retry_after_s: int = 1
+    ) -> None:
+        self.concurrency = concurrency
+        self.queue_max = queue_max
+        self.deadline_s = deadline_s
+        self.retry_after_s = retry_after_s
+        self.limiter = anyio.CapacityLimiter(concurrency)
+        self.waiting = 0  # requests queued for a slot right now
+        self.mean_run_s = 0.0  # EWMA of the time a slot is held
+
+    def shed(self, reason: str) -> Overloaded:
+        metrics.SHED.labels(reason).inc()
+        return Overloaded(reason, self.retry_after_s)
+
+    def admit_now(self) -> bool:
+        """Whether a request arriving now has any chance (checked before parsing it)."""
+        return self.waiting < self.queue_max
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one inference slot; raises `Overloaded` when the request cannot get one in
+        time (only inside a request: background work waits as long as it takes)."""
+        deadline = _DEADLINE.get()
+        if deadline is None:
+            async with self.limiter:
+                yield
+            return
+        left = deadline - time.monotonic()
+        if self.waiting >= self.queue_max:
+            raise self.shed("queue_full")
+        busy = self.limiter.borrowed_tokens >= self.concurrency
+        expected_wait = (self.waiting + busy) * self.mean_run_s / self.concurrency
+        if left <= 0 or expected_wait > left:
+            raise self.shed("deadline")
+        acquired = False
+        self.waiting += 1
+        try:
+            with anyio.move_on_after(left):
+                await self.limiter.acquire()
+                acquired = True
+        finally:
+            self.waiting -= 1
+        if not acquired:
+            raise self.shed("deadline")
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            run = time.monotonic() - t0
+            self.mean_run_s += _EWMA_WEIGHT * (run - self.mean_run_s)
+            self.limiter.release()
+
+
+class ShedMiddleware:
+    """Starts each request's deadline and refuses work before parsing when the queue is full.
+
+    Only ``paths`` (the routes that run the model) are shed; health and metrics never are.
+    """
+
+    def __init__(self, app: ASGIApp, shedder: Shedder, paths: frozenset[str]) -> None:
+        self.app = app
+        self.shedder = shedder
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        if not self.shedder.admit_now():
+            overloaded = self.shedder.shed("queue_full")
+            await overloaded_response(overloaded)(scope, receive, send)
+            return
+        token = _DEADLINE.set(time.monotonic() + self.shedder.deadline_s)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _DEADLINE.reset(token)
+
+
+def overloaded_response(error: Overloaded) -> Response:
+    return JSONResponse(
+        {"detail": f"overloaded ({error.reason}); retry after {error.retry_after_s} s"},
+        status_code=503,
+        headers={"Retry-After": str(error.retry_after_s)},
+    )
+
+
+async def overloaded_handler(request: Request, error: Exception) -> Response:
+    """FastAPI exception handler: `Overloaded` -> 503 with ``Retry-After``."""
+    assert isinstance(error, Overloaded)
+    return overloaded_response(error)
