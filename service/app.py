@@ -19,7 +19,10 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.encoders import jsonable_encoder
-from starlette.responses import JSONResponse
+from fastapi.exception_handlers import http_exception_handler
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from export.manifest import Manifest
@@ -170,6 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(build_router(limited_models(limits), api_key=settings.api_key is not None))
     app.add_exception_handler(Overloaded, overloaded_handler)
+    app.add_exception_handler(StarletteHTTPException, _body_error_is_422)
     app.add_middleware(
         ShedMiddleware,
         shedder=shedder,
@@ -255,6 +259,23 @@ class HttpMetrics:
         ]
         response = JSONResponse({"detail": jsonable_encoder(detail)}, status_code=422)
         await response(scope, _drain, send)
+
+
+async def _body_error_is_422(request: Request, error: Exception) -> Response:
+    """FastAPI answers a body it cannot even decode (not UTF-8) with a bare 400; make it the
+    422 naming ``body`` that every other bad body gets. Other HTTP errors pass unchanged."""
+    assert isinstance(error, StarletteHTTPException)
+    if error.status_code == 400 and error.detail == "There was an error parsing the body":
+        detail = [
+            {
+                "type": "json_invalid",
+                "loc": ["body"],
+                "msg": "body is not UTF-8 JSON",
+                "input": None,
+            }
+        ]
+        return JSONResponse({"detail": detail}, status_code=422)
+    return await http_exception_handler(request, error)
 
 
 async def _drain() -> Message:
