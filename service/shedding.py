@@ -10,7 +10,8 @@ with ``Retry-After``, counted in ``segint_shed_total{reason}``) when
   time it has left (``deadline``).
 
 Waiting is bounded by the deadline too: a request still queued when it passes gives up
-(``deadline``). The deadline starts when the request arrives (`ShedMiddleware`), so the time
+(``deadline``). The deadline is for getting the first slot: an admitted request's later runs
+(the scorer after the user encoder) queue without one, since shedding it then wastes work. The deadline starts when the request arrives (`ShedMiddleware`), so the time
 spent parsing and reading the cache counts. Work without a request (the outage replay, the
 warm-up of a new model) has no deadline and is never shed, only queued.
 
@@ -33,7 +34,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import metrics
 
-_DEADLINE: ContextVar[float | None] = ContextVar("segint_request_deadline", default=None)
+
+class Budget:
+    """A request's deadline; once it got a slot the request is admitted and its later model
+    runs (user encoder, then scorer) are queued, never shed: dropping it then wastes work."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.admitted = False
+
+
+_BUDGET: ContextVar[Budget | None] = ContextVar("segint_request_budget", default=None)
 _EWMA_WEIGHT = 0.1  # weight of the newest run in the mean run time
 
 
@@ -64,26 +75,30 @@ class Shedder:
         metrics.SHED.labels(reason).inc()
         return Overloaded(reason, self.retry_after_s)
 
-    def admit_now(self) -> bool:
-        """Whether a request arriving now has any chance (checked before parsing it)."""
-        return self.waiting < self.queue_max
+    def refusal(self, left_s: float) -> str | None:
+        """Why a request with ``left_s`` seconds to its deadline cannot get a slot in time
+        (``queue_full``, ``deadline``), or None when it may queue."""
+        if self.waiting >= self.queue_max:
+            return "queue_full"
+        busy = self.limiter.borrowed_tokens >= self.concurrency
+        expected_wait = (self.waiting + busy) * self.mean_run_s / self.concurrency
+        if left_s <= 0 or expected_wait > left_s:
+            return "deadline"
+        return None
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold one inference slot; raises `Overloaded` when the request cannot get one in
         time (only inside a request: background work waits as long as it takes)."""
-        deadline = _DEADLINE.get()
-        if deadline is None:
+        budget = _BUDGET.get()
+        if budget is None or budget.admitted:
             async with self.limiter:
                 yield
             return
-        left = deadline - time.monotonic()
-        if self.waiting >= self.queue_max:
-            raise self.shed("queue_full")
-        busy = self.limiter.borrowed_tokens >= self.concurrency
-        expected_wait = (self.waiting + busy) * self.mean_run_s / self.concurrency
-        if left <= 0 or expected_wait > left:
-            raise self.shed("deadline")
+        left = budget.deadline - time.monotonic()
+        reason = self.refusal(left)
+        if reason is not None:
+            raise self.shed(reason)
         acquired = False
         self.waiting += 1
         try:
@@ -94,6 +109,7 @@ class Shedder:
             self.waiting -= 1
         if not acquired:
             raise self.shed("deadline")
+        budget.admitted = True
         t0 = time.monotonic()
         try:
             yield
@@ -104,7 +120,8 @@ class Shedder:
 
 
 class ShedMiddleware:
-    """Starts each request's deadline and refuses work before parsing when the queue is full.
+    """Starts each request's deadline and refuses, before parsing, a request that could not
+    get a slot in time even now (queue full, or the runs ahead outlast the deadline).
 
     Only ``paths`` (the routes that run the model) are shed; health and metrics never are.
     """
@@ -118,15 +135,17 @@ class ShedMiddleware:
         if scope["type"] != "http" or scope["path"] not in self.paths:
             await self.app(scope, receive, send)
             return
-        if not self.shedder.admit_now():
-            overloaded = self.shedder.shed("queue_full")
-            await overloaded_response(overloaded)(scope, receive, send)
+        # Most refusals happen here, before the body is read or parsed: that is what keeps
+        # a shed answer near a millisecond when the process is busy.
+        reason = self.shedder.refusal(self.shedder.deadline_s)
+        if reason is not None:
+            await overloaded_response(self.shedder.shed(reason))(scope, receive, send)
             return
-        token = _DEADLINE.set(time.monotonic() + self.shedder.deadline_s)
+        token = _BUDGET.set(Budget(time.monotonic() + self.shedder.deadline_s))
         try:
             await self.app(scope, receive, send)
         finally:
-            _DEADLINE.reset(token)
+            _BUDGET.reset(token)
 
 
 def overloaded_response(error: Overloaded) -> Response:
