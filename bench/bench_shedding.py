@@ -136,6 +136,24 @@ def shed_counts(url: str) -> dict[str, float]:
     return out
 
 
+def server_side_sheds(url: str) -> dict[str, float]:
+    """Requests refused before routing (route "unmatched": the admission check) and the share
+    the server answered within 10 ms, from segint_http_request_duration_seconds."""
+    text = httpx.get(f"{url}/metrics").text
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith("segint_http_request_duration_seconds_bucket{") and (
+            'route="unmatched"' in line and 'method="POST"' in line
+        ):
+            le = line.split('le="')[1].split('"')[0]
+            counts[le] = float(line.rsplit(" ", 1)[1])
+    total = counts.get("+Inf", 0.0)
+    return {
+        "refused_before_parsing": total,
+        "server_within_10ms_share": counts.get("0.01", 0.0) / total if total else float("nan"),
+    }
+
+
 def main() -> int:
     defaults = Settings.model_fields
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -179,6 +197,7 @@ def main() -> int:
             loaded = asyncio.run(open_loop(server.url, reqs, rate, args.duration))
             loaded |= {"loadavg_1m_before": load0, "loadavg_1m_after": os.getloadavg()[0]}
             loaded["shed_by_reason"] = shed_counts(server.url)
+            loaded["server_side"] = server_side_sheds(server.url)
             report[name] = {"unloaded": base, "loaded": loaded}
             print(f"[{name}] loaded {loaded}", flush=True)
     s = report["shedding"]
@@ -213,6 +232,7 @@ def print_table(report: dict[str, Any]) -> None:
             f"| {f(x['shed_p50_ms'])} / {f(x['shed_p99_ms'])} / {f(x['shed_max_ms'])} "
             f"| {x['errors']} | {x['loadavg_1m_before']:.2f} |"
         )
+    print(f"server side (shedding): {report['shedding']['loaded']['server_side']}")
     print(f"targets: {report['targets']}")
 
 

@@ -4,10 +4,12 @@ Every model run of a request goes through `Shedder.slot`: at most ``concurrency`
 once, at most ``queue_max`` requests waiting for one. A request is refused at once (HTTP 503
 with ``Retry-After``, counted in ``segint_shed_total{reason}``) when
 
-* the queue is full (``queue_full``), or
-* it would not start before its deadline: the waiting requests ahead of it, times the recent
-  mean run time (an exponentially weighted average), divided by ``concurrency``, exceed the
-  time it has left (``deadline``).
+* it would have to wait and the queue is full (``queue_full``), or
+* it would not start before its deadline: the runs ahead of it (the waiting requests and the
+  one it waits for), times the recent mean run time (an exponentially weighted average),
+  divided by ``concurrency``, exceed the time it has left (``deadline``).
+
+A free slot is always taken, whatever the time left.
 
 Waiting is bounded by the deadline too: a request still queued when it passes gives up
 (``deadline``). The deadline is for getting the first slot: an admitted request's later runs
@@ -77,46 +79,63 @@ class Shedder:
 
     def refusal(self, left_s: float) -> str | None:
         """Why a request with ``left_s`` seconds to its deadline cannot get a slot in time
-        (``queue_full``, ``deadline``), or None when it may queue."""
+        (``queue_full``, ``deadline``), or None when it may have one or queue for one.
+
+        A free slot is always taken, however little time is left: shedding is for a queue
+        that is too long, not for time lost elsewhere (a slow Redis, a large body).
+        """
+        busy = self.limiter.borrowed_tokens >= self.concurrency
+        if not busy and self.waiting == 0:
+            return None
         if self.waiting >= self.queue_max:
             return "queue_full"
-        busy = self.limiter.borrowed_tokens >= self.concurrency
-        expected_wait = (self.waiting + busy) * self.mean_run_s / self.concurrency
+        expected_wait = (self.waiting + 1) * self.mean_run_s / self.concurrency
         if left_s <= 0 or expected_wait > left_s:
             return "deadline"
         return None
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        """Hold one inference slot; raises `Overloaded` when the request cannot get one in
-        time (only inside a request: background work waits as long as it takes)."""
+        """Hold one inference slot; raises `Overloaded` when a request cannot get one in
+        time. Work outside a request, and an admitted request's later runs, wait as long as
+        it takes (the latter count as queued)."""
         budget = _BUDGET.get()
         if budget is None or budget.admitted:
-            async with self.limiter:
-                yield
-            return
-        left = budget.deadline - time.monotonic()
-        reason = self.refusal(left)
-        if reason is not None:
-            raise self.shed(reason)
-        acquired = False
-        self.waiting += 1
-        try:
-            with anyio.move_on_after(left):
+            queued = budget is not None
+            self.waiting += queued
+            try:
                 await self.limiter.acquire()
-                acquired = True
-        finally:
-            self.waiting -= 1
-        if not acquired:
-            raise self.shed("deadline")
-        budget.admitted = True
+            finally:
+                self.waiting -= queued
+        else:
+            await self._admit(budget)
         t0 = time.monotonic()
         try:
             yield
         finally:
-            run = time.monotonic() - t0
-            self.mean_run_s += _EWMA_WEIGHT * (run - self.mean_run_s)
+            self.mean_run_s += _EWMA_WEIGHT * (time.monotonic() - t0 - self.mean_run_s)
             self.limiter.release()
+
+    async def _admit(self, budget: Budget) -> None:
+        """Take a slot for a request not admitted yet, or raise `Overloaded`."""
+        left = budget.deadline - time.monotonic()
+        reason = self.refusal(left)
+        if reason is not None:
+            raise self.shed(reason)
+        try:
+            self.limiter.acquire_nowait()  # a free slot (and nobody waiting): taken at once
+        except anyio.WouldBlock:
+            acquired = False
+            self.waiting += 1
+            try:
+                with anyio.move_on_after(left):
+                    await self.limiter.acquire()
+                    acquired = True
+            finally:
+                self.waiting -= 1
+            if not acquired:
+                raise self.shed("deadline") from None
+        budget.admitted = True
 
 
 class ShedMiddleware:

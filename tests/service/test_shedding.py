@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import anyio
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from service import shedding
 from service.app import create_app
 from service.settings import Settings
-from service.shedding import Overloaded, Shedder
+from service.shedding import Overloaded, Shedder, ShedMiddleware
 
 pytestmark = pytest.mark.anyio
 
@@ -89,31 +91,53 @@ async def test_a_request_that_cannot_start_before_its_deadline_is_shed() -> None
             pass
 
 
+def _shedder(app: FastAPI) -> Shedder:
+    (shedder,) = [m.kwargs["shedder"] for m in app.user_middleware if m.cls is ShedMiddleware]
+    return shedder  # type: ignore[no-any-return]
+
+
+@contextmanager
+def _slot_taken(client: TestClient, shedder: Shedder) -> Iterator[None]:
+    """The only inference slot held by someone else, in the app's event loop."""
+    borrower = object()
+    assert client.portal is not None
+    client.portal.call(shedder.limiter.acquire_on_behalf_of_nowait, borrower)
+    try:
+        yield
+    finally:
+        client.portal.call(shedder.limiter.release_on_behalf_of, borrower)
+
+
 def test_shed_requests_get_503_with_retry_after_and_are_counted(
     make_settings: Callable[..., Settings],
 ) -> None:
-    """Queue bound 0: every scoring call is refused before parsing (503, Retry-After,
-    segint_shed_total); health, readiness and metrics are never shed."""
-    with TestClient(create_app(make_settings(inference_queue_max=0))) as client:
-        r = client.post("/score", json=SCORE)
-        assert r.status_code == 503 and r.headers["retry-after"] == "1"
-        assert "overloaded (queue_full)" in r.json()["detail"]
-        for path in ("/healthz", "/readyz", "/metrics"):
-            assert client.get(path).status_code == 200
-        metrics = client.get("/metrics").text
-        assert 'segint_shed_total{reason="queue_full"}' in metrics
+    """The slot busy and no queue allowed: a scoring call is refused before parsing (503,
+    Retry-After, segint_shed_total); health, readiness and metrics are never shed; once the
+    slot is free the same call is served."""
+    app = create_app(make_settings(inference_queue_max=0))
+    with TestClient(app) as client:
+        with _slot_taken(client, _shedder(app)):
+            r = client.post("/score", json=SCORE)
+            assert r.status_code == 503 and r.headers["retry-after"] == "1"
+            assert "overloaded (queue_full)" in r.json()["detail"]
+            for path in ("/healthz", "/readyz", "/metrics"):
+                assert client.get(path).status_code == 200
+            metrics = client.get("/metrics").text
+            assert 'segint_shed_total{reason="queue_full"}' in metrics
+        assert client.post("/score", json=SCORE).status_code == 200
 
 
-def test_a_request_past_its_deadline_in_the_handler_gets_503(
+def test_a_request_that_waits_past_its_deadline_gets_503(
     make_settings: Callable[..., Settings],
 ) -> None:
-    """A deadline that has passed by the time the handler needs the model: a 503 from the
-    exception handler, not a 500; the next request with time to spare is served."""
-    with TestClient(create_app(make_settings(request_deadline_ms=1e-6))) as client:
-        r = client.post("/score", json=SCORE)
-        assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
-        assert "deadline" in r.json()["detail"]
-    with TestClient(create_app(make_settings())) as client:
+    """With the slot busy, a request queues; when its 50 ms deadline passes it gets a 503
+    (from the handler, not a 500). A free slot is taken however late the request is."""
+    app = create_app(make_settings(request_deadline_ms=50))
+    with TestClient(app) as client:
+        with _slot_taken(client, _shedder(app)):
+            r = client.post("/score", json=SCORE)
+            assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+            assert "deadline" in r.json()["detail"]
         assert client.post("/score", json=SCORE).status_code == 200
 
 
