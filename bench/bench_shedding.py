@@ -164,7 +164,14 @@ def main() -> int:
     p.add_argument("--duration", type=float, default=15.0, help="seconds of open-loop load")
     p.add_argument("--unloaded", type=int, default=200, help="sequential requests")
     p.add_argument("--queue-max", type=int, default=defaults["inference_queue_max"].default)
-    p.add_argument("--deadline-ms", type=float, default=defaults["request_deadline_ms"].default)
+    p.add_argument(
+        "--deadline-ms",
+        type=float,
+        help="request deadline; default: --deadline-x times the unloaded p99 measured on the "
+        "no-shedding server (the service default is "
+        f"{defaults['request_deadline_ms'].default:g} ms)",
+    )
+    p.add_argument("--deadline-x", type=float, default=1.0)
     p.add_argument("--out", type=Path, default=ROOT / "reports" / "bench" / "shedding.json")
     args = p.parse_args()
     artifact = args.artifact or base_artifact()[0]
@@ -175,20 +182,24 @@ def main() -> int:
         "SEGINT_MODEL_WATCH_S": "0",
     }
     configs = {
-        "shedding": {
-            "SEGINT_INFERENCE_QUEUE_MAX": str(args.queue_max),
-            "SEGINT_REQUEST_DEADLINE_MS": str(args.deadline_ms),
-        },
         "no_shedding": {
             "SEGINT_INFERENCE_QUEUE_MAX": "100000",
             "SEGINT_REQUEST_DEADLINE_MS": "3600000",
         },
+        "shedding": {"SEGINT_INFERENCE_QUEUE_MAX": str(args.queue_max)},
     }
     config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     report: dict[str, Any] = {"config": config | {"artifact": str(artifact)}}
     tmp = ROOT / "reports" / "bench" / ".tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     for name, env in configs.items():
+        if name == "shedding":
+            # Chosen from the no-shedding server's unloaded requests, never the loaded ones.
+            deadline = (
+                args.deadline_ms or args.deadline_x * report["no_shedding"]["unloaded"]["p99_ms"]
+            )
+            env = env | {"SEGINT_REQUEST_DEADLINE_MS": f"{deadline:.1f}"}
+            report["deadline_ms"] = deadline
         with uvicorn_server(base_env | env, tmp) as server:
             base = unloaded(server.url, reqs, args.unloaded)
             rate = args.factor * base["saturation_rps"]
@@ -232,6 +243,7 @@ def print_table(report: dict[str, Any]) -> None:
             f"| {f(x['shed_p50_ms'])} / {f(x['shed_p99_ms'])} / {f(x['shed_max_ms'])} "
             f"| {x['errors']} | {x['loadavg_1m_before']:.2f} |"
         )
+    print(f"deadline: {report['deadline_ms']:.1f} ms")
     print(f"server side (shedding): {report['shedding']['loaded']['server_side']}")
     print(f"targets: {report['targets']}")
 

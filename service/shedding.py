@@ -5,9 +5,9 @@ once, at most ``queue_max`` requests waiting for one. A request is refused at on
 with ``Retry-After``, counted in ``segint_shed_total{reason}``) when
 
 * it would have to wait and the queue is full (``queue_full``), or
-* it would not start before its deadline: the runs ahead of it (the waiting requests and the
-  one it waits for), times the recent mean run time (an exponentially weighted average),
-  divided by ``concurrency``, exceed the time it has left (``deadline``).
+* it would not start before its deadline: what the running runs have left plus a mean run per
+  waiting request (the mean is an exponentially weighted average of recent runs), divided by
+  ``concurrency``, exceeds the time it has left (``deadline``).
 
 A free slot is always taken, whatever the time left.
 
@@ -72,6 +72,7 @@ class Shedder:
         self.limiter = anyio.CapacityLimiter(concurrency)
         self.waiting = 0  # requests queued for a slot right now
         self.mean_run_s = 0.0  # EWMA of the time a slot is held
+        self._running: list[float] = []  # when each slot held now was taken
 
     def shed(self, reason: str) -> Overloaded:
         metrics.SHED.labels(reason).inc()
@@ -89,10 +90,16 @@ class Shedder:
             return None
         if self.waiting >= self.queue_max:
             return "queue_full"
-        expected_wait = (self.waiting + 1) * self.mean_run_s / self.concurrency
-        if left_s <= 0 or expected_wait > left_s:
+        if left_s <= 0 or self.expected_wait() > left_s:
             return "deadline"
         return None
+
+    def expected_wait(self) -> float:
+        """Seconds until a slot frees for a request queued now: what the running runs have
+        left, plus a mean run for each request waiting, spread over the slots."""
+        now = time.monotonic()
+        running = sum(max(0.0, self.mean_run_s - (now - t)) for t in self._running)
+        return (running + self.waiting * self.mean_run_s) / self.concurrency
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -110,9 +117,11 @@ class Shedder:
         else:
             await self._admit(budget)
         t0 = time.monotonic()
+        self._running.append(t0)
         try:
             yield
         finally:
+            self._running.remove(t0)
             self.mean_run_s += _EWMA_WEIGHT * (time.monotonic() - t0 - self.mean_run_s)
             self.limiter.release()
 
