@@ -167,8 +167,8 @@ class UserStates:
         journal before this returns.
 
         Raises:
-            Overloaded: the pending events are full (nothing is acknowledged then).
-            OSError: the journal write failed (nor then).
+            Overloaded: the pending events are full, or the journal write failed (nothing is
+                acknowledged then: the caller answers 503 and the client retries).
         """
         length = -1
 
@@ -189,9 +189,12 @@ class UserStates:
             self._keep_for_replay(user_id, view)
             if durable and self.journal is not None:
                 # Pending before journaled: a truncate never drops an event not in Redis yet.
-                await self.journal.append(
-                    (user_id, view.video_id, view.duration_ms, view.play_time_ms, view.time_ms)
-                )
+                entry = (user_id, view.video_id, view.duration_ms, view.play_time_ms, view.time_ms)
+                try:
+                    await self.journal.append(entry)
+                except OSError as e:  # not durable: not acknowledged (the client retries)
+                    log.error("outage journal write failed (%s); refusing the view event", e)
+                    raise self.shedder.shed("journal_error") from e
                 metrics.JOURNAL_APPENDS.inc()
         return Recorded(result.blob is not None, length, result.degraded)
 

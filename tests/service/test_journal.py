@@ -13,8 +13,12 @@ import httpx
 import pytest
 import redis
 
+from service.cache import LocalStore, RedisStore, UserCache
 from service.history import decode_blob
 from service.journal import Journal, JournalError, encode
+from service.ranker import Ranker
+from service.shedding import Overloaded
+from service.users import UserStates, View
 from tests.service.live import free_port, redis_process, uvicorn_server
 
 
@@ -130,3 +134,23 @@ def test_kill_9_during_a_redis_outage_loses_no_acknowledged_event(
                 time.sleep(0.2)
             client.close()
     assert "Traceback" not in second.log_text(), second.log_text()
+
+
+@pytest.mark.anyio
+async def test_an_event_the_journal_cannot_hold_is_refused_not_acknowledged(
+    self_artifact: Path, tmp_path: Path
+) -> None:
+    """Redis unreachable and the journal write failing: the view event raises Overloaded
+    (a 503 over HTTP, so the client retries) and stays pending for the replay."""
+    ranker = Ranker.load(self_artifact, intra_op_threads=1)
+    redis_store = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", 0.1, 60)
+    cache = UserCache(LocalStore(100), redis_store, namespace="t")
+    journal = Journal.open(tmp_path / "journal.bin")
+    os.close(journal._fd)  # every write now fails (EBADF)
+    users = UserStates(ranker, cache, journal=journal)
+    try:
+        with pytest.raises(Overloaded, match="journal_error"):
+            await users.record_view(1, View(2, 9000, 100, 5))
+        assert [v.video_id for v in users.pending[1]] == [2]
+    finally:
+        await cache.close()
