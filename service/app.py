@@ -11,22 +11,30 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.encoders import jsonable_encoder
-from starlette.responses import JSONResponse
+from fastapi.exception_handlers import http_exception_handler
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from export.manifest import Manifest
 from service import metrics
 from service.cache import LocalStore, RedisStore, UserCache
+from service.journal import Journal
 from service.ranker import Ranker
 from service.routes import AppState, build_router
 from service.schemas import Limits, limited_models
 from service.settings import Settings, get_settings
+from service.shedding import Overloaded, Shedder, ShedMiddleware, overloaded_handler
+from service.swap import ModelSwapper
 from service.users import UserStates
 
 log = logging.getLogger(__name__)
@@ -61,10 +69,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_k=settings.max_k,
     )
 
+    shedder = Shedder(
+        settings.inference_concurrency,
+        settings.inference_queue_max,
+        settings.request_deadline_ms / 1e3,
+    )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
+        # Resolved once: a symlink flipped while we load is picked up by the swapper.
+        artifact = Path(os.path.realpath(settings.artifact_dir))
         ranker = Ranker.load(
-            settings.artifact_dir,
+            artifact,
             provider=settings.provider,
             intra_op_threads=settings.intra_op_threads,
             spinning=settings.ort_spinning,
@@ -78,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.redis_url, settings.redis_timeout_s, settings.cache_ttl_s
             )
         cache = UserCache(
-            LocalStore(settings.local_cache_size),
+            LocalStore(settings.local_cache_size, int(settings.local_cache_mb * 2**20)),
             redis,
             namespace=f"{settings.key_prefix}:v{ranker.manifest.model_version}",
             retry_after_s=settings.redis_retry_after_s,
@@ -87,16 +103,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning(
                 "Redis at %s does not answer; serving from the local fallback", settings.redis_url
             )
+        journal = None if settings.journal_path is None else Journal.open(settings.journal_path)
         users = UserStates(
-            ranker, cache, settings.inference_concurrency, settings.pending_events_max
+            ranker,
+            cache,
+            settings.inference_concurrency,
+            settings.pending_events_max,
+            journal=journal,
+            shedder=shedder,
         )
+        if journal is not None and journal.recovered:
+            n = users.restore(journal.recovered)
+            log.warning("%d view events from the outage journal wait for Redis", n)
+        elif journal is None and redis is not None:
+            log.warning(
+                "SEGINT_JOURNAL_PATH is unset: view events acknowledged during a Redis outage "
+                "are lost if the process dies before Redis returns"
+            )
         metrics.MODEL_INFO.labels(
             ranker.manifest.model_version,
             ranker.provider,
             str(ranker.manifest.opset),
             ranker.manifest.user_stream,
         ).set(1)
-        replay = asyncio.create_task(users.replay_forever(max(settings.redis_retry_after_s, 0.2)))
+        state = AppState(settings, ranker, cache, users)
+        replay = asyncio.create_task(
+            users.replay_forever(
+                max(settings.redis_retry_after_s, 0.2), current=lambda: state.users
+            )
+        )
+        swapper = ModelSwapper(state, settings, artifact)
+        watch = (
+            asyncio.create_task(swapper.watch_forever(settings.model_watch_s))
+            if settings.model_watch_s > 0
+            else None
+        )
         thresholds = gc.get_threshold()
         if settings.gc_freeze:
             # Start-up objects (sessions, vocabularies, FastAPI's models) never die: move them
@@ -105,15 +146,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             gc.freeze()
             gc.set_threshold(50_000, thresholds[1], thresholds[2])
         try:
-            yield {"segint": AppState(settings, ranker, cache, users)}
+            yield {"segint": state}
         finally:
-            replay.cancel()
-            with suppress(asyncio.CancelledError):
-                await replay
+            for task in (replay, watch):
+                if task is not None:
+                    task.cancel()
+                    with suppress(asyncio.CancelledError):
+                        await task
             if users.pending:
                 log.error(
-                    "%d users' view events were never replayed into Redis", len(users.pending)
+                    "%d users' view events were never replayed into Redis%s",
+                    len(users.pending),
+                    "; they stay in the journal for the next start" if journal else "",
                 )
+            if journal is not None:
+                journal.close()
             await cache.close()
             if settings.gc_freeze:
                 gc.set_threshold(*thresholds)
@@ -125,7 +172,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    app.include_router(build_router(limited_models(limits)))
+    app.include_router(build_router(limited_models(limits), api_key=settings.api_key is not None))
+    app.add_exception_handler(Overloaded, overloaded_handler)
+    app.add_exception_handler(StarletteHTTPException, _body_error_is_422)
+    app.add_middleware(
+        ShedMiddleware,
+        shedder=shedder,
+        paths=frozenset({"/score", "/thumbnail", "/events/view"}),
+    )
     app.add_middleware(HttpMetrics, max_body_bytes=settings.max_body_bytes)
     return app
 
@@ -206,6 +260,23 @@ class HttpMetrics:
         ]
         response = JSONResponse({"detail": jsonable_encoder(detail)}, status_code=422)
         await response(scope, _drain, send)
+
+
+async def _body_error_is_422(request: Request, error: Exception) -> Response:
+    """FastAPI answers a body it cannot even decode (not UTF-8) with a bare 400; make it the
+    422 naming ``body`` that every other bad body gets. Other HTTP errors pass unchanged."""
+    assert isinstance(error, StarletteHTTPException)
+    if error.status_code == 400 and error.detail == "There was an error parsing the body":
+        detail = [
+            {
+                "type": "json_invalid",
+                "loc": ["body"],
+                "msg": "body is not UTF-8 JSON",
+                "input": None,
+            }
+        ]
+        return JSONResponse({"detail": detail}, status_code=422)
+    return await http_exception_handler(request, error)
 
 
 async def _drain() -> Message:

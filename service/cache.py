@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -52,10 +53,17 @@ class Update:
 
 
 class LocalStore:
-    """A bounded LRU of blobs in this process, with per-key locks for read-modify-write."""
+    """An LRU of blobs in this process, bounded in entries and in bytes, with per-key locks
+    for read-modify-write.
 
-    def __init__(self, size: int) -> None:
+    An entry costs ``entry_bytes(key, blob)``: the blob's and the key's ``sys.getsizeof`` plus
+    the dict's node. The least recently used entries are evicted until both bounds hold.
+    """
+
+    def __init__(self, size: int, max_bytes: int | None = None) -> None:
         self._size = size
+        self.max_bytes = max_bytes
+        self.nbytes = 0  # what the entries cost now
         self._items: OrderedDict[str, bytes] = OrderedDict()
         self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
 
@@ -69,10 +77,18 @@ class LocalStore:
         return blob
 
     def put(self, key: str, blob: bytes) -> None:
+        old = self._items.get(key)
+        if old is not None:
+            self.nbytes -= entry_bytes(key, old)
         self._items[key] = blob
         self._items.move_to_end(key)
-        while len(self._items) > self._size:
-            self._items.popitem(last=False)
+        self.nbytes += entry_bytes(key, blob)
+        while len(self._items) > self._size or (
+            self.max_bytes is not None and self.nbytes > self.max_bytes and self._items
+        ):
+            k, b = self._items.popitem(last=False)
+            self.nbytes -= entry_bytes(k, b)
+        metrics.LOCAL_CACHE_BYTES.set(self.nbytes)
 
     async def update(self, key: str, mutate: Mutate) -> bytes | None:
         # `mutate` awaits the model, so two events of one user could interleave without a lock.
@@ -94,6 +110,14 @@ class LocalStore:
             entry[1][0] -= 1
             if entry[1][0] == 0:
                 del self._locks[key]
+
+
+_NODE_BYTES = 100  # an OrderedDict entry: hash slot, linked-list node, key and value pointers
+
+
+def entry_bytes(key: str, blob: bytes) -> int:
+    """What one LRU entry costs in memory (the blob, the key, the dict's node)."""
+    return sys.getsizeof(blob) + sys.getsizeof(key) + _NODE_BYTES
 
 
 class RedisStore:

@@ -87,3 +87,23 @@ CONTENT_MISSING = Counter(
     "candidate (video_content) or history (hist_content, one per history view).",
     ["input"],
 )
+SHED = Counter(
+    "segint_shed_total",
+    "Requests refused with 503 instead of queued: queue_full (the inference queue is full), "
+    "deadline (it would not start in time), outage_queue_full (too many view events pending), "
+    "journal_error (the outage journal could not be written).",
+    ["reason"],
+)
+JOURNAL_APPENDS = Counter(
+    "segint_journal_appends_total",
+    "View events written (fsync'd) to the outage journal while Redis was unavailable.",
+)
+MODEL_SWAPS = Counter(
+    "segint_model_swaps_total",
+    "Attempts to swap in a new artifact, by result: swapped, refused (load or warm-up failed).",
+    ["result"],
+)
+LOCAL_CACHE_BYTES = Gauge(
+    "segint_local_cache_bytes",
+    "Bytes held by the in-process user-state LRU (SEGINT_LOCAL_CACHE_MB).",
+)

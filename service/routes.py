@@ -43,9 +43,14 @@ from service.settings import Settings
 from service.users import UserStates, View
 
 
-@dataclass(frozen=True)
+@dataclass
 class AppState:
-    """What the lifespan opens and yields; handlers reach it through the dependencies."""
+    """What the lifespan opens and yields; handlers reach it through the dependencies.
+
+    Not frozen: a model swap (`service.swap`) replaces ``ranker``, ``cache`` and ``users``
+    together in one step of the event loop. A handler reads ``users`` once (its dependency),
+    so one request is served by one model.
+    """
 
     settings: Settings
     ranker: Ranker
@@ -265,12 +270,23 @@ async def prometheus_metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-def build_router(models: RequestModels) -> APIRouter:
-    """All routes, with request bodies bound to the limit-bearing models of this app."""
+def build_router(models: RequestModels, api_key: bool = False) -> APIRouter:
+    """All routes, with request bodies bound to the limit-bearing models of this app.
+
+    ``api_key``: whether a key is configured; only then does ``/events/view`` declare (and
+    check) the ``X-API-Key`` security scheme.
+    """
     router = APIRouter()
     scoring: dict[int | str, dict[str, Any]] = {
-        422: {"description": "invalid request; `detail[].loc` names the field"}
+        422: {"description": "invalid request; `detail[].loc` names the field"},
+        503: {
+            "description": "overloaded: shed instead of queued; retry after `Retry-After` s",
+            "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+        },
     }
+    keyed: dict[int | str, dict[str, Any]] = (
+        {401: {"description": "X-API-Key missing or wrong"}} if api_key else {}
+    )
     router.add_api_route(
         "/score",
         _with_body(score, models.score),
@@ -293,8 +309,8 @@ def build_router(models: RequestModels) -> APIRouter:
         methods=["POST"],
         response_model=ViewResponse,
         summary="Record a finished view (idempotent on user, video, time)",
-        dependencies=[Depends(require_api_key)],
-        responses=scoring | {401: {"description": "X-API-Key missing or wrong"}},
+        dependencies=[Depends(require_api_key)] if api_key else [],
+        responses=scoring | keyed,
     )
     router.add_api_route("/healthz", healthz, methods=["GET"], response_model=Health)
     router.add_api_route("/readyz", readyz, methods=["GET"], response_model=Readiness)

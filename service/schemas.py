@@ -10,18 +10,38 @@ declared models, which FastAPI serializes in Rust (SERVING-NOTES section 4).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
-INT64_MAX = 2**63 - 1
-MS_MAX = 2**53  # any millisecond value past this is not a real time (and not JSON-safe)
+# The largest integer every JSON parser reads exactly (JavaScript's Number.MAX_SAFE_INTEGER).
+# Past 2**53 doubles skip integers, so a client or validator comparing in doubles would take
+# 2**63 for the int64 limit and call ids the service rejects valid: the bound must be exact.
+JSON_INT_MAX = 2**53 - 1
+MS_MAX = JSON_INT_MAX  # any millisecond value past this is not a real time
 
-Id = Annotated[int, Field(ge=0, le=INT64_MAX, description="raw id, as in the interaction log")]
-Ms = Annotated[int, Field(ge=0, le=MS_MAX)]
+
+def _integral(value: Any) -> Any:
+    # JSON Schema's "integer" includes 245.0; the strict models would reject it. Booleans,
+    # strings and fractions stay as they are and are rejected by strict validation.
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+# Request integers: JSON integers, or numbers with a zero fraction (JSON Schema's `integer`);
+# never `true`/`false` or strings (the models are strict). The validator goes after the bounds
+# so that they stay `minimum`/`maximum` of an integer in the JSON schema.
+INTEGRAL = BeforeValidator(_integral)
+Id = Annotated[
+    int, Field(ge=0, le=JSON_INT_MAX, description="raw id, as in the interaction log"), INTEGRAL
+]
+Ms = Annotated[int, Field(ge=0, le=MS_MAX), INTEGRAL]
+Duration = Annotated[int, Field(ge=1, description="video length in ms"), INTEGRAL]
 HistorySource = Literal["cache", "request", "empty"]
 # Per-candidate arrays a /score request may ask for (`ScoreRequest.include`); off by default.
 ArrayField = Literal["segment_scores", "exit_distribution"]
+_M = TypeVar("_M", bound=BaseModel)
 
 _SCORE_EXAMPLE: dict[str, Any] = {
     "user_id": 12345,
@@ -36,21 +56,22 @@ _HISTORY_EXAMPLE = [
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: JSON integers only (no `false`, `"5"` or `5.0` for an id), JSON booleans only.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Candidate(_Request):
     """One video to score."""
 
     video_id: Id
-    duration_ms: int = Field(ge=1, description="video length in ms")
+    duration_ms: Duration
 
 
 class HistoryView(_Request):
     """One earlier view of the user, given with the request."""
 
     video_id: Id
-    duration_ms: int = Field(ge=1, description="video length in ms")
+    duration_ms: Duration
     play_time_ms: Ms = Field(description="how long the user watched, in ms")
     time_ms: Ms | None = Field(None, description="when (ms since epoch); orders the history")
 
@@ -95,11 +116,13 @@ class ThumbnailRequest(_Request):
 
     user_id: Id
     video_id: Id
-    duration_ms: int = Field(ge=1, description="video length in ms")
-    k: int = Field(3, ge=1, description="segments to return")
-    min_gap_segments: int = Field(
-        1, ge=1, le=10_000, description="least index distance between two returned segments"
-    )
+    duration_ms: Duration
+    k: Annotated[int, Field(ge=1, description="segments to return"), INTEGRAL] = 3
+    min_gap_segments: Annotated[
+        int,
+        Field(ge=1, le=10_000, description="least index distance between two returned segments"),
+        INTEGRAL,
+    ] = 1
 
 
 class ViewEvent(_Request):
@@ -122,7 +145,7 @@ class ViewEvent(_Request):
 
     user_id: Id
     video_id: Id
-    duration_ms: int = Field(ge=1, description="video length in ms")
+    duration_ms: Duration
     play_time_ms: Ms
     time_ms: Ms
 
@@ -146,7 +169,7 @@ def limited_models(limits: Limits) -> RequestModels:
     """Subclasses of the request models that also enforce (and document) ``limits``."""
     # Field types built at run time are values to mypy, hence the `Any` annotations.
     duration: Any = Annotated[
-        int, Field(ge=1, le=limits.max_duration_ms, description="video length in ms")
+        int, Field(ge=1, le=limits.max_duration_ms, description="video length in ms"), INTEGRAL
     ]
     candidate = create_model("Candidate", __base__=Candidate, duration_ms=(duration, ...))
     view = create_model("HistoryView", __base__=HistoryView, duration_ms=(duration, ...))
@@ -161,15 +184,47 @@ def limited_models(limits: Limits) -> RequestModels:
             description=ScoreRequest.model_fields["history"].description,
         ),
     ]
-    k: Any = Annotated[int, Field(ge=1, le=limits.max_k, description="segments to return")]
+    k: Any = Annotated[
+        int, Field(ge=1, le=limits.max_k, description="segments to return"), INTEGRAL
+    ]
     score = create_model(
-        "ScoreRequest", __base__=ScoreRequest, candidates=(candidates, ...), history=(history, None)
-    )  # `include` is inherited as declared
-    thumbnail = create_model(
-        "ThumbnailRequest", __base__=ThumbnailRequest, duration_ms=(duration, ...), k=(k, 3)
+        "ScoreRequest",
+        __base__=_fitted_examples(ScoreRequest, limits),
+        candidates=(candidates, ...),
+        history=(history, None),
     )
-    event = create_model("ViewEvent", __base__=ViewEvent, duration_ms=(duration, ...))
+    thumbnail = create_model(
+        "ThumbnailRequest",
+        __base__=_fitted_examples(ThumbnailRequest, limits),
+        duration_ms=(duration, ...),
+        k=(k, min(3, limits.max_k)),
+    )
+    event = create_model(
+        "ViewEvent", __base__=_fitted_examples(ViewEvent, limits), duration_ms=(duration, ...)
+    )
     return RequestModels(score, thumbnail, event)
+
+
+def _fitted_examples(base: type[_M], limits: Limits) -> type[_M]:
+    """``base`` with its schema examples cut to ``limits``: an example is a request the
+    service must accept (API fuzzers send them as valid requests)."""
+
+    def fit(value: Any, key: str = "") -> Any:
+        if isinstance(value, dict):
+            return {k: fit(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            cap = {"history": limits.max_history, "candidates": limits.max_candidates}
+            return [fit(v) for v in value[: cap.get(key, len(value))]]
+        if key == "duration_ms":
+            return min(value, limits.max_duration_ms)
+        if key == "k":
+            return min(value, limits.max_k)
+        return value
+
+    extra = base.model_config.get("json_schema_extra")
+    examples = fit(extra["examples"]) if isinstance(extra, dict) else []
+    config = base.model_config | ConfigDict(json_schema_extra={"examples": examples})
+    return type(base.__name__, (base,), {"model_config": config, "__module__": __name__})
 
 
 class CandidateScore(BaseModel):

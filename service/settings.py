@@ -48,6 +48,18 @@ class Settings(BaseSettings):
         le=64,
         description="session runs in flight at once (more only oversubscribes)",
     )
+    inference_queue_max: int = Field(
+        default=8,
+        ge=0,
+        le=100_000,
+        description="requests waiting for an inference slot; more are shed (503)",
+    )
+    request_deadline_ms: float = Field(
+        default=150.0,
+        gt=0,
+        description="a request that would not get an inference slot this long after it "
+        "arrived is shed (503) instead of queued",
+    )
     ort_spinning: bool = Field(
         default=True, description="let ORT worker threads spin between runs (off on shared cores)"
     )
@@ -69,8 +81,25 @@ class Settings(BaseSettings):
     key_prefix: str = Field(default="segint", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     cache_ttl_s: int = Field(default=7 * 24 * 3600, ge=1, description="TTL of a user blob in Redis")
     local_cache_size: int = Field(default=100_000, ge=1, description="users in the in-process LRU")
+    local_cache_mb: float = Field(
+        default=256.0,
+        gt=0,
+        description="bytes (MiB) of blobs and keys in the in-process LRU; evicts the least "
+        "recently used past it (the default fits a 1 GiB container with the model loaded)",
+    )
     pending_events_max: int = Field(
         default=100_000, ge=0, description="view events kept for replay while Redis is down"
+    )
+    journal_path: Path | None = Field(
+        default=None,
+        description="outage journal: view events acknowledged while Redis is down are "
+        "fsync'd here before the 200 and replayed on start; unset: kept in memory only",
+    )
+    model_watch_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="how often to check whether artifact_dir (a symlink) points elsewhere, "
+        "and swap in that artifact without downtime; 0: never",
     )
     # --- request limits (a violation is a 422 naming the field)
     max_candidates: int = Field(default=1000, ge=1)

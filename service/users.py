@@ -14,19 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import functools
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal, ParamSpec, TypeVar
 
-import anyio
 import anyio.to_thread
 
 from service import metrics
 from service.cache import UserCache
 from service.history import BlobError, History, UserState, decode_blob, encode_blob
+from service.journal import Entry, Journal
 from service.ranker import Ranker, Timings
+from service.shedding import Shedder
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +64,13 @@ class Recorded:
 
 
 class UserStates:
-    """Resolves and updates user states; one instance per app, created in the lifespan."""
+    """Resolves and updates user states; one instance per loaded model, created in the lifespan
+    (and by a model swap, which shares the slots, pending events and journal: `for_model`).
+
+    ``journal``: where view events acknowledged during an outage are made durable (see
+    `service.journal`); None keeps them in memory only. ``shedder``: the inference slots and
+    their bounded queue (default: ``concurrency`` slots, never shed).
+    """
 
     def __init__(
         self,
@@ -68,28 +78,48 @@ class UserStates:
         cache: UserCache,
         concurrency: int = 1,
         pending_max: int = 100_000,
+        journal: Journal | None = None,
+        shedder: Shedder | None = None,
     ) -> None:
         self.ranker = ranker
         self.cache = cache
-        self.limiter = anyio.CapacityLimiter(concurrency)
+        self.shedder = shedder or Shedder(concurrency, queue_max=2**31, deadline_s=math.inf)
         self.pending: dict[int, list[View]] = {}
         self.pending_max = pending_max
+        self.journal = journal
         self._history_len = ranker.history_cap
+
+    def for_model(self, ranker: Ranker, cache: UserCache) -> UserStates:
+        """The same slots, pending events and journal, serving another model."""
+        other = copy.copy(self)
+        other.ranker, other.cache, other._history_len = ranker, cache, ranker.history_cap
+        return other
+
+    def restore(self, entries: Iterable[Entry]) -> int:
+        """Queue journaled events (read back at start) for replay; returns how many."""
+        n = 0
+        for user_id, video_id, duration_ms, play_time_ms, time_ms in entries:
+            self.pending.setdefault(user_id, []).append(
+                View(video_id, duration_ms, play_time_ms, time_ms)
+            )
+            n += 1
+        metrics.PENDING_EVENTS.set(sum(len(v) for v in self.pending.values()))
+        return n
 
     async def infer(
         self, timings: Timings, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """Run ``fn`` (a blocking ranker call) in a worker thread, one of ``concurrency``."""
-        t0 = time.perf_counter()
+        """Run ``fn`` (a blocking ranker call) in a worker thread, one of ``concurrency``.
 
-        def call() -> T:
-            # Runs in the worker once the limiter admitted us: the wait is queueing time.
+        Raises:
+            Overloaded: inside a request, when no slot is free in time (load shedding).
+        """
+        t0 = time.perf_counter()
+        async with self.shedder.slot():
             waited = time.perf_counter() - t0
             timings.queue_s += waited
             metrics.INFERENCE_QUEUE_WAIT.observe(waited)
-            return fn(*args, **kwargs)
-
-        return await anyio.to_thread.run_sync(call, limiter=self.limiter)
+            return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
 
     async def resolve(self, user_id: int, history: History | None, timings: Timings) -> Resolved:
         """The user's state: cached, else computed once (from the request's history, or an
@@ -129,8 +159,17 @@ class UserStates:
         timings.cache_s += time.perf_counter() - t0
         return Resolved(state, source, read.degraded or degraded)
 
-    async def record_view(self, user_id: int, view: View) -> Recorded:
-        """Add a view to the user's cached history and recompute the user side."""
+    async def record_view(self, user_id: int, view: View, durable: bool = True) -> Recorded:
+        """Add a view to the user's cached history and recompute the user side.
+
+        When Redis failed, the view is kept for replay and, with a journal and ``durable``
+        (False for the replay itself, whose events are journaled already), written to the
+        journal before this returns.
+
+        Raises:
+            Overloaded: the pending events are full, or the journal write failed (nothing is
+                acknowledged then: the caller answers 503 and the client retries).
+        """
         length = -1
 
         async def mutate(old: bytes | None) -> bytes | None:
@@ -148,6 +187,15 @@ class UserStates:
         result = await self.cache.update(user_id, mutate)
         if result.degraded:
             self._keep_for_replay(user_id, view)
+            if durable and self.journal is not None:
+                # Pending before journaled: a truncate never drops an event not in Redis yet.
+                entry = (user_id, view.video_id, view.duration_ms, view.play_time_ms, view.time_ms)
+                try:
+                    await self.journal.append(entry)
+                except OSError as e:  # not durable: not acknowledged (the client retries)
+                    log.error("outage journal write failed (%s); refusing the view event", e)
+                    raise self.shedder.shed("journal_error") from e
+                metrics.JOURNAL_APPENDS.inc()
         return Recorded(result.blob is not None, length, result.degraded)
 
     async def replay_pending(self) -> int:
@@ -160,7 +208,7 @@ class UserStates:
             views = self.pending.pop(user_id)
             for i, view in enumerate(views):
                 try:
-                    recorded = await self.record_view(user_id, view)
+                    recorded = await self.record_view(user_id, view, durable=False)
                 except Exception:
                     self.pending.setdefault(user_id, []).extend(views[i:])  # retried next time
                     raise
@@ -172,16 +220,22 @@ class UserStates:
         metrics.PENDING_EVENTS.set(sum(len(v) for v in self.pending.values()))
         if done:
             log.info("replayed %d view events into Redis", done)
+        if self.journal is not None and not self.pending:
+            await self.journal.truncate_if(lambda: not self.pending)
         return done
 
-    async def replay_forever(self, interval_s: float) -> None:
-        """Background task of the lifespan: replay pending views every ``interval_s``."""
+    async def replay_forever(
+        self, interval_s: float, current: Callable[[], UserStates] | None = None
+    ) -> None:
+        """Background task of the lifespan: replay pending views every ``interval_s`` with
+        ``current()`` (the model serving now; default: this one)."""
         while True:
             await asyncio.sleep(interval_s)
-            if not (self.pending and self.cache.redis_available()):
+            users = current() if current is not None else self
+            if not (users.pending and users.cache.redis_available()):
                 continue
             try:
-                await self.replay_pending()
+                await users.replay_pending()
             except Exception:  # keep the task alive; the views stay pending
                 log.exception("replaying pending view events failed")
 
@@ -203,8 +257,9 @@ class UserStates:
     def _keep_for_replay(self, user_id: int, view: View) -> None:
         queued = sum(len(v) for v in self.pending.values())
         if queued >= self.pending_max:
+            # Refused, not dropped: the caller gets a 503 and retries (applying is idempotent).
             metrics.FALLBACKS.labels("event_dropped").inc()
-            log.error("pending view events full (%d); dropping one for user %s", queued, user_id)
-            return
+            log.error("pending view events full (%d); refusing one for user %s", queued, user_id)
+            raise self.shedder.shed("outage_queue_full")
         self.pending.setdefault(user_id, []).append(view)
         metrics.PENDING_EVENTS.set(queued + 1)

@@ -45,6 +45,7 @@ def free_port() -> int:
 class Server:
     url: str
     log: Path  # the server's stderr
+    pid: int = 0  # the uvicorn process (kill -9 drills)
 
     def log_text(self) -> str:
         return self.log.read_text()
@@ -93,7 +94,7 @@ def uvicorn_server(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"uvicorn not ready after {timeout_s} s:\n{log.read_text()}")
             time.sleep(0.1)
-        yield Server(url, log)
+        yield Server(url, log, proc.pid)
     finally:
         proc.terminate()
         try:
@@ -110,12 +111,13 @@ class RedisProcess:
 
 
 @contextmanager
-def redis_process() -> Iterator[RedisProcess]:
-    """A throwaway ``redis-server`` on a free port (no persistence), removed afterwards."""
+def redis_process(port: int | None = None) -> Iterator[RedisProcess]:
+    """A throwaway ``redis-server`` on ``port`` (default: a free one), no persistence,
+    removed afterwards."""
     exe = shutil.which("redis-server")
     if exe is None:
         raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-    port = free_port()
+    port = port or free_port()
     workdir = tempfile.mkdtemp(prefix="segint-redis-")
     proc = subprocess.Popen(
         [

@@ -1,0 +1,190 @@
+"""Load shedding: a bounded inference queue and a per-request deadline.
+
+Every model run of a request goes through `Shedder.slot`: at most ``concurrency`` runs at
+once, at most ``queue_max`` requests waiting for one. A request is refused at once (HTTP 503
+with ``Retry-After``, counted in ``segint_shed_total{reason}``) when
+
+* it would have to wait and the queue is full (``queue_full``), or
+* it would not start before its deadline: what the running runs have left plus a mean run per
+  waiting request (the mean is an exponentially weighted average of recent runs), divided by
+  ``concurrency``, exceeds the time it has left (``deadline``).
+
+A free slot is always taken, whatever the time left.
+
+Waiting is bounded by the deadline too: a request still queued when it passes gives up
+(``deadline``). The deadline is for getting the first slot: an admitted request's later runs
+(the scorer after the user encoder) queue without one, since shedding it then wastes work. The deadline starts when the request arrives (`ShedMiddleware`), so the time
+spent parsing and reading the cache counts. Work without a request (the outage replay, the
+warm-up of a new model) has no deadline and is never shed, only queued.
+
+Refusing early is the point: past saturation a queue only grows, and every caller would wait
+out the whole queue and time out together. Shedding keeps the accepted requests' latency near
+the unloaded one and tells the others, in about a millisecond, to come back later.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service import metrics
+
+
+class Budget:
+    """A request's deadline; once it got a slot the request is admitted and its later model
+    runs (user encoder, then scorer) are queued, never shed: dropping it then wastes work."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.admitted = False
+
+
+_BUDGET: ContextVar[Budget | None] = ContextVar("segint_request_budget", default=None)
+_EWMA_WEIGHT = 0.1  # weight of the newest run in the mean run time
+
+
+class Overloaded(Exception):
+    """The request was shed (``reason``: queue_full, deadline, outage_queue_full)."""
+
+    def __init__(self, reason: str, retry_after_s: int = 1) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+class Shedder:
+    """The inference slots and their bounded, deadline-aware queue (one per process)."""
+
+    def __init__(
+        self, concurrency: int, queue_max: int, deadline_s: float, retry_after_s: int = 1
+    ) -> None:
+        self.concurrency = concurrency
+        self.queue_max = queue_max
+        self.deadline_s = deadline_s
+        self.retry_after_s = retry_after_s
+        self.limiter = anyio.CapacityLimiter(concurrency)
+        self.waiting = 0  # requests queued for a slot right now
+        self.mean_run_s = 0.0  # EWMA of the time a slot is held
+        self._running: list[float] = []  # when each slot held now was taken
+
+    def shed(self, reason: str) -> Overloaded:
+        metrics.SHED.labels(reason).inc()
+        return Overloaded(reason, self.retry_after_s)
+
+    def refusal(self, left_s: float) -> str | None:
+        """Why a request with ``left_s`` seconds to its deadline cannot get a slot in time
+        (``queue_full``, ``deadline``), or None when it may have one or queue for one.
+
+        A free slot is always taken, however little time is left: shedding is for a queue
+        that is too long, not for time lost elsewhere (a slow Redis, a large body).
+        """
+        busy = self.limiter.borrowed_tokens >= self.concurrency
+        if not busy and self.waiting == 0:
+            return None
+        if self.waiting >= self.queue_max:
+            return "queue_full"
+        if left_s <= 0 or self.expected_wait() > left_s:
+            return "deadline"
+        return None
+
+    def expected_wait(self) -> float:
+        """Seconds until a slot frees for a request queued now: what the running runs have
+        left, plus a mean run for each request waiting, spread over the slots."""
+        now = time.monotonic()
+        running = sum(max(0.0, self.mean_run_s - (now - t)) for t in self._running)
+        return (running + self.waiting * self.mean_run_s) / self.concurrency
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one inference slot; raises `Overloaded` when a request cannot get one in
+        time. Work outside a request, and an admitted request's later runs, wait as long as
+        it takes (the latter count as queued)."""
+        budget = _BUDGET.get()
+        if budget is None or budget.admitted:
+            queued = budget is not None
+            self.waiting += queued
+            try:
+                await self.limiter.acquire()
+            finally:
+                self.waiting -= queued
+        else:
+            await self._admit(budget)
+        t0 = time.monotonic()
+        self._running.append(t0)
+        try:
+            yield
+        finally:
+            self._running.remove(t0)
+            self.mean_run_s += _EWMA_WEIGHT * (time.monotonic() - t0 - self.mean_run_s)
+            self.limiter.release()
+
+    async def _admit(self, budget: Budget) -> None:
+        """Take a slot for a request not admitted yet, or raise `Overloaded`."""
+        left = budget.deadline - time.monotonic()
+        reason = self.refusal(left)
+        if reason is not None:
+            raise self.shed(reason)
+        try:
+            self.limiter.acquire_nowait()  # a free slot (and nobody waiting): taken at once
+        except anyio.WouldBlock:
+            acquired = False
+            self.waiting += 1
+            try:
+                with anyio.move_on_after(left):
+                    await self.limiter.acquire()
+                    acquired = True
+            finally:
+                self.waiting -= 1
+            if not acquired:
+                raise self.shed("deadline") from None
+        budget.admitted = True
+
+
+class ShedMiddleware:
+    """Starts each request's deadline and refuses, before parsing, a request that could not
+    get a slot in time even now (queue full, or the runs ahead outlast the deadline).
+
+    Only ``paths`` (the routes that run the model) are shed; health and metrics never are.
+    """
+
+    def __init__(self, app: ASGIApp, shedder: Shedder, paths: frozenset[str]) -> None:
+        self.app = app
+        self.shedder = shedder
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        # Most refusals happen here, before the body is read or parsed: that is what keeps
+        # a shed answer near a millisecond when the process is busy.
+        reason = self.shedder.refusal(self.shedder.deadline_s)
+        if reason is not None:
+            await overloaded_response(self.shedder.shed(reason))(scope, receive, send)
+            return
+        token = _BUDGET.set(Budget(time.monotonic() + self.shedder.deadline_s))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _BUDGET.reset(token)
+
+
+def overloaded_response(error: Overloaded) -> Response:
+    return JSONResponse(
+        {"detail": f"overloaded ({error.reason}); retry after {error.retry_after_s} s"},
+        status_code=503,
+        headers={"Retry-After": str(error.retry_after_s)},
+    )
+
+
+async def overloaded_handler(request: Request, error: Exception) -> Response:
+    """FastAPI exception handler: `Overloaded` -> 503 with ``Retry-After``."""
+    assert isinstance(error, Overloaded)
+    return overloaded_response(error)
