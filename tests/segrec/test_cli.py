@@ -16,6 +16,7 @@ from segrec.train import load_run
 from tests.segrec.conftest import make_interest_run
 
 FAST = ["--max-epochs", "2", "--emb-dim", "8", "--hidden", "16", "--no-progress"]
+CROSSFIT = ["--cross-fit", "2"]  # two fold models (of the fixture interest run's 1 epoch)
 
 
 def train(
@@ -25,7 +26,7 @@ def train(
     args = ["segrec", "train", "--backbone", backbone, "--mode", mode, "--data", str(log)]
     args += ["--format", "kuairand", "--seed", str(seed), "--out", str(out), *FAST]
     if interest is not None:
-        args += ["--interest-model", str(interest)]
+        args += ["--interest-model", str(interest), *CROSSFIT]
     assert main(args) == 0
     return out
 
@@ -48,6 +49,8 @@ def test_train_evaluate_table_end_to_end(
             ("widedeep", "itemposition"),
             ("widedeep", "segrec"),
             ("din", "segrec"),
+            ("widedeep", "survival"),
+            ("din", "features"),
         ]
     ]
     # a second seed of SegRec gives a spread; its interest model must be trained on seed 1
@@ -66,7 +69,14 @@ def test_train_evaluate_table_end_to_end(
         "segadjust",
         "itemposition",
         "segrec",
+        "survival",
     }
+    assert set(result["metrics"]["din"]) == {"segrec", "features"}
+    # the interest modes record their cross-fitting; all share one fold cache per interest run
+    for run in runs[4:8]:
+        crossfit = load_run(run).crossfit
+        assert crossfit is not None and crossfit["k"] == 2
+        assert crossfit["dir"] == str((interest_run / "crossfit_k2").resolve())
     seg = result["metrics"]["widedeep"]["segrec"]
     assert set(seg) == {"AUC", "F1", "LogLoss"} and 0.0 <= seg["AUC"] <= 1.0
     assert result["std"]["widedeep"]["segrec"]["AUC"] > 0  # two seeds, two test sets
@@ -182,6 +192,17 @@ def test_bad_input_exits_2(
         [*base, "--mode", "video", "--bucket-edges", "0,30,30", "--out", str(tmp_path / "c")],
         [*base, "--mode", "video", "--hidden", "a,b", "--out", str(tmp_path / "d")],
         [*base, "--mode", "video", "--out", str(tmp_path / "e"), "--max-epochs", "0"],
+        [
+            *base,
+            "--mode",
+            "features",
+            "--interest-model",
+            str(interest_run),
+            "--cross-fit",
+            "1",
+            "--out",
+            str(tmp_path / "f"),
+        ],
         ["segrec", "evaluate", "--model", str(tmp_path), "--data", str(fixture_log)],  # not a run
         ["segrec", "table", str(fixture_log)],  # not an evaluate JSON
     ]
