@@ -8,6 +8,10 @@
 * ``evaluate``: AUC / F1 / LogLoss of one or more runs on the test rows (``--data`` re-creates
   each run's split; ``--train FILE --test FILE`` scores the test file), plus per duration
   bucket; several runs of one method give the seeds' mean and spread.
+* ``select``: the variant to serve (``segint export --segrec RUN``): among trained runs, the
+  (backbone, method) with the best mean *validation* AUC over its seeds, and of it the run
+  with the best validation AUC; test rows play no part. All runs must share one data source,
+  split kind and filters.
 * ``table``: the paper-style table (backbone x method, mean ± std, Welch p-values of SegRec vs
   the best baseline) from one or more ``evaluate --json`` files.
 """
@@ -98,6 +102,12 @@ def register(sub: Any) -> None:
     tb.add_argument("--by-bucket", action="store_true", help="also AUC per duration bucket")
     tb.add_argument("--json", type=Path, help="write summary and p-values here")
     tb.set_defaults(func=run_table)
+    sel = actions.add_parser(
+        "select", help="the variant to serve: best mean validation AUC over seeds"
+    )
+    sel.add_argument("--model", required=True, type=Path, nargs="+", help="SegRec run dirs")
+    sel.add_argument("--json", type=Path, help="write every variant's validation AUC here")
+    sel.set_defaults(func=run_select)
 
 
 def _source_options(p: argparse.ArgumentParser, evaluate: bool) -> None:
@@ -426,4 +436,40 @@ def run_table(args: argparse.Namespace) -> int:
             json.dumps({"summary": summary, "tests": tests, "vs_video": vs_video}, indent=2)
         )
         sys.stdout.write(f"wrote {args.json}\n")
+    return 0
+
+
+def run_select(args: argparse.Namespace) -> int:
+    from segrec.metrics import mean_std
+    from segrec.train import load_run
+
+    groups: dict[str, list[tuple[float, Path]]] = {}
+    sources: set[str] = set()
+    for model_dir in args.model:
+        run = load_run(model_dir)
+        if run.valid_auc is None:
+            raise SegintError(f"{model_dir}: no validation AUC in its metrics.jsonl")
+        # seeds may differ (a random split's validation rows then differ per seed, as in
+        # the reported means); the data, split kind and filters may not
+        sources.add(json.dumps({k: v for k, v in run.source.items() if k != "seed"}))
+        in_sample = run.cfg.mode in INTEREST_MODES and run.crossfit is None
+        method = f"{run.cfg.backbone}/{run.cfg.method}{'-insample' if in_sample else ''}"
+        groups.setdefault(method, []).append((run.valid_auc, Path(model_dir)))
+    if len(sources) > 1:
+        raise SegintError("the runs come from different data, splits or filters")
+    table = {m: mean_std([auc for auc, _ in runs]) for m, runs in groups.items()}
+    best = max(table, key=lambda m: table[m][0])
+    chosen = max(groups[best], key=lambda r: r[0])[1]
+    for method, (mean, std) in sorted(table.items(), key=lambda kv: -kv[1][0]):
+        sys.stderr.write(
+            f"{method}: validation AUC {mean:.4f} ± {std:.4f} ({len(groups[method])} runs)\n"
+        )
+    sys.stdout.write(f"{chosen}\n")
+    if args.json:
+        out = {
+            "chosen": str(chosen),
+            "variant": best,
+            "valid_auc": {m: {"mean": v[0], "std": v[1]} for m, v in table.items()},
+        }
+        args.json.write_text(json.dumps(out, indent=2))
     return 0

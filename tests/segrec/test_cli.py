@@ -137,11 +137,11 @@ def test_train_file_and_test_file(tmp_path: Path, fixture_table: pl.DataFrame) -
         "--backbone",
         "widedeep",
         "--mode",
-        "segrec",
+        "features",
         "--train",
         str(tmp_path / "train.csv"),
     ]
-    args += ["--interest-model", str(interest)]
+    args += ["--interest-model", str(interest), *CROSSFIT]
     assert main([*args, "--format", "canonical", "--out", str(seg), *FAST]) == 0
     res = tmp_path / "r.json"
     args = [
@@ -233,3 +233,24 @@ def test_evaluate_refuses_another_split_seed(
     ]
     assert main([*args, "--seed", "2"]) == 2
     assert "overlap" in capsys.readouterr().err
+
+
+def test_select_picks_the_best_validation_auc(
+    tmp_path: Path, fixture_log: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`segrec select` prints the run of the variant with the best mean validation AUC, read
+    from the runs' metrics.jsonl (test rows play no part)."""
+    runs = [train(tmp_path, fixture_log, "widedeep", m, None) for m in ("video", "segsum")]
+    for run, auc in zip(runs, (0.61, 0.64), strict=True):  # pin the validation AUCs
+        (run / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "AUC": auc}) + "\n")
+    capsys.readouterr()
+    out_json = tmp_path / "sel.json"
+    assert main(["segrec", "select", "--model", *map(str, runs), "--json", str(out_json)]) == 0
+    assert capsys.readouterr().out.strip() == str(runs[1])
+    sel = json.loads(out_json.read_text())
+    assert (
+        sel["variant"] == "widedeep/segsum" and sel["valid_auc"]["widedeep/video"]["mean"] == 0.61
+    )
+    (runs[0] / "metrics.jsonl").write_text("")
+    assert main(["segrec", "select", "--model", *map(str, runs)]) == 2
+    assert "no validation AUC" in capsys.readouterr().err
