@@ -173,3 +173,26 @@ def bucket_table(runs: Iterable[Mapping[str, Any]]) -> str:
             + " |"
         )
     return "\n".join(lines)
+
+
+def paired_table(paired: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
+    """Markdown table of the paired differences vs Video: delta ± bootstrap SE and delta / SE.
+
+    A difference within two standard errors is a tie; AUC higher and LogLoss lower are better.
+    """
+    lines = [
+        "| backbone | method vs Video (same rows) | pairs | ΔAUC ± SE | ΔLogLoss ± SE |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    for backbone, methods in paired.items():
+        for method, t in methods.items():
+            cells = []
+            for m in ("AUC", "LogLoss"):
+                d, se = t[m]["delta"], t[m]["se"]
+                z = d / se if se > 0 else float("nan")
+                cells.append(f"{d:+.4f} ± {se:.4f} ({z:+.1f} SE)")
+            lines.append(
+                f"| {BACKBONE_NAMES.get(backbone, backbone)} | {MODE_NAMES.get(method, method)} | "
+                f"{t['AUC']['pairs']} | " + " | ".join(cells) + " |"
+            )
+    return "\n".join(lines)

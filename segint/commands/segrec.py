@@ -95,6 +95,12 @@ def register(sub: Any) -> None:
     _source_options(e, evaluate=True)
     e.add_argument("--interest-model", type=Path, help="override the runs' interest model")
     e.add_argument("--json", type=Path, help="write the results here")
+    e.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        help="resamples of the paired (same rows) differences vs Video (0 = none)",
+    )
     e.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch's choice)")
     e.set_defaults(func=run_evaluate)
     tb = actions.add_parser("table", help="paper-style table from evaluate --json files")
@@ -346,13 +352,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from segint.commands.train import set_threads
     from segrec.data import build_inputs
     from segrec.metrics import ctr_metrics
-    from segrec.report import format_table, significance, summarize
+    from segrec.report import format_table, paired_table, significance, summarize
     from segrec.train import load_run, predict
 
     set_threads(args.threads)
     loaded: dict[str, tuple[pl.DataFrame, npt.NDArray[np.int8]]] = {}
     histories: dict[tuple[str, int], Any] = {}
-    runs = []
+    runs: list[dict[str, Any]] = []
+    preds: list[tuple[str, Any, Any]] = []  # (test rows key, labels, probabilities) per run
     for model_dir in args.model:
         run = load_run(model_dir)
         source = _eval_source(args, run.source)
@@ -398,18 +405,67 @@ def run_evaluate(args: argparse.Namespace) -> int:
             }
         )
         log.info("%s: %s", model_dir, runs[-1]["metrics"])
+        preds.append((key, labels, probs))
     summary = summarize(runs)
+    paired = _paired_vs_video(runs, preds, args.bootstrap) if args.bootstrap > 0 else {}
     result = {
         "metrics": {b: {m: s["mean"] for m, s in modes.items()} for b, modes in summary.items()},
         "std": {b: {m: s["std"] for m, s in modes.items()} for b, modes in summary.items()},
+        "paired_vs_video": paired,
         "runs": runs,
     }
     sys.stdout.write(format_table(summary, significance(summary)) + "\n")
+    if paired:
+        sys.stdout.write("\n" + paired_table(paired) + "\n")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))
         sys.stdout.write(f"wrote {args.json}\n")
     return 0
+
+
+def _paired_vs_video(
+    runs: list[dict[str, Any]], preds: list[tuple[str, Any, Any]], n_boot: int
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """backbone -> method -> metric -> ``{"delta", "se", "pairs"}``: each interest method's
+    run minus the Video run of the same backbone and seed, on the same test rows.
+
+    Pairs on the same rows (every seed of a temporal split or file pair) are bootstrapped
+    together, one resample for all seeds; groups on different rows (random_per_user seeds)
+    are independent and their errors combine by the weighted root sum of squares.
+    """
+    from segrec.metrics import paired_bootstrap
+
+    video = {
+        (r["backbone"], r["seed"], p[0]): p
+        for r, p in zip(runs, preds, strict=True)
+        if r["method"] == "video"
+    }
+    groups: dict[tuple[str, str], dict[str, list[tuple[Any, Any, Any]]]] = {}
+    for r, (key, labels, probs) in zip(runs, preds, strict=True):
+        base = video.get((r["backbone"], r["seed"], key))
+        if base is None or r["method"].split("+")[0].split("-")[0] not in INTEREST_MODES:
+            continue
+        groups.setdefault((r["backbone"], r["method"]), {}).setdefault(key, []).append(
+            (labels, probs, base[2])
+        )
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for (backbone, method), by_rows in groups.items():
+        total = sum(len(v) for v in by_rows.values())
+        parts = []
+        for pairs in by_rows.values():
+            a = np.stack([p[1] for p in pairs])  # (k, n)
+            b = np.stack([p[2] for p in pairs])
+            parts.append((len(pairs) / total, paired_bootstrap(pairs[0][0], a, b, n_boot)))
+        out.setdefault(backbone, {})[method] = {
+            m: {
+                "delta": float(sum(w * d[m][0] for w, d in parts)),
+                "se": float(np.sqrt(sum((w * d[m][1]) ** 2 for w, d in parts))),
+                "pairs": total,
+            }
+            for m in ("AUC", "LogLoss")
+        }
+    return out
 
 
 def run_table(args: argparse.Namespace) -> int:

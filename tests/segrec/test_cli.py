@@ -60,8 +60,16 @@ def test_train_evaluate_table_end_to_end(
         assert (run / "model.pt").is_file() and (run / "metrics.jsonl").read_text().strip()
     out_json = tmp_path / "eval.json"
     args = ["segrec", "evaluate", "--model", *map(str, runs), "--data", str(fixture_log)]
-    assert main([*args, "--format", "kuairand", "--json", str(out_json)]) == 0
+    assert main([*args, "--format", "kuairand", "--json", str(out_json), "--bootstrap", "30"]) == 0
     result = json.loads(out_json.read_text())
+    # paired vs Video of the same backbone and seed: survival seed 0 only (no DIN Video run,
+    # no WideDeep Video run of seed 1)
+    paired = result["paired_vs_video"]
+    assert set(paired) == {"widedeep"} and set(paired["widedeep"]) == {"segrec", "survival"}
+    by_model = {r["model"]: r["metrics"] for r in result["runs"]}
+    surv = paired["widedeep"]["survival"]["AUC"]
+    want = by_model[str(runs[6])]["AUC"] - by_model[str(runs[0])]["AUC"]
+    assert surv["pairs"] == 1 and surv["delta"] == pytest.approx(want) and surv["se"] > 0
     assert set(result["metrics"]) == {"widedeep", "din"}
     assert set(result["metrics"]["widedeep"]) == {
         "video",
