@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +140,8 @@ def crossfit_logits(
     (default: the run's) caps the fold models' epochs.
 
     Fold models are cached in ``cache_dir/fold<f>`` with a key of the training rows, ``k`` and
-    the config; a matching cache is reused (every backbone and mode of one split shares it).
+    the config, and their out-of-fold logits in ``cache_dir/oof_logits.npy``; a matching cache
+    is reused (every backbone and mode of one split shares it).
     """
     import hashlib
     import json
@@ -154,6 +156,11 @@ def crossfit_logits(
     folds = fold_ids(len(train_rows), k, cfg.data.seed)
     digest = hashlib.sha256(train_rows.tobytes() + table["exit_slot"].to_numpy().tobytes())
     key = {"k": k, "rows": digest.hexdigest(), "config": cfg.to_dict()}
+    oof_file, oof_key = Path(cache_dir) / "oof_logits.npy", Path(cache_dir) / "oof_key.json"
+    if oof_file.is_file() and oof_key.is_file() and json.loads(oof_key.read_text()) == key:
+        cached_oof: npt.NDArray[np.float32] = np.load(oof_file)
+        if cached_oof.shape == (len(train_rows), cfg.data.s_max):
+            return cached_oof
     out = np.zeros((len(train_rows), cfg.data.s_max), dtype=np.float32)
     for f in range(k):
         fold_dir = Path(cache_dir) / f"fold{f}"
@@ -168,4 +175,8 @@ def crossfit_logits(
             key_file.write_text(json.dumps({**key, "fold": f}))
         held = train_rows[folds == f]
         out[folds == f] = interest_logits(fold_dir, table, held, s_max=cfg.data.s_max)
+    tmp = oof_file.with_name(f".oof_logits.{os.getpid()}.npy")  # atomic: runs may share a cache
+    np.save(tmp, out)
+    os.replace(tmp, oof_file)
+    oof_key.write_text(json.dumps(key))
     return out

@@ -56,5 +56,8 @@ def test_fold_models_never_saw_their_rows(tmp_path: Path, fixture_table: pl.Data
     stamp = [(cache / f"fold{f}" / "model.pt").stat().st_mtime_ns for f in range(k)]
     again = crossfit_logits(interest, table, split, k, cache)
     np.testing.assert_array_equal(again, got)
+    assert (cache / "oof_logits.npy").is_file()
+    (cache / "oof_logits.npy").unlink()  # recomputed from the cached fold models
+    np.testing.assert_array_equal(crossfit_logits(interest, table, split, k, cache), got)
     assert stamp == [(cache / f"fold{f}" / "model.pt").stat().st_mtime_ns for f in range(k)]
     assert (split == VALID).any()  # fold models validated on the split's validation rows
