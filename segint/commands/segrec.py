@@ -360,6 +360,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     histories: dict[tuple[str, int], Any] = {}
     runs: list[dict[str, Any]] = []
     preds: list[tuple[str, Any, Any]] = []  # (test rows key, labels, probabilities) per run
+    weight_cache: dict[tuple[str, int, str], Any] = {}
     for model_dir in args.model:
         run = load_run(model_dir)
         source = _eval_source(args, run.source)
@@ -375,7 +376,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if (key, cfg.history_len) not in histories:
             histories[key, cfg.history_len] = history_index(table, cfg.history_len)
         interest = args.interest_model or (Path(run.interest_model) if run.interest_model else None)
-        weights = _weight_logits(cfg.mode, interest, table, split, test_rows, source, cfg.s_max)
+        # every interest mode of one interest model reads the same test-row logits: once
+        wkey = (key, cfg.s_max, str(interest) if cfg.mode in INTEREST_MODES else cfg.mode)
+        if wkey not in weight_cache:
+            weight_cache[wkey] = _weight_logits(
+                cfg.mode, interest, table, split, test_rows, source, cfg.s_max
+            )
+        weights = weight_cache[wkey]
         inputs = build_inputs(
             table,
             histories[key, cfg.history_len],

@@ -1,6 +1,6 @@
 #!/bin/bash
 # SegRec variants vs the video-level CTR on KuaiRand-Pure 04-25..30, temporal split (issue 11.4).
-# usage: run_variants.sh MODE[,MODE...] SEED... (backbones: both). One interest model (temporal
+# usage: [BACKBONES="widedeep din"] run_variants.sh MODE[,MODE...] SEED... One interest model (temporal
 # split, 1 epoch) serves every seed: the temporal split does not depend on the seed, so the seeds
 # vary SegRec's initialisation and shuffling only. Cross-fitted interest inputs (5 folds, fold
 # models with the interest run's config) are built by the first run and cached in
@@ -15,7 +15,7 @@ MODES=$1
 shift
 for s in "$@"; do
   for m in ${MODES//,/ }; do
-    for b in widedeep din; do
+    for b in ${BACKBONES:-widedeep din}; do
       out=$R/exp/s$s/$b-$m
       [ -f $out/model.pt ] && grep -q '"epoch"' $out/metrics.jsonl && continue
       extra=""
