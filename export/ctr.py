@@ -2,14 +2,19 @@
 
 The head is `segrec.onnx.CTRHead`: the interest model's named inputs plus its logits,
 ``interest_logits`` (B, S), -> ``ctr`` (B,) = sigmoid(sum_j w_j y_j) over the video's real slots,
-with ``w = softmax(p)`` in mode ``segrec``. It goes through the same pinned exporter as the
+with ``w = softmax(p)`` in mode ``segrec``, survival weights in mode ``survival``; in mode
+``features`` the video-level backbone reads summaries of the same logits
+(`segrec.network.interest_features`). Every mode has the same eight inputs, so the service
+feeds every head alike; the manifest's ``ctr`` entry names the variant (backbone, mode) and
+``/healthz`` reports it as ``ctr_head``. It goes through the same pinned exporter as the
 interest graphs (`export.onnx.export_graph`: dynamo, opset 20, weights inside the file); its
 names and symbolic axes (batch, history) are declared in `export.contract`.
 
 Refused (`SegintError`, CLI exit 2), because the served CTR would silently be wrong:
 
-- mode ``segrec`` trained on another interest model's logits than the one exported (SegRec
-  records the resolved path of ``--interest-model``; we compare it with ``--model``);
+- modes ``segrec``, ``survival``, ``features`` trained on another interest model's logits
+  than the one exported (SegRec records the resolved path of ``--interest-model``; we compare
+  it with ``--model``);
 - mode ``itemposition``: its weights are ItemPosition profiles the artifact does not carry;
 - a content field (``content_dim > 0``) or a slot count other than the interest model's.
 
@@ -29,6 +34,7 @@ from torch import Tensor
 from export.contract import CTR, GRAPHS
 from export.manifest import CtrSpec, GraphSpec, config_hash
 from segint.errors import SegintError
+from segrec.config import INTEREST_MODES
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +66,10 @@ def load_checked_run(segrec_dir: str | Path, interest_dir: str | Path, interest_
         raise SegintError(
             f"{segrec_dir} has s_max {cfg.s_max}, the exported interest model {interest_s_max}"
         )
-    if cfg.mode == "segrec":
+    if cfg.mode in INTEREST_MODES:
         trained_on = run.interest_model
         if trained_on is None:
-            raise SegintError(f"{segrec_dir} (mode segrec) does not record its interest model")
+            raise SegintError(f"{segrec_dir} (mode {cfg.mode}) does not record its interest model")
         if Path(trained_on).resolve() != Path(interest_dir).resolve():
             raise SegintError(
                 f"{segrec_dir} was trained on the interest logits of {trained_on}, not of the "
@@ -110,7 +116,12 @@ def export_ctr(run: Any, out_dir: Path, opset: int) -> tuple[GraphSpec, CtrSpec]
         config_hash=config_hash(config),
         config=config,
         label=run.label.to_dict(),
-        source={"run_dir": str(Path(run.path).resolve()), "interest_model": run.interest_model},
+        source={
+            "run_dir": str(Path(run.path).resolve()),
+            "interest_model": run.interest_model,
+            "crossfit": run.crossfit,
+            "valid_auc": run.valid_auc,
+        },
     )
     run.users.save(out_dir / ctr.vocab_users)
     run.videos.save(out_dir / ctr.vocab_videos)

@@ -11,16 +11,30 @@ from dataclasses import dataclass
 from typing import Any
 
 BACKBONES = ("widedeep", "din")
-# video: plain video-level backbone; the others score every slot and integrate. segmean
+# video: plain video-level backbone; the slotted modes score every slot and integrate. segmean
 # (uniform 1/N weights, i.e. SegRec with constant interest) is our ablation, not the paper's.
-MODES = ("video", "segsum", "segmean", "segadjust", "itemposition", "segrec")
+# survival weights slots by P(reach slot j) under the interest model's exit distribution, plus
+# its completion outcome; features is the video-level backbone with the interest model's
+# per-candidate summaries (segrec.network.interest_features) as extra dense inputs.
+MODES = (
+    "video",
+    "segsum",
+    "segmean",
+    "segadjust",
+    "itemposition",
+    "segrec",
+    "survival",
+    "features",
+)
+# Modes whose inputs include the frozen interest model's logits.
+INTEREST_MODES = ("segrec", "survival", "features")
 ACTIVATIONS = ("dice", "prelu")
 
 
 @dataclass(frozen=True)
 class SegRecConfig:
     backbone: str  # widedeep | din
-    mode: str  # video | segsum | segmean | segadjust | itemposition | segrec
+    mode: str  # video | segsum | segmean | segadjust | itemposition | segrec | survival | features
     n_users: int  # user-ID table rows, including row 0 = unknown user
     n_videos: int  # video-ID table rows, including row 0 = unknown video
     s_max: int = 40  # S: slots on the segment axis (same as the interest model's)
@@ -64,8 +78,8 @@ class SegRecConfig:
 
     @property
     def slotted(self) -> bool:
-        """True when the backbone scores every slot (all modes but ``video``)."""
-        return self.mode != "video"
+        """True when the backbone scores every slot (all modes but ``video`` and ``features``)."""
+        return self.mode not in ("video", "features")
 
     @property
     def method(self) -> str:

@@ -6,6 +6,15 @@ seconds; durations outside the edges fall into the first / last bucket. The medi
 the *training* rows only (the reference hard-codes medians computed over all splits, which
 leaks test rows into the label definition) and are stored with the model, so evaluation and
 serving label and threshold exactly as training did. Pure numpy.
+
+What the label means depends on the bucket. On KuaiRand-Pure (04-25..30, training rows of the
+temporal split) the medians are 1.057, 0.851, 0.588, 0.452, 0.332, 0.217, 0.187: for 30 s and
+longer videos an effective view is "watched more than that fraction", but for **0-30 s videos
+the threshold is above 1.0**, so a short-video view is effective only when the user watched it
+to the end *and replayed* past 105.7% of its length; every view that stops at or before the
+end is negative. In exit-slot terms the label of a short video is a subset of "completed"
+(slot N), and the segment interest model, which only sees where a view ended, cannot tell a
+replay from a single completion. (`tests/segrec/test_labels.py` pins this.)
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@
 * ``F1``: F1 of the positive class at threshold 0.5 (``p >= 0.5`` predicts positive).
 * ``LogLoss``: mean binary cross-entropy with predictions clipped to ``[1e-7, 1 - 1e-7]``.
 * `welch_p`: two-sided Welch t-test (unequal variances) over per-seed values.
+* `paired_bootstrap`: difference of two predictions' AUC / LogLoss on the same rows, with a
+  bootstrap standard error over rows.
 """
 
 from __future__ import annotations
@@ -69,3 +71,38 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
         return float("nan")
     p = stats.ttest_ind(np.asarray(a, float), np.asarray(b, float), equal_var=False).pvalue
     return float(p) if p is not None and math.isfinite(float(p)) else float("nan")
+
+
+def paired_bootstrap(
+    labels: npt.ArrayLike,
+    probs_a: npt.ArrayLike,
+    probs_b: npt.ArrayLike,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """``{metric: (a - b, bootstrap standard error)}`` for AUC and LogLoss on the same rows.
+
+    ``probs_a`` / ``probs_b`` are (n,) or (k, n): k paired runs (e.g. seeds) on the same n
+    rows; the difference is the mean over the k pairs. Rows are resampled with replacement
+    ``n_boot`` times, the same resample for every run, so the spread is that of the paired
+    difference, seeds included.
+    """
+    y = np.asarray(labels, dtype=np.float64)
+    a = np.atleast_2d(np.asarray(probs_a, dtype=np.float64))  # (k, n)
+    b = np.atleast_2d(np.asarray(probs_b, dtype=np.float64))
+    if a.shape != b.shape or a.shape[1] != len(y):
+        raise ValueError(f"need paired predictions of {len(y)} rows, got {a.shape} and {b.shape}")
+    rng = np.random.default_rng(seed)
+    fns = {"AUC": auc, "LogLoss": log_loss}
+
+    def diff(idx: npt.NDArray[np.int64], metric: str) -> float:
+        fn = fns[metric]
+        return float(
+            np.mean(
+                [fn(y[idx], pa[idx]) - fn(y[idx], pb[idx]) for pa, pb in zip(a, b, strict=True)]
+            )
+        )
+
+    every = np.arange(len(y))
+    draws = {m: [diff(rng.integers(0, len(y), len(y)), m) for _ in range(n_boot)] for m in fns}
+    return {m: (diff(every, m), float(np.nanstd(draws[m], ddof=1))) for m in fns}

@@ -3,7 +3,8 @@
 Shape legend:
     B   rows (one user and one candidate video each)
     S   slots on the segment axis (cfg.s_max); a video has N real slots 0..N-1
-    S'  slots a backbone scores: S in the slotted modes, 1 in mode "video"
+    S'  slots a backbone scores: S in the slotted modes, 1 in modes "video" and "features"
+    F   interest features of mode "features" (N_INTEREST_FEATURES)
     H   history views (the user's previous views, most recent first)
     d   field embedding width (cfg.emb_dim); Dc content feature width
 
@@ -19,6 +20,13 @@ depending on the mode (reference section 7.3):
     itemposition  w = softmax over real slots of the ItemPosition "logits" (see segrec.interest)
     segrec        w = softmax over real slots of the frozen interest logits p
     (optional)    w = softmax(t p) with one learned temperature t (init 1), cfg.learn_temperature
+    survival      w_j = P(reach slot j) for j < N and w_N = P(complete) (slot N's own logit
+                  scores the completion outcome), normalised to sum 1; P from the interest
+                  model's exit distribution q = softmax(-p) over the N + 1 outcomes
+
+Mode "features" is not slotted: the video-level backbone gets `interest_features` of the same
+exit distribution (expected and median watched fraction, completion probability, early-exit
+mass, normalised entropy, P(watch at least 25 / 50 / 75 %)) as extra dense inputs.
 
 `SegRecModel.forward` returns the video-level *logit*; the loss (BCE with logits) lives in
 `segrec.train` and the probability is ``sigmoid(logit)``. Masks use a large finite negative, so
@@ -40,6 +48,66 @@ def real_slots(n_segments: Tensor, s_max: int) -> Tensor:
     """(B,) N -> (B, S) bool, True on the video's real slots ``j < N``."""
     j = torch.arange(s_max, device=n_segments.device)
     return j[None, :] < n_segments[:, None]
+
+
+def outcome_slots(n_segments: Tensor, s_max: int) -> Tensor:
+    """(B,) N -> (B, S) bool, True on the outcomes ``j <= N`` (slot N = completion, if N < S)."""
+    j = torch.arange(s_max, device=n_segments.device)
+    return j[None, :] <= n_segments[:, None]
+
+
+def exit_probs(logits: Tensor, n_segments: Tensor) -> Tensor:
+    """(B, S) the interest model's exit distribution ``softmax(-p)`` over the outcomes ``j <= N``.
+
+    Same rule as `segint.heads.exit_distribution` (the served one): slot N is "watched to the
+    end"; a video with N = S has no completion slot.
+    """
+    mask = outcome_slots(n_segments, logits.shape[1])  # (B, S)
+    z = (-logits.float()).masked_fill(~mask, MASK_VALUE)
+    return torch.softmax(z, dim=-1) * mask
+
+
+def survival_weights(logits: Tensor, n_segments: Tensor) -> Tensor:
+    """(B, S) ``[P(reach 0), ..., P(reach N-1), P(complete)] / sum``, zero beyond slot N.
+
+    P(reach j) = P(exit slot >= j) includes the completion mass; the completion outcome
+    itself gets the weight P(complete) on slot N.
+    """
+    q = exit_probs(logits, n_segments)  # (B, S)
+    reach = 1.0 - torch.cumsum(q, dim=-1) + q  # (B, S): P(exit >= j)
+    real = real_slots(n_segments, q.shape[1])
+    w = torch.where(real, reach, q)  # slot N: q_N; beyond N: q = 0
+    return w / w.sum(dim=-1, keepdim=True).clamp(min=1e-12)
+
+
+# P(watched fraction >= f) features of mode "features".
+SURVIVAL_FRACTIONS = (0.25, 0.5, 0.75)
+N_INTEREST_FEATURES = 5 + len(SURVIVAL_FRACTIONS)
+
+
+def interest_features(logits: Tensor, n_segments: Tensor) -> Tensor:
+    """(B, S) interest logits -> (B, F) per-candidate summaries of the exit distribution, in [0, 1].
+
+    Columns: expected watched fraction, median watched fraction, completion probability,
+    early-exit mass (exit in slot 0), entropy / log(#outcomes), then P(watched fraction >= f)
+    for f in SURVIVAL_FRACTIONS. Leaving in slot j < N counts as watching ``(j + 0.5) / N`` of
+    the video (mid-segment; the graph knows N, not the duration), completing as 1.
+    """
+    q = exit_probs(logits, n_segments)  # (B, S)
+    s = q.shape[1]
+    n = n_segments.float()[:, None].clamp(min=1.0)  # (B, 1)
+    j = torch.arange(s, device=q.device, dtype=torch.float32)[None, :]  # (1, S)
+    frac = torch.where(j < n, (j + 0.5) / n, torch.ones_like(j + n))  # (B, S)
+    expected = (q * frac).sum(-1)
+    median_slot = (torch.cumsum(q, dim=-1) < 0.5).sum(-1, keepdim=True).clamp(max=s - 1)
+    median = frac.gather(1, median_slot)[:, 0]
+    done = n_segments < s
+    completion = torch.where(done, q.gather(1, n_segments.clamp(max=s - 1)[:, None])[:, 0], 0.0)
+    outcomes = outcome_slots(n_segments, s).float().sum(-1).clamp(min=2.0)  # (B,)
+    entropy = -(q * torch.log(q.clamp(min=1e-12))).sum(-1) / torch.log(outcomes)
+    reach = [(q * (frac >= f).float()).sum(-1) for f in SURVIVAL_FRACTIONS]
+    cols = [expected, median, completion, q[:, 0], entropy, *reach]
+    return torch.stack(cols, dim=-1)  # (B, F)
 
 
 def interest_weights(logits: Tensor, n_segments: Tensor) -> Tensor:
@@ -67,9 +135,11 @@ def slot_weights(
         if slot_weight is None:
             raise ValueError("mode segadjust needs the learned slot weights")
         return slot_weight[None, :] * mask
-    if mode in ("segrec", "itemposition"):
+    if mode in ("segrec", "itemposition", "survival"):
         if interest_logits is None:
             raise ValueError(f"mode {mode} needs interest_logits (B, S)")
+        if mode == "survival":
+            return survival_weights(interest_logits, n_segments)
         return interest_weights(interest_logits, n_segments)
     raise ValueError(f"no slot weights for mode {mode!r}")
 
@@ -176,15 +246,22 @@ class Fields(nn.Module):
         return fields
 
 
+def n_dense(cfg: SegRecConfig) -> int:
+    """F: dense inputs of the backbone (the interest features in mode "features", else 0)."""
+    return N_INTEREST_FEATURES if cfg.mode == "features" else 0
+
+
 class WideDeep(nn.Module):
-    """Wide (bias + per-field linear terms) + deep (MLP over [e_u, e_v, e_pos(, e_c)]) per slot."""
+    """Wide (bias + per-field linear terms) + deep (MLP over [e_u, e_v, e_pos(, e_c)(, f)]) per slot."""
 
     def __init__(self, cfg: SegRecConfig):
         super().__init__()
         self.fields = Fields(cfg)
+        f = n_dense(cfg)
         self.deep = mlp(
-            (1 + self.fields.n_target_fields) * cfg.emb_dim, cfg.hidden, "relu", cfg.dropout
+            (1 + self.fields.n_target_fields) * cfg.emb_dim + f, cfg.hidden, "relu", cfg.dropout
         )
+        self.wide_dense = nn.Linear(f, 1, bias=False) if f else None
         self.wide_user = nn.Embedding(cfg.n_users, 1)
         self.wide_video = nn.Embedding(cfg.n_videos, 1)
         self.wide_length = nn.Embedding(cfg.s_max + 1, 1)
@@ -203,13 +280,17 @@ class WideDeep(nn.Module):
         hist_n_segments: Tensor,
         hist_mask: Tensor,
         video_content: Tensor | None = None,
+        dense: Tensor | None = None,
     ) -> Tensor:  # -> (B, S')
         target = self.fields.target(video_ids, n_segments, video_content)  # each (B, S', d)
         user = self.fields.user(user_ids)[:, None, :].expand_as(target[0])  # (B, S', d)
-        deep = self.deep(torch.cat([user, *target], dim=-1)).squeeze(-1)  # (B, S')
+        extra = _dense_fields(dense, self.wide_dense is not None, target[0].shape[1])
+        deep = self.deep(torch.cat([user, *target, *extra], dim=-1)).squeeze(-1)  # (B, S')
         wide = (
             self.wide_user(user_ids) + self.wide_video(video_ids) + self.wide_length(n_segments)
         )  # (B, 1)
+        if self.wide_dense is not None and dense is not None:
+            wide = wide + self.wide_dense(dense)  # (B, 1)
         if self.wide_slot is not None:
             wide = wide + self.wide_slot[None, :]  # (B, S)
         if self.wide_content is not None and video_content is not None:
@@ -234,7 +315,10 @@ class DIN(nn.Module):
         self.outcome = nn.Linear(2, d)
         self.attention = mlp(4 * d, cfg.att_hidden, cfg.activation, 0.0)
         n_in = (2 + self.fields.n_target_fields) * d  # user, target fields, attended history
-        self.out = mlp(n_in, cfg.hidden, cfg.activation, cfg.dropout)
+        self.n_dense = n_dense(cfg)
+        self.out = mlp(n_in + self.n_dense, cfg.hidden, cfg.activation, cfg.dropout)
+        # Mode survival also scores slot N (the completion outcome).
+        self.with_completion = cfg.mode == "survival"
 
     def forward(
         self,
@@ -246,6 +330,7 @@ class DIN(nn.Module):
         hist_n_segments: Tensor,
         hist_mask: Tensor,
         video_content: Tensor | None = None,
+        dense: Tensor | None = None,
     ) -> Tensor:  # -> (B, S')
         f = self.fields
         target = f.target(video_ids, n_segments, video_content)  # each (B, S', d)
@@ -260,12 +345,15 @@ class DIN(nn.Module):
         b, s, d = q.shape
         if s == 1:  # video mode: the one "slot" is the whole video
             slot_real = torch.ones(b, 1, dtype=torch.bool, device=q.device)
+        elif self.with_completion:
+            slot_real = outcome_slots(n_segments, s)  # (B, S)
         else:
             slot_real = real_slots(n_segments, s)  # (B, S)
         pairs = slot_real[:, :, None] & hist_mask[:, None, :]  # (B, S', H)
         interest = self.attend(q, k, pairs)  # (B, S', d)
         user = f.user(user_ids)[:, None, :].expand(b, s, d)
-        return self.out(torch.cat([user, *target, interest], dim=-1)).squeeze(-1)
+        extra = _dense_fields(dense, self.n_dense > 0, s)
+        return self.out(torch.cat([user, *target, interest, *extra], dim=-1)).squeeze(-1)
 
     def attend(self, q: Tensor, k: Tensor, pairs: Tensor) -> Tensor:
         """``sum_h a(q_bj, k_bh) k_bh`` over the real (row, slot, history) pairs only.
@@ -280,6 +368,15 @@ class DIN(nn.Module):
         score = self.attention(torch.cat([qp, kp, qp - kp, qp * kp], dim=-1))  # (P, 1)
         out = torch.zeros_like(q)
         return out.index_put((b_idx, j_idx), score * kp, accumulate=True)  # (B, S', d)
+
+
+def _dense_fields(dense: Tensor | None, expected: bool, slots: int) -> list[Tensor]:
+    """``[dense (B, S', F)]`` for a backbone with dense inputs, ``[]`` without."""
+    if not expected:
+        return []
+    if dense is None:
+        raise ValueError("this backbone takes dense interest features (B, F)")
+    return [dense[:, None, :].expand(-1, slots, -1)]
 
 
 class SegRecModel(nn.Module):
@@ -304,8 +401,9 @@ class SegRecModel(nn.Module):
         hist_n_segments: Tensor,
         hist_mask: Tensor,
         video_content: Tensor | None = None,
+        dense: Tensor | None = None,
     ) -> Tensor:
-        """Per-slot backbone logits ``y`` (B, S') (S' = 1 in mode video)."""
+        """Per-slot backbone logits ``y`` (B, S') (S' = 1 in modes video and features)."""
         y: Tensor = self.backbone(
             user_ids,
             video_ids,
@@ -315,6 +413,7 @@ class SegRecModel(nn.Module):
             hist_n_segments,
             hist_mask,
             video_content,
+            dense,
         )
         return y
 
@@ -327,9 +426,14 @@ class SegRecModel(nn.Module):
         hist_exit_slots: Tensor,  # (B, H) int64
         hist_n_segments: Tensor,  # (B, H) int64, >= 1
         hist_mask: Tensor,  # (B, H) bool
-        interest_logits: Tensor | None = None,  # (B, S) float32, modes segrec / itemposition
+        interest_logits: Tensor | None = None,  # (B, S) float32, weighting / features modes
         video_content: Tensor | None = None,  # (B, S, Dc) float32, when cfg.content_dim > 0
     ) -> Tensor:  # -> (B,) logit
+        dense = None
+        if self.cfg.mode == "features":
+            if interest_logits is None:
+                raise ValueError("mode features needs interest_logits (B, S)")
+            dense = interest_features(interest_logits, n_segments)  # (B, F)
         y = self.slot_logits(
             user_ids,
             video_ids,
@@ -339,6 +443,7 @@ class SegRecModel(nn.Module):
             hist_n_segments,
             hist_mask,
             video_content,
+            dense,
         )
         if not self.cfg.slotted:
             return y[:, 0]

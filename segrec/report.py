@@ -5,7 +5,9 @@ Input is a list of runs, each ``{"backbone", "mode", "method", "seed", "metrics"
 by method (the mode, or e.g. ``segrec+temp`` for a variant). The best baseline is picked per
 backbone and per metric by its mean over seeds (highest AUC / F1, lowest LogLoss) among the
 methods that are not SegRec or a SegRec variant; the p-value is Welch's two-sided t-test of SegRec's
-per-seed values against that baseline's.
+per-seed values against that baseline's. `versus_video` tests every method that reads the
+interest model (segrec, survival, features; cross-fitted or ``-insample``) against the
+video-level CTR of the same backbone the same way.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from segrec.config import BACKBONES, MODES
+from segrec.config import BACKBONES, INTEREST_MODES, MODES
 from segrec.metrics import HIGHER_IS_BETTER, METRICS, mean_std, welch_p
 
 BACKBONE_NAMES = {"widedeep": "WideDeep", "din": "DIN"}
@@ -28,6 +30,11 @@ MODE_NAMES = {
     "segrec": "SegRec (ID)",
     "segrec+temp": "SegRec + learned temperature",
     "itemposition+temp": "ItemPosition wts + learned temperature",
+    "survival": "Survival wts",
+    "features": "Interest features",
+    "segrec-insample": "SegRec (ID), in-sample interest",
+    "survival-insample": "Survival wts, in-sample interest",
+    "features-insample": "Interest features, in-sample interest",
 }
 Summary = dict[str, dict[str, dict[str, Any]]]  # backbone -> mode -> stats
 
@@ -56,7 +63,7 @@ def _method(run: Mapping[str, Any]) -> str:
 
 def _order(backbone: str, method: str) -> tuple[int, int, str, str]:
     b = BACKBONES.index(backbone) if backbone in BACKBONES else len(BACKBONES)
-    mode = method.split("+")[0]
+    mode = method.split("+")[0].split("-")[0]
     m = MODES.index(mode) if mode in MODES else len(MODES)
     return b, m, backbone, method
 
@@ -79,6 +86,26 @@ def significance(summary: Summary, target: str = "segrec") -> dict[str, dict[str
                 "baseline": best,
                 "p": welch_p(mine["values"][metric], baselines[best]["values"][metric]),
                 "delta": mine["mean"][metric] - baselines[best]["mean"][metric],
+            }
+    return out
+
+
+def versus_video(summary: Summary) -> dict[str, dict[str, dict[str, Any]]]:
+    """backbone -> method -> metric -> ``{"p", "delta"}`` of each interest method vs ``video``."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for backbone, modes in summary.items():
+        if "video" not in modes:
+            continue
+        base = modes["video"]
+        for method, s in modes.items():
+            if method.split("+")[0].split("-")[0] not in INTEREST_MODES:
+                continue
+            out.setdefault(backbone, {})[method] = {
+                m: {
+                    "p": welch_p(s["values"][m], base["values"][m]),
+                    "delta": s["mean"][m] - base["mean"][m],
+                }
+                for m in METRICS
             }
     return out
 
@@ -111,6 +138,10 @@ def format_table(summary: Summary, tests: Mapping[str, Mapping[str, Any]]) -> st
             lines.append(
                 f"| {bname} | SegRec vs best baseline (Welch) | | " + " | ".join(cells) + " |"
             )
+        for method, t in versus_video(summary).get(backbone, {}).items():
+            cells = [f"p={t[m]['p']:.3g} (Δ {t[m]['delta']:+.4f})" for m in METRICS]
+            name = MODE_NAMES.get(method, method)
+            lines.append(f"| {bname} | {name} vs Video (Welch) | | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -141,4 +172,27 @@ def bucket_table(runs: Iterable[Mapping[str, Any]]) -> str:
             + " | ".join(cells)
             + " |"
         )
+    return "\n".join(lines)
+
+
+def paired_table(paired: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
+    """Markdown table of the paired differences vs Video: delta ± bootstrap SE and delta / SE.
+
+    A difference within two standard errors is a tie; AUC higher and LogLoss lower are better.
+    """
+    lines = [
+        "| backbone | method vs Video (same rows) | pairs | ΔAUC ± SE | ΔLogLoss ± SE |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    for backbone, methods in paired.items():
+        for method, t in methods.items():
+            cells = []
+            for m in ("AUC", "LogLoss"):
+                d, se = t[m]["delta"], t[m]["se"]
+                z = d / se if se > 0 else float("nan")
+                cells.append(f"{d:+.4f} ± {se:.4f} ({z:+.1f} SE)")
+            lines.append(
+                f"| {BACKBONE_NAMES.get(backbone, backbone)} | {MODE_NAMES.get(method, method)} | "
+                f"{t['AUC']['pairs']} | " + " | ".join(cells) + " |"
+            )
     return "\n".join(lines)

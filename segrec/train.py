@@ -173,8 +173,13 @@ def write_run(
     source: dict[str, Any],
     opts: TrainOptions,
     interest_model: str | None,
+    crossfit: dict[str, Any] | None = None,
 ) -> None:
-    """Everything but the weights, written before training starts."""
+    """Everything but the weights, written before training starts.
+
+    ``crossfit`` records how the training rows' interest inputs were cross-fitted (folds,
+    fold epochs, cache folder); None when they came from the interest model itself.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     run = {
@@ -182,6 +187,7 @@ def write_run(
         "label": label.to_dict(),
         "source": source,
         "interest_model": interest_model,
+        "crossfit": crossfit,
         "train": asdict(opts),
     }
     (out / RUN_FILE).write_text(json.dumps(run, indent=2))
@@ -202,6 +208,8 @@ class SegRecRun:
     source: dict[str, Any]
     interest_model: str | None
     train: dict[str, Any]
+    crossfit: dict[str, Any] | None = None  # how training rows' interest inputs were cross-fitted
+    valid_auc: float | None = None  # validation AUC of the saved weights (metrics.jsonl)
 
 
 def load_run(run_dir: str | Path) -> SegRecRun:
@@ -234,4 +242,22 @@ def load_run(run_dir: str | Path) -> SegRecRun:
         raw["source"],
         raw.get("interest_model"),
         raw["train"],
+        raw.get("crossfit"),
+        best_valid_auc(path),
     )
+
+
+def best_valid_auc(run_dir: str | Path) -> float | None:
+    """The best validation AUC in a run's ``metrics.jsonl`` (the saved epoch's); None if none."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return None
+    aucs = []
+    for line in path.read_text().splitlines():
+        try:
+            value = float(json.loads(line)["AUC"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if np.isfinite(value):
+            aucs.append(value)
+    return max(aucs) if aucs else None

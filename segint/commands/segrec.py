@@ -8,6 +8,10 @@
 * ``evaluate``: AUC / F1 / LogLoss of one or more runs on the test rows (``--data`` re-creates
   each run's split; ``--train FILE --test FILE`` scores the test file), plus per duration
   bucket; several runs of one method give the seeds' mean and spread.
+* ``select``: the variant to serve (``segint export --segrec RUN``): among trained runs, the
+  (backbone, method) with the best mean *validation* AUC over its seeds, and of it the run
+  with the best validation AUC; test rows play no part. All runs must share one data source,
+  split kind and filters.
 * ``table``: the paper-style table (backbone x method, mean ± std, Welch p-values of SegRec vs
   the best baseline) from one or more ``evaluate --json`` files.
 """
@@ -30,7 +34,7 @@ from segint.commands.data import add_filter_options, filters_from_args
 from segint.data import FORMATS, Filters, load_table
 from segint.errors import SegintError
 from segint.splits import SPLIT_METHODS, TEST, TRAIN, VALID, assign_split, history_index
-from segrec.config import BACKBONES, MODES
+from segrec.config import BACKBONES, INTEREST_MODES, MODES
 
 log = logging.getLogger(__name__)
 TRAIN_FILE = "train_file"  # source kind of a run trained with --train (as in training.config)
@@ -42,7 +46,29 @@ def register(sub: Any) -> None:
     t = actions.add_parser("train", help="train one backbone x mode")
     t.add_argument("--backbone", required=True, choices=BACKBONES)
     t.add_argument("--mode", required=True, choices=MODES)
-    t.add_argument("--interest-model", type=Path, help="run dir of `segint train` (mode segrec)")
+    t.add_argument(
+        "--interest-model",
+        type=Path,
+        help="run dir of `segint train` (modes segrec, survival, features)",
+    )
+    t.add_argument(
+        "--cross-fit",
+        type=int,
+        default=5,
+        metavar="K",
+        help="interest inputs of training rows from K fold models that did not train on them "
+        "(default 5; 0 = the interest model's own, in-sample)",
+    )
+    t.add_argument(
+        "--cross-fit-epochs",
+        type=int,
+        help="max epochs of each fold model (default: the interest run's optim.max_epochs)",
+    )
+    t.add_argument(
+        "--cross-fit-dir",
+        type=Path,
+        help="where fold models are cached (default INTEREST_MODEL/crossfit_kK)",
+    )
     _source_options(t, evaluate=False)
     t.add_argument("--out", required=True, type=Path, help="run directory to write")
     t.add_argument("--bucket-edges", default="0,30,60,90,120,150,180,200", help="seconds")
@@ -60,6 +86,7 @@ def register(sub: Any) -> None:
     t.add_argument("--batch-size", type=int, default=512)
     t.add_argument("--max-epochs", type=int, default=20)
     t.add_argument("--patience", type=int, default=3, help="epochs without better valid AUC")
+    t.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch's choice)")
     t.add_argument("--no-progress", action="store_true")
     add_filter_options(t)
     t.set_defaults(func=run_train)
@@ -68,12 +95,25 @@ def register(sub: Any) -> None:
     _source_options(e, evaluate=True)
     e.add_argument("--interest-model", type=Path, help="override the runs' interest model")
     e.add_argument("--json", type=Path, help="write the results here")
+    e.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        help="resamples of the paired (same rows) differences vs Video (0 = none)",
+    )
+    e.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch's choice)")
     e.set_defaults(func=run_evaluate)
     tb = actions.add_parser("table", help="paper-style table from evaluate --json files")
     tb.add_argument("results", nargs="+", type=Path, help="JSON files of `segrec evaluate`")
     tb.add_argument("--by-bucket", action="store_true", help="also AUC per duration bucket")
     tb.add_argument("--json", type=Path, help="write summary and p-values here")
     tb.set_defaults(func=run_table)
+    sel = actions.add_parser(
+        "select", help="the variant to serve: best mean validation AUC over seeds"
+    )
+    sel.add_argument("--model", required=True, type=Path, nargs="+", help="SegRec run dirs")
+    sel.add_argument("--json", type=Path, help="write every variant's validation AUC here")
+    sel.set_defaults(func=run_select)
 
 
 def _source_options(p: argparse.ArgumentParser, evaluate: bool) -> None:
@@ -141,33 +181,56 @@ def _weight_logits(
     rows: npt.NDArray[np.int64],
     source: dict[str, Any],
     s_max: int,
+    crossfit: dict[str, Any] | None = None,
 ) -> npt.NDArray[np.float32] | None:
-    """(n, S) weight logits (filled on ``rows``) for modes segrec / itemposition, else None."""
-    from segrec.interest import check_interest_split, interest_logits, itemposition_logits
+    """(n, S) weight logits (filled on ``rows``) for the ItemPosition and interest modes, else None.
+
+    With ``crossfit`` (``{"k", "epochs", "dir"}``), the training rows among ``rows`` get
+    out-of-fold logits (`segrec.interest.crossfit_logits`); every other row gets the interest
+    model's own, as in serving.
+    """
+    from segrec.interest import (
+        check_interest_split,
+        crossfit_logits,
+        interest_logits,
+        itemposition_logits,
+    )
 
     out = np.zeros((table.height, s_max), dtype=np.float32)
     if mode == "itemposition":  # profiles of the training rows only
         out[rows] = itemposition_logits(table.filter(pl.Series(split == TRAIN)), table[rows], s_max)
         return out
-    if mode != "segrec":
+    if mode not in INTEREST_MODES:
         return None
     if interest_model is None:
-        raise SegintError("mode segrec needs --interest-model DIR (a `segint train` run)")
+        raise SegintError(f"mode {mode} needs --interest-model DIR (a `segint train` run)")
     kind = str(source["split"]) if source["kind"] == "split" else TRAIN_FILE
     check_interest_split(
         interest_model, kind, source.get("seed", 0), source.get("min_interactions", 1)
     )
-    out[rows] = interest_logits(interest_model, table, rows, s_max=s_max)
+    own = rows
+    if crossfit is not None and np.any(split[rows] == TRAIN):
+        train_rows = np.flatnonzero(split == TRAIN)
+        oof = crossfit_logits(
+            interest_model, table, split, crossfit["k"], crossfit["dir"], crossfit["epochs"]
+        )
+        wanted = np.isin(train_rows, rows)
+        out[train_rows[wanted]] = oof[wanted]
+        own = rows[split[rows] != TRAIN]
+    if len(own):
+        out[own] = interest_logits(interest_model, table, own, s_max=s_max)
     return out
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from segint.commands.train import set_threads
     from segint.vocab import Vocab
     from segrec.config import SegRecConfig
     from segrec.data import build_inputs
     from segrec.labels import fit_label
     from segrec.train import TrainOptions, train_segrec, write_run
 
+    set_threads(args.threads)
     if args.train and args.min_interactions != 1:
         raise SegintError("--min-interactions applies to --data splits only")
     source = _source_from_args(args)
@@ -208,13 +271,18 @@ def run_train(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise SegintError(str(e)) from None
     rows = np.concatenate([train_rows, valid_rows])
-    weights = _weight_logits(args.mode, args.interest_model, table, split, rows, source, cfg.s_max)
+    used = args.mode in INTEREST_MODES and args.interest_model is not None
+    crossfit = _crossfit_from_args(args) if used else None
+    weights = _weight_logits(
+        args.mode, args.interest_model, table, split, rows, source, cfg.s_max, crossfit
+    )
     inputs = build_inputs(
         table, history_index(table, cfg.history_len), users, videos, label, cfg.s_max, weights
     )
-    used = args.mode == "segrec" and args.interest_model is not None
     interest = str(args.interest_model.resolve()) if used else None
-    write_run(args.out, cfg, label, users, videos, source, opts, interest)
+    if crossfit is not None:
+        crossfit = {**crossfit, "dir": str(Path(crossfit["dir"]).resolve())}
+    write_run(args.out, cfg, label, users, videos, source, opts, interest, crossfit)
     _, result = train_segrec(
         cfg, inputs, train_rows, valid_rows, opts, args.out, not args.no_progress
     )
@@ -224,6 +292,19 @@ def run_train(args: argparse.Namespace) -> int:
         f"{result.best_epoch} on {result.valid_rows:,} rows\nwrote {args.out}/\n"
     )
     return 0
+
+
+def _crossfit_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``{"k", "epochs", "dir"}`` of ``--cross-fit K`` (None when K is 0, i.e. in-sample)."""
+    k = args.cross_fit
+    if k == 0:
+        return None
+    if k < 2:
+        raise SegintError(f"--cross-fit must be 0 (off) or >= 2 folds, got {k}")
+    if args.cross_fit_epochs is not None and args.cross_fit_epochs < 1:
+        raise SegintError(f"--cross-fit-epochs must be >= 1, got {args.cross_fit_epochs}")
+    folder = args.cross_fit_dir or args.interest_model / f"crossfit_k{k}"
+    return {"k": k, "epochs": args.cross_fit_epochs, "dir": str(folder)}
 
 
 def _eval_source(args: argparse.Namespace, trained: dict[str, Any]) -> dict[str, Any]:
@@ -268,14 +349,18 @@ def _bucket_metrics(labels: Any, probs: Any, buckets: Any, edges: list[float]) -
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from segint.commands.train import set_threads
     from segrec.data import build_inputs
     from segrec.metrics import ctr_metrics
-    from segrec.report import format_table, significance, summarize
+    from segrec.report import format_table, paired_table, significance, summarize
     from segrec.train import load_run, predict
 
+    set_threads(args.threads)
     loaded: dict[str, tuple[pl.DataFrame, npt.NDArray[np.int8]]] = {}
     histories: dict[tuple[str, int], Any] = {}
-    runs = []
+    runs: list[dict[str, Any]] = []
+    preds: list[tuple[str, Any, Any]] = []  # (test rows key, labels, probabilities) per run
+    weight_cache: dict[tuple[str, int, str], Any] = {}
     for model_dir in args.model:
         run = load_run(model_dir)
         source = _eval_source(args, run.source)
@@ -291,7 +376,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if (key, cfg.history_len) not in histories:
             histories[key, cfg.history_len] = history_index(table, cfg.history_len)
         interest = args.interest_model or (Path(run.interest_model) if run.interest_model else None)
-        weights = _weight_logits(cfg.mode, interest, table, split, test_rows, source, cfg.s_max)
+        # every interest mode of one interest model reads the same test-row logits: once
+        wkey = (key, cfg.s_max, str(interest) if cfg.mode in INTEREST_MODES else cfg.mode)
+        if wkey not in weight_cache:
+            weight_cache[wkey] = _weight_logits(
+                cfg.mode, interest, table, split, test_rows, source, cfg.s_max
+            )
+        weights = weight_cache[wkey]
         inputs = build_inputs(
             table,
             histories[key, cfg.history_len],
@@ -301,6 +392,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             cfg.s_max,
             weights,
         )
+        # interest inputs of the training rows not cross-fitted (runs before cross-fitting too)
+        in_sample = cfg.mode in INTEREST_MODES and run.crossfit is None
         probs = predict(run.model, inputs, test_rows)
         labels = inputs.label[test_rows]
         buckets = run.label.bucket(table["duration_ms"].to_numpy()[test_rows])
@@ -309,7 +402,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 "model": str(model_dir),
                 "backbone": cfg.backbone,
                 "mode": cfg.mode,
-                "method": cfg.method,
+                "method": cfg.method + ("-insample" if in_sample else ""),
                 "seed": run.train.get("seed"),
                 "source": source,
                 "rows": len(test_rows),
@@ -319,13 +412,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
             }
         )
         log.info("%s: %s", model_dir, runs[-1]["metrics"])
+        preds.append((key, labels, probs))
     summary = summarize(runs)
+    paired = _paired_vs_video(runs, preds, args.bootstrap) if args.bootstrap > 0 else {}
     result = {
         "metrics": {b: {m: s["mean"] for m, s in modes.items()} for b, modes in summary.items()},
         "std": {b: {m: s["std"] for m, s in modes.items()} for b, modes in summary.items()},
+        "paired_vs_video": paired,
         "runs": runs,
     }
     sys.stdout.write(format_table(summary, significance(summary)) + "\n")
+    if paired:
+        sys.stdout.write("\n" + paired_table(paired) + "\n")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))
@@ -333,8 +431,52 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _paired_vs_video(
+    runs: list[dict[str, Any]], preds: list[tuple[str, Any, Any]], n_boot: int
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """backbone -> method -> metric -> ``{"delta", "se", "pairs"}``: each interest method's
+    run minus the Video run of the same backbone and seed, on the same test rows.
+
+    Pairs on the same rows (every seed of a temporal split or file pair) are bootstrapped
+    together, one resample for all seeds; groups on different rows (random_per_user seeds)
+    are independent and their errors combine by the weighted root sum of squares.
+    """
+    from segrec.metrics import paired_bootstrap
+
+    video = {
+        (r["backbone"], r["seed"], p[0]): p
+        for r, p in zip(runs, preds, strict=True)
+        if r["method"] == "video"
+    }
+    groups: dict[tuple[str, str], dict[str, list[tuple[Any, Any, Any]]]] = {}
+    for r, (key, labels, probs) in zip(runs, preds, strict=True):
+        base = video.get((r["backbone"], r["seed"], key))
+        if base is None or r["method"].split("+")[0].split("-")[0] not in INTEREST_MODES:
+            continue
+        groups.setdefault((r["backbone"], r["method"]), {}).setdefault(key, []).append(
+            (labels, probs, base[2])
+        )
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for (backbone, method), by_rows in groups.items():
+        total = sum(len(v) for v in by_rows.values())
+        parts = []
+        for pairs in by_rows.values():
+            a = np.stack([p[1] for p in pairs])  # (k, n)
+            b = np.stack([p[2] for p in pairs])
+            parts.append((len(pairs) / total, paired_bootstrap(pairs[0][0], a, b, n_boot)))
+        out.setdefault(backbone, {})[method] = {
+            m: {
+                "delta": float(sum(w * d[m][0] for w, d in parts)),
+                "se": float(np.sqrt(sum((w * d[m][1]) ** 2 for w, d in parts))),
+                "pairs": total,
+            }
+            for m in ("AUC", "LogLoss")
+        }
+    return out
+
+
 def run_table(args: argparse.Namespace) -> int:
-    from segrec.report import bucket_table, format_table, significance, summarize
+    from segrec.report import bucket_table, format_table, significance, summarize, versus_video
 
     runs: dict[str, dict[str, Any]] = {}
     for path in args.results:
@@ -352,6 +494,45 @@ def run_table(args: argparse.Namespace) -> int:
     if args.by_bucket:
         sys.stdout.write("\n" + bucket_table(runs.values()) + "\n")
     if args.json:
-        args.json.write_text(json.dumps({"summary": summary, "tests": tests}, indent=2))
+        vs_video = versus_video(summary)
+        args.json.write_text(
+            json.dumps({"summary": summary, "tests": tests, "vs_video": vs_video}, indent=2)
+        )
         sys.stdout.write(f"wrote {args.json}\n")
+    return 0
+
+
+def run_select(args: argparse.Namespace) -> int:
+    from segrec.metrics import mean_std
+    from segrec.train import load_run
+
+    groups: dict[str, list[tuple[float, Path]]] = {}
+    sources: set[str] = set()
+    for model_dir in args.model:
+        run = load_run(model_dir)
+        if run.valid_auc is None:
+            raise SegintError(f"{model_dir}: no validation AUC in its metrics.jsonl")
+        # seeds may differ (a random split's validation rows then differ per seed, as in
+        # the reported means); the data, split kind and filters may not
+        sources.add(json.dumps({k: v for k, v in run.source.items() if k != "seed"}))
+        in_sample = run.cfg.mode in INTEREST_MODES and run.crossfit is None
+        method = f"{run.cfg.backbone}/{run.cfg.method}{'-insample' if in_sample else ''}"
+        groups.setdefault(method, []).append((run.valid_auc, Path(model_dir)))
+    if len(sources) > 1:
+        raise SegintError("the runs come from different data, splits or filters")
+    table = {m: mean_std([auc for auc, _ in runs]) for m, runs in groups.items()}
+    best = max(table, key=lambda m: table[m][0])
+    chosen = max(groups[best], key=lambda r: r[0])[1]
+    for method, (mean, std) in sorted(table.items(), key=lambda kv: -kv[1][0]):
+        sys.stderr.write(
+            f"{method}: validation AUC {mean:.4f} ± {std:.4f} ({len(groups[method])} runs)\n"
+        )
+    sys.stdout.write(f"{chosen}\n")
+    if args.json:
+        out = {
+            "chosen": str(chosen),
+            "variant": best,
+            "valid_auc": {m: {"mean": v[0], "std": v[1]} for m, v in table.items()},
+        }
+        args.json.write_text(json.dumps(out, indent=2))
     return 0

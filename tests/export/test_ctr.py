@@ -158,3 +158,41 @@ def test_export_command_with_a_baseline_head(
         p.name for p in out.iterdir()
     }
     assert CTR["history_len"] == m.ctr.history_len
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("backbone", "mode"), [("din", "features"), ("widedeep", "survival")])
+def test_export_command_with_an_interest_variant_head(
+    tmp_path: Path,
+    ctr_artifact_and_run: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+    backbone: str,
+    mode: str,
+) -> None:
+    """The interest variants export with the same eight inputs (the features / survival
+    weights are computed inside the graph from interest_logits), the manifest and the export
+    output name the variant, and ORT matches PyTorch; one not recording its interest model is
+    refused."""
+    artifact, _ = ctr_artifact_and_run
+    interest = Path(Manifest.read(artifact).source["run_dir"])
+    run = write_segrec_run(tmp_path / mode, interest, backbone, mode)
+    out = tmp_path / "v3"
+    capsys.readouterr()
+    assert main(["export", "--model", str(interest), "--segrec", str(run), "--out", str(out)]) == 0
+    assert f"CTR head {backbone}/{mode}" in capsys.readouterr().out
+    m = Manifest.read(out)
+    assert m.ctr is not None and (m.ctr.backbone, m.ctr.mode) == (backbone, mode)
+    assert [t.name for t in m.graph("ctr").inputs] == list(CTR_INPUTS)
+    assert {"crossfit", "valid_auc"} <= set(m.ctr.source)
+    model = CTRHead(tiny_segrec(backbone, mode))
+    x = example_inputs(model.model.cfg, rows=5, history=3, seed=11)
+    x["interest_logits"] = torch.randn(5, S, generator=torch.Generator().manual_seed(5)) * 3
+    x["n_segments"][0], x["n_segments"][1] = 1, S
+    with torch.no_grad():
+        want = model(**x).numpy()
+    sess = ort.InferenceSession(str(out / "ctr.onnx"), providers=["CPUExecutionProvider"])
+    (got,) = sess.run(["ctr"], {k: v.numpy() for k, v in x.items()})
+    np.testing.assert_allclose(got, want, atol=CTR_ATOL, rtol=0)
+    bad = write_segrec_run(tmp_path / "bad", None, backbone, mode)
+    args = ["export", "--model", str(interest), "--segrec", str(bad), "--out", str(tmp_path / "b")]
+    assert "does not record its interest model" in _refused(args, capsys)

@@ -20,9 +20,17 @@ from tests.paths import KUAIRAND_FIXTURE
 
 
 def make_interest_run(
-    out: Path, table: pl.DataFrame, seed: int, split: str = "random_per_user"
+    out: Path,
+    table: pl.DataFrame,
+    seed: int,
+    split: str = "random_per_user",
+    extra: tuple[str, ...] = (),
 ) -> Path:
-    """A run directory of a tiny random interest model trained (nominally) on ``seed``'s split."""
+    """A run directory of a tiny random interest model trained (nominally) on ``seed``'s split.
+
+    ``extra`` config overrides (e.g. ``model.exit_prior=1.0``) also apply to the fold models
+    that cross-fitting trains from this run's config.
+    """
     from model.network import SegmentInterestModel
     from training.checkpoint import save_weights, write_run_files
     from training.config import load_config
@@ -30,6 +38,7 @@ def make_interest_run(
 
     overrides = [f"data.seed={seed}", "model.d_model=12", "model.n_heads=3", "model.ffn_dim=16"]
     overrides += ["model.n_layers=1", "model.dropout=0.0", "data.history_len=5"]
+    overrides += ["optim.max_epochs=1", *extra]
     if split != "random_per_user":
         overrides.append(f"data.split={split}")
     cfg = load_config(None, overrides)

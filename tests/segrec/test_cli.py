@@ -16,6 +16,7 @@ from segrec.train import load_run
 from tests.segrec.conftest import make_interest_run
 
 FAST = ["--max-epochs", "2", "--emb-dim", "8", "--hidden", "16", "--no-progress"]
+CROSSFIT = ["--cross-fit", "2"]  # two fold models (of the fixture interest run's 1 epoch)
 
 
 def train(
@@ -25,7 +26,7 @@ def train(
     args = ["segrec", "train", "--backbone", backbone, "--mode", mode, "--data", str(log)]
     args += ["--format", "kuairand", "--seed", str(seed), "--out", str(out), *FAST]
     if interest is not None:
-        args += ["--interest-model", str(interest)]
+        args += ["--interest-model", str(interest), *CROSSFIT]
     assert main(args) == 0
     return out
 
@@ -48,6 +49,8 @@ def test_train_evaluate_table_end_to_end(
             ("widedeep", "itemposition"),
             ("widedeep", "segrec"),
             ("din", "segrec"),
+            ("widedeep", "survival"),
+            ("din", "features"),
         ]
     ]
     # a second seed of SegRec gives a spread; its interest model must be trained on seed 1
@@ -57,8 +60,16 @@ def test_train_evaluate_table_end_to_end(
         assert (run / "model.pt").is_file() and (run / "metrics.jsonl").read_text().strip()
     out_json = tmp_path / "eval.json"
     args = ["segrec", "evaluate", "--model", *map(str, runs), "--data", str(fixture_log)]
-    assert main([*args, "--format", "kuairand", "--json", str(out_json)]) == 0
+    assert main([*args, "--format", "kuairand", "--json", str(out_json), "--bootstrap", "30"]) == 0
     result = json.loads(out_json.read_text())
+    # paired vs Video of the same backbone and seed: survival seed 0 only (no DIN Video run,
+    # no WideDeep Video run of seed 1)
+    paired = result["paired_vs_video"]
+    assert set(paired) == {"widedeep"} and set(paired["widedeep"]) == {"segrec", "survival"}
+    by_model = {r["model"]: r["metrics"] for r in result["runs"]}
+    surv = paired["widedeep"]["survival"]["AUC"]
+    want = by_model[str(runs[6])]["AUC"] - by_model[str(runs[0])]["AUC"]
+    assert surv["pairs"] == 1 and surv["delta"] == pytest.approx(want) and surv["se"] > 0
     assert set(result["metrics"]) == {"widedeep", "din"}
     assert set(result["metrics"]["widedeep"]) == {
         "video",
@@ -66,7 +77,14 @@ def test_train_evaluate_table_end_to_end(
         "segadjust",
         "itemposition",
         "segrec",
+        "survival",
     }
+    assert set(result["metrics"]["din"]) == {"segrec", "features"}
+    # the interest modes record their cross-fitting; all share one fold cache per interest run
+    for run in runs[4:8]:
+        crossfit = load_run(run).crossfit
+        assert crossfit is not None and crossfit["k"] == 2
+        assert crossfit["dir"] == str((interest_run / "crossfit_k2").resolve())
     seg = result["metrics"]["widedeep"]["segrec"]
     assert set(seg) == {"AUC", "F1", "LogLoss"} and 0.0 <= seg["AUC"] <= 1.0
     assert result["std"]["widedeep"]["segrec"]["AUC"] > 0  # two seeds, two test sets
@@ -127,11 +145,11 @@ def test_train_file_and_test_file(tmp_path: Path, fixture_table: pl.DataFrame) -
         "--backbone",
         "widedeep",
         "--mode",
-        "segrec",
+        "features",
         "--train",
         str(tmp_path / "train.csv"),
     ]
-    args += ["--interest-model", str(interest)]
+    args += ["--interest-model", str(interest), *CROSSFIT]
     assert main([*args, "--format", "canonical", "--out", str(seg), *FAST]) == 0
     res = tmp_path / "r.json"
     args = [
@@ -182,6 +200,17 @@ def test_bad_input_exits_2(
         [*base, "--mode", "video", "--bucket-edges", "0,30,30", "--out", str(tmp_path / "c")],
         [*base, "--mode", "video", "--hidden", "a,b", "--out", str(tmp_path / "d")],
         [*base, "--mode", "video", "--out", str(tmp_path / "e"), "--max-epochs", "0"],
+        [
+            *base,
+            "--mode",
+            "features",
+            "--interest-model",
+            str(interest_run),
+            "--cross-fit",
+            "1",
+            "--out",
+            str(tmp_path / "f"),
+        ],
         ["segrec", "evaluate", "--model", str(tmp_path), "--data", str(fixture_log)],  # not a run
         ["segrec", "table", str(fixture_log)],  # not an evaluate JSON
     ]
@@ -212,3 +241,24 @@ def test_evaluate_refuses_another_split_seed(
     ]
     assert main([*args, "--seed", "2"]) == 2
     assert "overlap" in capsys.readouterr().err
+
+
+def test_select_picks_the_best_validation_auc(
+    tmp_path: Path, fixture_log: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`segrec select` prints the run of the variant with the best mean validation AUC, read
+    from the runs' metrics.jsonl (test rows play no part)."""
+    runs = [train(tmp_path, fixture_log, "widedeep", m, None) for m in ("video", "segsum")]
+    for run, auc in zip(runs, (0.61, 0.64), strict=True):  # pin the validation AUCs
+        (run / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "AUC": auc}) + "\n")
+    capsys.readouterr()
+    out_json = tmp_path / "sel.json"
+    assert main(["segrec", "select", "--model", *map(str, runs), "--json", str(out_json)]) == 0
+    assert capsys.readouterr().out.strip() == str(runs[1])
+    sel = json.loads(out_json.read_text())
+    assert (
+        sel["variant"] == "widedeep/segsum" and sel["valid_auc"]["widedeep/video"]["mean"] == 0.61
+    )
+    (runs[0] / "metrics.jsonl").write_text("")
+    assert main(["segrec", "select", "--model", *map(str, runs)]) == 2
+    assert "no validation AUC" in capsys.readouterr().err

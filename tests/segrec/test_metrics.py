@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from segrec.metrics import auc, ctr_metrics, f1, log_loss, mean_std, welch_p
-from segrec.report import bucket_table, format_table, significance, summarize
+from segrec.report import bucket_table, format_table, significance, summarize, versus_video
 
 
 def test_auc_by_hand_with_ties() -> None:
@@ -88,5 +88,27 @@ def test_significance_picks_best_baseline_per_metric() -> None:
     assert tests["AUC"]["p"] == pytest.approx(welch_p(seg, vid))
     assert tests["AUC"]["delta"] == pytest.approx(np.mean(seg) - np.mean(vid))
     text = format_table(summary, significance(summary))
-    assert "SegRec (ID)" in text and "p=" in text and text.count("\n") == 2 + 4
+    # header, rule, 3 methods, SegRec vs best baseline, then each interest method vs Video
+    assert "SegRec (ID)" in text and "p=" in text and text.count("\n") == 2 + 5
+    vs = versus_video(summary)["widedeep"]
+    assert set(vs) == {"segrec"} and vs["segrec"]["AUC"]["p"] == pytest.approx(welch_p(seg, vid))
+    assert f"| WideDeep | SegRec (ID) vs Video (Welch) | | p={vs['segrec']['AUC']['p']:.3g}" in text
     assert "0.7200" in bucket_table(runs)
+
+
+def test_paired_bootstrap_difference_and_error() -> None:
+    """Identical predictions: difference 0 and standard error 0; a better model has a
+    positive AUC difference well outside its standard error, and the error shrinks with rows."""
+    from segrec.metrics import paired_bootstrap
+
+    rng = np.random.default_rng(0)
+    y = rng.random(4000) < 0.5
+    noise = rng.normal(size=4000)
+    good, bad = y + noise, y + 3 * noise
+    same = paired_bootstrap(y, good, good, n_boot=50)
+    assert same["AUC"] == (0.0, 0.0) and same["LogLoss"] == (0.0, 0.0)
+    p_good, p_bad = 1 / (1 + np.exp(-good)), 1 / (1 + np.exp(-bad))
+    d, se = paired_bootstrap(y, p_good, p_bad, n_boot=200)["AUC"]
+    assert d == pytest.approx(auc(y, p_good) - auc(y, p_bad)) and d > 5 * se > 0
+    _, se_small = paired_bootstrap(y[:400], p_good[:400], p_bad[:400], n_boot=200)["AUC"]
+    assert se_small > 2 * se

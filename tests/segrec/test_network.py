@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from segrec.config import MODES, SegRecConfig
-from segrec.network import DIN, Dice, SegRecModel, interest_weights, real_slots
+from segrec.network import DIN, Dice, SegRecModel, interest_features, interest_weights, real_slots
 
 B, S, H, D = 13, 7, 5, 6  # deliberately mismatched sizes
 
@@ -50,10 +50,11 @@ def model(backbone: str, mode: str, seed: int = 0, **kw: object) -> SegRecModel:
 @pytest.mark.parametrize("backbone", ["widedeep", "din"])
 @pytest.mark.parametrize("mode", MODES)
 def test_shapes(backbone: str, mode: str) -> None:
-    """Slot logits (B, S) or (B, 1) in mode video; one finite logit per row."""
+    """Slot logits (B, S), or (B, 1) in the video-level modes; one finite logit per row."""
     m, x = model(backbone, mode), batch()
-    y = m.slot_logits(**{k: v for k, v in x.items() if k != "interest_logits"})
-    assert y.shape == (B, 1 if mode == "video" else S)
+    dense = interest_features(x["interest_logits"], x["n_segments"]) if mode == "features" else None
+    y = m.slot_logits(**{k: v for k, v in x.items() if k != "interest_logits"}, dense=dense)
+    assert y.shape == (B, 1 if mode in ("video", "features") else S)
     out = m(**x)
     assert out.shape == (B,) and torch.isfinite(out).all()
 

@@ -19,17 +19,24 @@ from tests.segrec.test_network import batch
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backbone", ["widedeep", "din"])
-def test_export_matches_torch(tmp_path: Path, backbone: str) -> None:
+@pytest.mark.parametrize(
+    ("backbone", "mode"),
+    [
+        ("widedeep", "segrec"),
+        ("din", "segrec"),
+        ("widedeep", "features"),
+        ("din", "features"),
+        ("din", "survival"),
+    ],
+)
+def test_export_matches_torch(tmp_path: Path, backbone: str, mode: str) -> None:
     """Parity within 1e-5: float32 on both sides, the only difference is kernel summation order.
 
     Checked at the export batch and at other batch / history sizes, including one user
     without any history (DIN then has no (slot, view) pair at all).
     """
     torch.manual_seed(0)
-    model = SegRecModel(
-        SegRecConfig(backbone, "segrec", n_users=11, n_videos=17, s_max=7, emb_dim=6)
-    )
+    model = SegRecModel(SegRecConfig(backbone, mode, n_users=11, n_videos=17, s_max=7, emb_dim=6))
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.3)
     model.eval()

@@ -1,0 +1,120 @@
+"""The interest-driven SegRec modes: survival weights and interest features, by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from segint.heads import completion_probability, exit_distribution, outcome_mask
+from segrec.network import (
+    N_INTEREST_FEATURES,
+    exit_probs,
+    interest_features,
+    real_slots,
+    survival_weights,
+)
+from tests.segrec.test_network import B, S, batch, model
+
+# One row by hand: N = 3 of S = 5 slots, exit distribution q = (0.1, 0.2, 0.3 | 0.4 complete).
+Q = [0.1, 0.2, 0.3, 0.4]
+
+
+def hand_logits() -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits whose softmax(-p) over slots 0..3 is Q; slot 4 (impossible) carries +1e4."""
+    p = torch.tensor([[-math.log(q) for q in Q] + [1e4]])
+    return p, torch.tensor([3])
+
+
+def test_exit_probs_match_the_served_distribution() -> None:
+    """Same rule as segint.heads (what /score reports): softmax(-p) over the N + 1 outcomes."""
+    x = batch()
+    got = exit_probs(x["interest_logits"], x["n_segments"]).double().numpy()
+    n = x["n_segments"].numpy()
+    want = exit_distribution(x["interest_logits"].numpy(), outcome_mask(n, S))
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    np.testing.assert_allclose(got[:, :].sum(-1), 1.0, atol=1e-6)
+    # rows with N = S have no completion slot
+    np.testing.assert_allclose(
+        interest_features(x["interest_logits"], x["n_segments"])[:, 2].numpy(),
+        completion_probability(want, n),
+        atol=1e-6,
+    )
+
+
+def test_survival_weights_by_hand() -> None:
+    """w = (P(reach 0), P(reach 1), P(reach 2), P(complete)) / sum = (1, .9, .7, .4) / 3."""
+    p, n = hand_logits()
+    w = survival_weights(p, n)[0]
+    want = torch.tensor([1.0, 0.9, 0.7, 0.4, 0.0]) / 3.0
+    assert torch.allclose(w, want, atol=1e-6)
+
+
+def test_survival_weights_on_random_rows() -> None:
+    """Non-increasing over the real slots, sum to one, zero beyond slot N; N = S has no
+    completion weight."""
+    x = batch()
+    w = survival_weights(x["interest_logits"], x["n_segments"])
+    real = real_slots(x["n_segments"], S)
+    assert torch.allclose(w.sum(-1), torch.ones(B), atol=1e-6)
+    diffs = w[:, 1:] - w[:, :-1]
+    assert (diffs[real[:, 1:]] <= 1e-7).all()
+    beyond = torch.arange(S)[None, :] > x["n_segments"][:, None]
+    assert (w[beyond] == 0).all()
+
+
+def test_interest_features_by_hand() -> None:
+    """Watched fraction (j + 0.5) / N per exit slot, 1 for completion."""
+    p, n = hand_logits()
+    f = interest_features(p, n)[0]
+    frac = [0.5 / 3, 1.5 / 3, 2.5 / 3, 1.0]
+    entropy = -sum(q * math.log(q) for q in Q) / math.log(4)
+    want = [
+        sum(q * r for q, r in zip(Q, frac, strict=True)),  # expected watched fraction
+        2.5 / 3,  # median: the cdf 0.1, 0.3, 0.6 first reaches 0.5 in slot 2
+        0.4,  # completion probability
+        0.1,  # early exit (slot 0)
+        entropy,
+        0.9,  # P(fraction >= 0.25): slots 1, 2, completion
+        0.9,  # P(fraction >= 0.5): slot 1 is exactly 0.5
+        0.7,  # P(fraction >= 0.75)
+    ]
+    assert f.shape == (N_INTEREST_FEATURES,)
+    assert torch.allclose(f, torch.tensor(want), atol=1e-6)
+
+
+def test_interest_features_in_unit_range() -> None:
+    x = batch()
+    f = interest_features(x["interest_logits"], x["n_segments"])
+    assert f.shape == (B, N_INTEREST_FEATURES)
+    assert ((f >= -1e-6) & (f <= 1 + 1e-6)).all()
+
+
+@pytest.mark.parametrize("backbone", ["widedeep", "din"])
+def test_survival_mode_integrates_with_survival_weights(backbone: str) -> None:
+    """logit = sum_j w_j y_j with the survival weights; slot N's logit scores completion."""
+    x = batch()
+    m = model(backbone, "survival")
+    y = m.slot_logits(**{k: v for k, v in x.items() if k != "interest_logits"})
+    w = survival_weights(x["interest_logits"], x["n_segments"])
+    assert torch.allclose(m(**x), (w * y).sum(-1), atol=1e-5)
+    # interest logits beyond slot N change nothing; slot N's (completion) does
+    beyond = torch.arange(S)[None, :] > x["n_segments"][:, None]
+    x2 = dict(x, interest_logits=torch.where(beyond, -3.0, x["interest_logits"]))
+    assert torch.allclose(m(**x), m(**x2), atol=1e-6)
+
+
+@pytest.mark.parametrize("backbone", ["widedeep", "din"])
+def test_features_mode_reads_the_interest_logits(backbone: str) -> None:
+    """Mode features: the interest logits enter (through the features) and nothing beyond N."""
+    x = batch()
+    m = model(backbone, "features")
+    beyond = torch.arange(S)[None, :] > x["n_segments"][:, None]
+    x2 = dict(x, interest_logits=torch.where(beyond, -3.0, x["interest_logits"]))
+    assert torch.allclose(m(**x), m(**x2), atol=1e-6)
+    x3 = dict(x, interest_logits=x["interest_logits"].flip(-1))
+    assert not torch.allclose(m(**x), m(**x3))
+    with pytest.raises(ValueError, match="interest_logits"):
+        m(**{k: v for k, v in x.items() if k != "interest_logits"})
