@@ -24,6 +24,7 @@ DEFAULT_FIELDS = {
     "predicted_exit_slot",
     "skip_probability",
     "expected_watch_ms",
+    "median_watch_ms",
     "completion_probability",
     "ctr",
 }
