@@ -47,6 +47,7 @@ from torch.export import Dim
 
 from export.contract import GRAPHS, MODEL, SCORER, USER_ENCODER, GraphContract
 from export.ctr import export_ctr, load_checked_run
+from export.fused import fused_copy
 from export.manifest import (
     VOCAB_USERS,
     VOCAB_VIDEOS,
@@ -169,7 +170,10 @@ def export_model(
         ex |= {"user_states": states[:1], "user_mask": mask[:1]}
         spec = GRAPHS[SCORER]
         args = tuple(ex[n] for n in spec.input_names(content))
-        graphs[SCORER] = _export(Scorer(model), args, spec, content, fixed, out_dir, opset)
+        # The scorer runs per request: its video blocks get the stacked-projection attention
+        # (`export.fused`, same outputs, fewer operators).
+        scorer = Scorer(fused_copy(model))
+        graphs[SCORER] = _export(scorer, args, spec, content, fixed, out_dir, opset)
     else:
         spec = GRAPHS[MODEL]
         args = tuple(ex[n] for n in spec.input_names(content))

@@ -121,6 +121,17 @@ class Ranker:
                 )
             if set(got) != {i.name for i in spec.inputs}:
                 raise ArtifactError(f"{spec.file} inputs {got} differ from its manifest")
+        # Per graph, looked up once (a ragged request runs the scorer several times): input
+        # names, output names, and its labelled metric children.
+        self._io = {
+            name: (
+                [i.name for i in session.get_inputs()],
+                [o.name for o in session.get_outputs()],
+                metrics.INFERENCE_DURATION.labels(name),
+                metrics.BATCH_SIZE.labels(name),
+            )
+            for name, session in sessions.items()
+        }
         # Scorers exported before ragged scoring have no slot_index: every run is padded.
         scorer = sessions.get(SCORER)
         self.ragged = scorer is not None and any(
@@ -317,13 +328,13 @@ class Ranker:
         rows: int = 1,
     ) -> dict[str, npt.NDArray[np.generic]]:
         session = self.sessions[graph]
-        wanted = {i.name: feeds[i.name] for i in session.get_inputs()}
-        names = [o.name for o in session.get_outputs()]
+        inputs, names, duration, batch = self._io[graph]
+        wanted = {name: feeds[name] for name in inputs}
         t0 = time.perf_counter()
         values = session.run(names, wanted)
         elapsed = time.perf_counter() - t0
-        metrics.INFERENCE_DURATION.labels(graph).observe(elapsed)
-        metrics.BATCH_SIZE.labels(graph).observe(rows)
+        duration.observe(elapsed)
+        batch.observe(rows)
         if timings is not None:
             timings.ort_s += elapsed
         return dict(zip(names, values, strict=True))

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from export.contract import CUT_SLOT_LOGIT
+from export.fused import fused_copy
 from model.network import IMPOSSIBLE_LOGIT
 from segint.heads import exit_distribution, outcome_mask
 from service.ranker import buckets
@@ -177,3 +178,19 @@ def test_buckets_are_the_cheapest_contiguous_plan() -> None:
                 start = i + 1
         best = total if best is None else min(best, total)
     assert cost(buckets(n, 40, overhead)) == best
+
+
+def test_fused_attention_copy_matches_the_model() -> None:
+    """export.fused's stacked-projection attention (what scorer.onnx is exported from) gives
+    model.score's logits, padded and ragged, within the parity tolerance."""
+    model = tiny_model("self")
+    fused = fused_copy(model)
+    states, mask = user_state(seed=7)
+    cand = candidates([1, 4, 3, 2, 5, 2, 4, 1], seed=8)  # N + 1 <= S - 1 slots
+    with torch.no_grad():
+        want = model.score(states, mask, **cand).numpy()
+        got = fused.score(states, mask, **cand).numpy()
+        ragged = fused.score(states, mask, **cand, slot_index=torch.arange(S - 1)).numpy()
+    np.testing.assert_allclose(got, want, atol=ATOL, rtol=RTOL)
+    assert_same_real_slots(ragged, want, cand["n_segments"].numpy())
+    assert any(type(b.attn).__name__ == "FusedCrossAttention" for b in fused.encoders["id"].video)
