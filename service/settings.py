@@ -49,16 +49,18 @@ class Settings(BaseSettings):
         description="session runs in flight at once (more only oversubscribes)",
     )
     inference_queue_max: int = Field(
-        default=8,
+        default=32,
         ge=0,
         le=100_000,
         description="requests waiting for an inference slot; more are shed (503)",
     )
     request_deadline_ms: float = Field(
-        default=150.0,
+        default=1000.0,
         gt=0,
         description="a request that would not get an inference slot this long after it "
-        "arrived is shed (503) instead of queued",
+        "arrived is shed (503) instead of queued. The default is a safety valve against a "
+        "queue that only grows; set it near the unloaded p99 to hold the accepted p99 within "
+        "2-3x of it (docs/reliability.md)",
     )
     ort_spinning: bool = Field(
         default=True, description="let ORT worker threads spin between runs (off on shared cores)"
