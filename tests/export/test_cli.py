@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -43,3 +45,19 @@ def test_export_command_rejects_a_missing_run(
     err = capsys.readouterr().err
     assert code == 2 and "nope" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.slow
+def test_export_leaves_an_artifact_other_users_can_read(tmp_path: Path) -> None:
+    """The artifact folder is 0755 and its files 0644, even under umask 077: the serving
+    image runs as another user (uid 10001) and reads a bind-mounted artifacts/ folder."""
+    run = write_run(tmp_path / "run", tiny_model("self"))
+    out = tmp_path / "artifacts" / "v1"
+    old = os.umask(0o077)
+    try:
+        assert main(["export", "--model", str(run), "--out", str(out)]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
+    assert modes and set(modes.values()) == {0o644}, modes
