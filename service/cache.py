@@ -7,6 +7,10 @@ slots, and any further per-user key would land in the same slot as the blob. Eve
 here is a single-key command, except MGET for several users, which on a cluster client is
 split per slot (``mget_nonatomic``).
 
+Redis Cluster: a URL ``redis+cluster://host:port`` (or ``rediss+cluster://``) names one node
+of a cluster; the client learns the others and the slot map from it (redis-py's asyncio
+``RedisCluster``) and follows MOVED/ASK redirections, e.g. after a failover.
+
 Failure model: any Redis error or timeout is logged, counted, and answered from the local
 LRU (which mirrors every blob read or written); for ``retry_after_s`` afterwards Redis is not
 tried at all, so an outage costs one timeout, not one per request. Callers learn from the
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 from typing import cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, WatchError
@@ -37,6 +42,8 @@ log = logging.getLogger(__name__)
 Mutate = Callable[[bytes | None], Awaitable[bytes | None]]
 
 _CAS_ATTEMPTS = 10  # optimistic WATCH/MULTI retries when another writer races us
+# URL scheme of a Redis Cluster -> the scheme redis-py's RedisCluster.from_url expects.
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
 @dataclass(frozen=True)
@@ -97,16 +104,30 @@ class LocalStore:
 
 
 class RedisStore:
-    """Blob operations on one Redis server (or a cluster client), with a TTL on writes."""
+    """Blob operations on one Redis server or a Redis Cluster, with a TTL on writes."""
 
-    def __init__(self, client: aioredis.Redis, ttl_s: int) -> None:
+    def __init__(self, client: aioredis.Redis | RedisCluster, ttl_s: int) -> None:
         self.client = client
         self.ttl_s = ttl_s
 
+    @property
+    def cluster(self) -> bool:
+        return isinstance(self.client, RedisCluster)
+
     @classmethod
     def from_url(cls, url: str, timeout_s: float, ttl_s: int) -> RedisStore:
+        """A store on ``redis://`` (one server) or ``redis+cluster://`` (a Redis Cluster)."""
         # No client-side retries: a failed call falls back at once instead of multiplying the
         # latency budget (redis-py >= 6 retries 3 times with backoff by default).
+        scheme, sep, rest = url.partition("://")
+        if sep and scheme in CLUSTER_SCHEMES:
+            cluster = RedisCluster.from_url(
+                f"{CLUSTER_SCHEMES[scheme]}://{rest}",
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+                retry=Retry(NoBackoff(), 0),
+            )
+            return cls(cluster, ttl_s)
         client = aioredis.Redis.from_url(
             url,
             socket_timeout=timeout_s,
@@ -120,6 +141,9 @@ class RedisStore:
         # The client is built without decode_responses, so values are bytes.
         if len(keys) == 1:
             return [cast(bytes | None, await self.client.get(keys[0]))]
+        if isinstance(self.client, RedisCluster):
+            # Users hash to different slots: one MGET per slot, answers in the keys' order.
+            return cast(list[bytes | None], await self.client.mget_nonatomic(keys))
         return cast(list[bytes | None], await self.client.mget(keys))
 
     async def put_if_absent(self, key: str, blob: bytes) -> bool:
