@@ -13,6 +13,7 @@ event the service acknowledged (HTTP 200). After the fault it reads each tracked
 replay what they kept during an outage): an acknowledged event missing from the history is
 lost. Failed requests are locust's (whole run, warm-up included) plus the tracker's.
 
+Run it through ``deploy/stack.sh drill <name>``, which sets SEGINT_API_KEY and LB_PORT.
 Writes ``reports/drills/<drill>.json`` and exits 1 when drill a or b saw a failed request or a
 lost event (c and cluster report; losing events on a master kill is what asynchronous
 replication allows, and the report measures it). Environment: LB_PORT (18080), as for
@@ -39,6 +40,9 @@ PROJECT = os.environ.get("COMPOSE_PROJECT_NAME", "segint")
 DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
 USER_BASE = 2_000_000_000  # tracked users: far above KuaiRand's ids, so no real user's history
 EVENTS_PER_USER = 10  # below every model's history length, so nothing is trimmed
+API_HEADERS = (
+    {"X-API-Key": os.environ["SEGINT_API_KEY"]} if os.environ.get("SEGINT_API_KEY") else {}
+)
 
 
 def lb_url() -> str:
@@ -119,7 +123,7 @@ class Tracker:
             "time_ms": 1_700_000_000_000 + i,
         }
         try:
-            r = await client.post("/events/view", json=body)
+            r = await client.post("/events/view", json=body, headers=API_HEADERS)
         except httpx.HTTPError as e:
             self.failures.append(f"event {i}: {type(e).__name__}: {e}")
             return
@@ -148,7 +152,8 @@ class Tracker:
 
 
 def start_load(name: str, rate: float, duration_s: int) -> tuple[subprocess.Popen[bytes], Path]:
-    report = Path("reports/drills") / f"{name}_load"
+    # Under reports/load/: the only folder of the host the locust container writes to.
+    report = Path("reports/load") / f"drill-{name}"
     env = os.environ | {
         "RATE": f"{rate:g}",
         "DURATION": f"{duration_s}s",

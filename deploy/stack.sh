@@ -11,7 +11,8 @@
 #
 # Environment: STACK_PROFILE=cluster adds the 6-node Redis Cluster and points the replicas at
 # it; LB_PORT (18080) and PROMETHEUS_PORT (19090) are published on 127.0.0.1 only;
-# STACK_WAIT_S (300) bounds every wait; RATE (10), DURATION (30s) for `load`.
+# STACK_WAIT_S (300) bounds every wait; RATE (10), DURATION (30s) for `load`; SEGINT_API_KEY
+# (default: a random key kept in .stack/api-key).
 # Fails loudly (exit 1, one line on stderr) when the engine cannot start: never skips.
 set -euo pipefail
 
@@ -26,6 +27,15 @@ PROJECT=${COMPOSE_PROJECT_NAME:-segint}
 export LB_PORT=${LB_PORT:-18080} PROMETHEUS_PORT=${PROMETHEUS_PORT:-19090}
 export DOCKER_BUILDKIT=1 COMPOSE_DOCKER_CLI_BUILD=1
 VENV=${VENV:-$ROOT/.venv}
+# The replicas require X-API-Key on /events/view; locust and the drills send it. Without
+# SEGINT_API_KEY a random key is made once and kept in .stack/api-key. (An empty value would
+# not mean "no key": the service would then want an empty X-API-Key, and refuse every event.)
+if [[ -z ${SEGINT_API_KEY:-} ]]; then
+  mkdir -p "$STATE"
+  [[ -s $STATE/api-key ]] || (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$STATE/api-key")
+  SEGINT_API_KEY=$(<"$STATE/api-key")
+fi
+export SEGINT_API_KEY
 PROFILES=()
 if [[ ${STACK_PROFILE:-} == cluster ]]; then
   PROFILES=(--profile cluster)
