@@ -11,7 +11,8 @@
 #
 # Environment: STACK_PROFILE=cluster adds the 6-node Redis Cluster and points the replicas at
 # it; LB_PORT (18080) and PROMETHEUS_PORT (19090) are published on 127.0.0.1 only;
-# STACK_WAIT_S (300) bounds every wait; RATE (10), DURATION (30s) for `load`; SEGINT_API_KEY
+# STACK_WAIT_S (300) bounds every wait, STACK_ENGINE_WAIT_S (60) the engine's start; DOCKERD
+# the engine (default: dockerd on PATH, else /usr/sbin/dockerd); RATE (10), DURATION (30s) for `load`; SEGINT_API_KEY
 # (default: a random key kept in .stack/api-key).
 # Fails loudly (exit 1, one line on stderr) when the engine cannot start: never skips.
 set -euo pipefail
@@ -20,6 +21,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 DOCKER=${DOCKER:-$([[ -x /usr/bin/docker ]] && echo /usr/bin/docker || echo docker)}
 COMPOSE_BIN=${COMPOSE_BIN:-docker-compose}
+DOCKERD=${DOCKERD:-$(command -v dockerd || echo /usr/sbin/dockerd)}
+ENGINE_WAIT_S=${STACK_ENGINE_WAIT_S:-60}
 STATE=$ROOT/.stack
 IMAGES_ENV=${IMAGES_ENV:-$STATE/images.env}
 WAIT_S=${STACK_WAIT_S:-300}
@@ -53,15 +56,16 @@ compose() {
 
 engine() {
   "$DOCKER" version --format '{{.Server.Version}}' >/dev/null 2>&1 && return
-  command -v dockerd >/dev/null || [[ -x /usr/sbin/dockerd ]] ||
-    die "no Docker engine runs and dockerd is not installed (apt-get install docker.io docker-compose debootstrap)"
-  [[ $(id -u) -eq 0 ]] || die "no Docker engine runs, and starting dockerd needs root"
+  [[ -x $DOCKERD ]] ||
+    die "no Docker engine answers and $DOCKERD is not installed (apt-get install docker.io docker-compose debootstrap)"
+  [[ $(id -u) -eq 0 ]] || die "no Docker engine answers, and starting $DOCKERD needs root"
   mkdir -p "$STATE"
-  log "starting dockerd (log in $STATE/dockerd.log)"
-  PATH=/usr/sbin:/usr/bin:$PATH nohup dockerd >>"$STATE/dockerd.log" 2>&1 &
-  local deadline=$((SECONDS + 60))
+  log "starting $DOCKERD (log in $STATE/dockerd.log)"
+  PATH=/usr/sbin:/usr/bin:$PATH nohup "$DOCKERD" >>"$STATE/dockerd.log" 2>&1 &
+  local pid=$! deadline=$((SECONDS + ENGINE_WAIT_S))
   until "$DOCKER" version --format '{{.Server.Version}}' >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || { tail -n 5 "$STATE/dockerd.log" >&2; die "dockerd did not start in 60 s"; }
+    kill -0 "$pid" 2>/dev/null || die "dockerd exited at start (see $STATE/dockerd.log)"
+    ((SECONDS < deadline)) || die "dockerd did not answer within ${ENGINE_WAIT_S}s (see $STATE/dockerd.log)"
     sleep 1
   done
 }
