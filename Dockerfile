@@ -1,10 +1,13 @@
-# syntax=docker/dockerfile:1.7
 # segint images, built from one multi-stage file:
 #
 #   docker build -t segint-serve .                       # serving image, CPU ONNX Runtime (default)
 #   docker build -t segint-serve:gpu --build-arg ORT=gpu .   # serving image, CUDA ONNX Runtime
 #   docker build -t segint-train --target train .         # offline jobs: train + export (torch, CPU)
 #   docker run --rm -v "$PWD/artifacts:/artifacts" segint-train   # -> artifacts/default
+#
+# Only what Docker 20.10's built-in Dockerfile frontend parses (no `# syntax=` line, which
+# needs a registry pull, and no heredocs); BuildKit cache mounts need DOCKER_BUILDKIT=1.
+# PYTHON_IMAGE is the upstream image, or the Debian stand-in deploy/images.sh builds offline.
 #
 # The serving image has no torch: it installs the `serve-cpu` extra (onnxruntime) or the
 # `serve` extra (onnxruntime-gpu with its CUDA/cuDNN wheels), never both, because the two
@@ -27,20 +30,11 @@ WORKDIR /app
 
 # ---------------------------------------------------------------------------------------------
 # deps: writes requirements for an extra from pyproject.toml (no lock file exists yet; when one
-# does, copy it here instead). Only pyproject.toml is copied, so this layer is cached until the
+# does, copy it here instead). Only pyproject.toml and the script are copied, so this layer is cached until the
 # dependency lists change.
 FROM base AS deps
-COPY pyproject.toml /src/pyproject.toml
-RUN python - <<'PY'
-import tomllib
-from pathlib import Path
-
-project = tomllib.loads(Path("/src/pyproject.toml").read_text())["project"]
-extras = project["optional-dependencies"]
-for name in ("serve-cpu", "serve", "train"):
-    reqs = project["dependencies"] + extras[name]
-    Path(f"/src/requirements-{name}.txt").write_text("\n".join(reqs) + "\n")
-PY
+COPY pyproject.toml deploy/requirements.py /src/
+RUN python /src/requirements.py /src/pyproject.toml /src
 
 # ---------------------------------------------------------------------------------------------
 # serve-build: a virtualenv with the serving dependencies and segint itself (no torch).

@@ -47,18 +47,46 @@ bench: $(VENV)/.installed ## run the benchmarks in bench/ (writes reports/bench/
 serve: $(VENV)/.installed ## train (if needed), export and serve the model on :8000
 	bash deploy/serve.sh
 
-# Load test: fixed arrival rate (requests/s) for DURATION against the local stack (started if
-# it is not running; `bash deploy/local-stack.sh down` stops it). Reports go to reports/load/.
+# Load test: fixed arrival rate (requests/s) for DURATION. TARGET=local (default): against the
+# process-based local stack (started if it is not running; `bash deploy/local-stack.sh down`
+# stops it). TARGET=compose: locust's container against the compose stack's HAProxy (`make
+# stack-up` first). Reports go to reports/load/.
 RATE ?= 20
 DURATION ?= 30s
+TARGET ?= local
 LOAD_HOST ?= http://127.0.0.1:$(or $(STACK_LB_PORT),8080)
-LOAD_REPORT ?= reports/load/rate$(RATE)_$(DURATION)
+LOAD_REPORT ?= reports/load/$(if $(filter compose,$(TARGET)),compose_)rate$(RATE)_$(DURATION)
 
 .PHONY: load
-load: $(VENV)/.installed ## load-test the local stack: make load RATE=20 DURATION=30s
+load: $(VENV)/.installed ## load-test a stack: make load RATE=20 DURATION=30s [TARGET=local|compose]
+ifeq ($(TARGET),compose)
+	RATE=$(RATE) DURATION=$(DURATION) LOAD_REPORT=$(LOAD_REPORT) bash deploy/stack.sh load
+else ifeq ($(TARGET),local)
 	bash deploy/local-stack.sh up
 	@mkdir -p $(dir $(LOAD_REPORT))
 	$(VENV)/bin/locust -f deploy/load/locustfile.py --headless --host $(LOAD_HOST) \
 		--rate $(RATE) --run-time $(DURATION) --reset-stats --only-summary \
 		--csv $(LOAD_REPORT) --html $(LOAD_REPORT).html
 	@echo "load: reports in $(LOAD_REPORT)_stats.csv, $(LOAD_REPORT).html, $(LOAD_REPORT)_summary.json"
+else
+	@echo "load: TARGET must be local or compose, got '$(TARGET)'" >&2; exit 2
+endif
+
+# The docker-compose stack (deploy/stack.sh; images built offline by deploy/images.sh).
+# STACK_PROFILE=cluster adds the six-node Redis Cluster. Ports on 127.0.0.1: LB_PORT (18080),
+# PROMETHEUS_PORT (19090).
+.PHONY: stack-up
+stack-up: $(VENV)/.installed ## start dockerd if needed, build images, train if needed, compose up, wait healthy
+	bash deploy/stack.sh up
+
+.PHONY: stack-down
+stack-down: ## remove the compose stack's containers, networks and volumes
+	bash deploy/stack.sh down
+
+.PHONY: stack-drill
+stack-drill: $(VENV)/.installed ## a fault drill against the compose stack: make stack-drill DRILL=a|b|c|cluster
+	bash deploy/stack.sh drill $(DRILL)
+
+.PHONY: stack-test
+stack-test: $(VENV)/.installed ## stack-up + smoke load + drills a and b + stack-down (fails if no engine)
+	bash deploy/stack.sh test

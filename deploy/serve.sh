@@ -11,6 +11,7 @@
 #   SERVE_RUN            training run folder (default: runs/default)
 #   SERVE_TRAIN_SET      config overrides of the training run; the default (configs/base.yaml,
 #                        at most two epochs) takes about two minutes on 2 cores
+#   SERVE_PREPARE_ONLY   1: stop once the artifact exists, serve nothing (`make stack-up`)
 # Any other SEGINT_* variable configures the service (see service/settings.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,6 +50,10 @@ if [[ ! -f $artifact/manifest.json ]]; then
   "$bin/segint" export --model "$run" --out "$artifact"
 fi
 
+if [[ ${SERVE_PREPARE_ONLY:-0} == 1 ]]; then
+  echo "serve: artifact ready at $artifact" >&2
+  exit 0
+fi
 echo "serve: serving $artifact on ${SERVE_HOST:-0.0.0.0}:${SERVE_PORT:-8000}" \
   "(cache: ${SEGINT_REDIS_URL:-in-process})" >&2
 export SEGINT_ARTIFACT_DIR=$artifact

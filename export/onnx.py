@@ -258,6 +258,7 @@ def export_run(
             watch_time=read_calibration(run_dir),
         )
         manifest.write(tmp)
+        make_readable(tmp)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -265,6 +266,18 @@ def export_run(
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("exported %s (%s stream) to %s", version, cfg.user_stream, out)
     return manifest
+
+
+def make_readable(folder: Path) -> None:
+    """Folders 0755 and files 0644 under ``folder``, whatever the umask.
+
+    ``tempfile.mkdtemp`` creates the artifact folder 0700; renamed into place it stayed so,
+    and a server running as another user (the serving image's uid 10001, reading a
+    bind-mounted ``artifacts/``) could not open it. An artifact holds no secrets.
+    """
+    folder.chmod(0o755)
+    for path in folder.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def build_manifest(

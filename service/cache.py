@@ -7,6 +7,10 @@ slots, and any further per-user key would land in the same slot as the blob. Eve
 here is a single-key command, except MGET for several users, which on a cluster client is
 split per slot (``mget_nonatomic``).
 
+Redis Cluster: a URL ``redis+cluster://host:port`` (or ``rediss+cluster://``) names one node
+of a cluster; the client learns the others and the slot map from it (redis-py's asyncio
+``RedisCluster``) and follows MOVED/ASK redirections, e.g. after a failover.
+
 Failure model: any Redis error or timeout is logged, counted, and answered from the local
 LRU (which mirrors every blob read or written); for ``retry_after_s`` afterwards Redis is not
 tried at all, so an outage costs one timeout, not one per request. Callers learn from the
@@ -16,6 +20,7 @@ tried at all, so an outage costs one timeout, not one per request. Callers learn
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import sys
 import time
@@ -26,9 +31,10 @@ from dataclasses import dataclass
 from typing import cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import RedisClusterException, RedisError, WatchError
 
 from service import metrics
 
@@ -38,6 +44,22 @@ log = logging.getLogger(__name__)
 Mutate = Callable[[bytes | None], Awaitable[bytes | None]]
 
 _CAS_ATTEMPTS = 10  # optimistic WATCH/MULTI retries when another writer races us
+# URL scheme of a Redis Cluster -> the scheme redis-py's RedisCluster.from_url expects.
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+# What a store call may raise when Redis fails; cluster errors such as SlotNotCoveredError
+# (during a failover) are not RedisErrors.
+_STORE_ERRORS = (TimeoutError, RedisError, RedisClusterException, OSError)
+# Compare-and-set of one key: SET key new EX ttl only if the key still holds the value whose
+# SHA-1 is ARGV[1] ("" = the key is absent). Returns 1 when it wrote.
+_CAS_SCRIPT = """
+local cur = redis.call('GET', KEYS[1])
+local ok = (cur == false and ARGV[1] == '') or (cur ~= false and redis.sha1hex(cur) == ARGV[1])
+if ok then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return 0
+"""
 
 
 @dataclass(frozen=True)
@@ -121,16 +143,30 @@ def entry_bytes(key: str, blob: bytes) -> int:
 
 
 class RedisStore:
-    """Blob operations on one Redis server (or a cluster client), with a TTL on writes."""
+    """Blob operations on one Redis server or a Redis Cluster, with a TTL on writes."""
 
-    def __init__(self, client: aioredis.Redis, ttl_s: int) -> None:
+    def __init__(self, client: aioredis.Redis | RedisCluster, ttl_s: int) -> None:
         self.client = client
         self.ttl_s = ttl_s
 
+    @property
+    def cluster(self) -> bool:
+        return isinstance(self.client, RedisCluster)
+
     @classmethod
     def from_url(cls, url: str, timeout_s: float, ttl_s: int) -> RedisStore:
+        """A store on ``redis://`` (one server) or ``redis+cluster://`` (a Redis Cluster)."""
         # No client-side retries: a failed call falls back at once instead of multiplying the
         # latency budget (redis-py >= 6 retries 3 times with backoff by default).
+        scheme, sep, rest = url.partition("://")
+        if sep and scheme in CLUSTER_SCHEMES:
+            cluster = RedisCluster.from_url(
+                f"{CLUSTER_SCHEMES[scheme]}://{rest}",
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+                retry=Retry(NoBackoff(), 0),
+            )
+            return cls(cluster, ttl_s)
         client = aioredis.Redis.from_url(
             url,
             socket_timeout=timeout_s,
@@ -144,14 +180,20 @@ class RedisStore:
         # The client is built without decode_responses, so values are bytes.
         if len(keys) == 1:
             return [cast(bytes | None, await self.client.get(keys[0]))]
+        if isinstance(self.client, RedisCluster):
+            # Users hash to different slots: one MGET per slot, answers in the keys' order.
+            return cast(list[bytes | None], await self.client.mget_nonatomic(keys))
         return cast(list[bytes | None], await self.client.mget(keys))
 
     async def put_if_absent(self, key: str, blob: bytes) -> bool:
         return bool(await self.client.set(key, blob, ex=self.ttl_s, nx=True))
 
     async def update(self, key: str, mutate: Mutate) -> bytes | None:
-        """Read-modify-write of one key with WATCH/MULTI (a single-key transaction, fine on a
-        cluster): a concurrent writer makes EXEC fail and the mutation re-run on its result."""
+        """Read-modify-write of one key with WATCH/MULTI (a single-key transaction): a
+        concurrent writer makes EXEC fail and the mutation re-run on its result. On a cluster,
+        a single-key compare-and-set script instead (see `_update_cluster`)."""
+        if isinstance(self.client, RedisCluster):
+            return await self._update_cluster(self.client, key, mutate)
         for _ in range(_CAS_ATTEMPTS):
             async with self.client.pipeline(transaction=True) as pipe:
                 try:
@@ -166,6 +208,24 @@ class RedisStore:
                     return new
                 except WatchError:
                     continue
+        raise RedisError(f"{key}: {_CAS_ATTEMPTS} concurrent writers in a row, giving up")
+
+    async def _update_cluster(self, client: RedisCluster, key: str, mutate: Mutate) -> bytes | None:
+        """GET, mutate, then SET only if the key still holds what was read (a Lua script on
+        the key's slot, atomic like EXEC after WATCH); a concurrent writer makes it re-run.
+
+        Not WATCH/MULTI: redis-py's asyncio cluster pipeline runs transactional commands with
+        ``asyncio.run`` in a thread it joins, which blocks the server's event loop and shares
+        connections across loops (under load: "attached to a different loop", hung requests).
+        """
+        for _ in range(_CAS_ATTEMPTS):
+            old = cast(bytes | None, await client.get(key))
+            new = await mutate(old)
+            if new is None:
+                return None
+            expected = "" if old is None else hashlib.sha1(old).hexdigest()
+            if await client.eval(_CAS_SCRIPT, 1, key, expected, new, self.ttl_s):
+                return new
         raise RedisError(f"{key}: {_CAS_ATTEMPTS} concurrent writers in a row, giving up")
 
     async def ping(self) -> bool:
@@ -208,7 +268,7 @@ class UserCache:
             t0 = time.perf_counter()
             try:
                 blobs = await self.redis.get_many(keys)
-            except (TimeoutError, RedisError, OSError) as e:
+            except _STORE_ERRORS as e:
                 self._failed("get", e)
             else:
                 self._succeeded("get", t0)
@@ -227,7 +287,7 @@ class UserCache:
         t0 = time.perf_counter()
         try:
             await self.redis.put_if_absent(key, blob)
-        except (TimeoutError, RedisError, OSError) as e:
+        except _STORE_ERRORS as e:
             self._failed("put", e)
             return True
         self._succeeded("put", t0)
@@ -240,7 +300,7 @@ class UserCache:
             t0 = time.perf_counter()
             try:
                 new = await self.redis.update(key, mutate)
-            except (TimeoutError, RedisError, OSError) as e:
+            except _STORE_ERRORS as e:
                 self._failed("update", e)
             else:
                 self._succeeded("update", t0)
@@ -255,7 +315,7 @@ class UserCache:
             return True
         try:
             ok = await self.redis.ping()
-        except (TimeoutError, RedisError, OSError):
+        except _STORE_ERRORS:
             ok = False
         metrics.REDIS_UP.set(int(ok))
         return ok

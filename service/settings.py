@@ -72,7 +72,9 @@ class Settings(BaseSettings):
     )
     # --- user-history cache
     redis_url: str | None = Field(
-        default=None, description="unset: the in-process LRU is the cache"
+        default=None,
+        description="redis://host:port/db, or redis+cluster://host:port (any node of a Redis "
+        "Cluster); unset: the in-process LRU is the cache",
     )
     redis_timeout_s: float = Field(
         default=0.05, gt=0, description="per Redis call (latency budget)"

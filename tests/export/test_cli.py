@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,19 @@ def test_export_carries_the_run_calibration_into_the_manifest(tmp_path: Path) ->
     cal.write(run)
     assert main(["export", "--model", str(run), "--out", str(tmp_path / "cal")]) == 0
     assert Manifest.read(tmp_path / "cal").watch_time == cal.to_dict()
+
+
+@pytest.mark.slow
+def test_export_leaves_an_artifact_other_users_can_read(tmp_path: Path) -> None:
+    """The artifact folder is 0755 and its files 0644, even under umask 077: the serving
+    image runs as another user (uid 10001) and reads a bind-mounted artifacts/ folder."""
+    run = write_run(tmp_path / "run", tiny_model("self"))
+    out = tmp_path / "artifacts" / "v1"
+    old = os.umask(0o077)
+    try:
+        assert main(["export", "--model", str(run), "--out", str(out)]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
+    assert modes and set(modes.values()) == {0o644}, modes
