@@ -13,6 +13,7 @@ from typing import Any
 
 MODALITIES = ("id", "content")
 USER_STREAMS = ("self", "cross")
+EXIT_PRIOR_BASES = ("global", "n_segments")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,20 @@ class ModelConfig:
     # log-prior added to the logits (ItemPosition+prior inside the model; 0 = off). The counts
     # are a buffer set from the training rows (InterestDecoder.set_exit_counts).
     exit_prior: float = 0.0
+    # What those pseudo-views are of: "global" (the exit profile of all training views) or
+    # "n_segments" (the profile of the training views of videos with the same segment count
+    # N, ItemPosition+prior|N inside the model; a buffer like the counts). Unknown videos get
+    # that base profile.
+    exit_prior_base: str = "global"
+    # Per-user history statistics (completion rate, mean watched fraction, early-exit rate,
+    # log history length, has-history) computed inside the model from the history inputs and
+    # added, projected, to the user token: user-level signal with no new inputs.
+    history_stats: bool = False
+    # Side-table features (training/side.py): the size of each categorical feature's table
+    # (code 0 = unknown) of the video / user vocabulary rows; () = none. Set by training from
+    # the side tables; the codes are id-indexed buffers (SegmentInterestModel.set_side_features).
+    video_side_sizes: tuple[int, ...] = ()
+    user_side_sizes: tuple[int, ...] = ()
     fusion_heads: int = 2  # heads of the bilinear fusion across modalities (paper eq. 6)
     mask_impossible: bool = True  # slots j > N get a constant +1e4 logit ("never the exit")
     reference_last_layer_bug: bool = False  # quirk: encoder returns the last layer's *input*
@@ -45,8 +60,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         # YAML gives lists; keep the dataclass hashable and frozen with a tuple.
-        if isinstance(self.modalities, list):
-            object.__setattr__(self, "modalities", tuple(self.modalities))
+        for name in ("modalities", "video_side_sizes", "user_side_sizes"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         for name in ("n_users", "n_videos", "s_max", "history_len", "d_model", "n_heads"):
             _check_int(name, getattr(self, name), minimum=1)
         _check_int("ffn_dim", self.ffn_dim, minimum=1)
@@ -67,6 +83,10 @@ class ModelConfig:
             raise ValueError(f"exit_prior must be a number, got {self.exit_prior!r}")
         if self.exit_prior < 0:
             raise ValueError(f"exit_prior must be >= 0 (0 = off), got {self.exit_prior}")
+        if self.exit_prior_base not in EXIT_PRIOR_BASES:
+            raise ValueError(
+                f"exit_prior_base must be one of {EXIT_PRIOR_BASES}, got {self.exit_prior_base!r}"
+            )
         if isinstance(self.id_dropout, bool) or not isinstance(self.id_dropout, int | float):
             raise ValueError(f"id_dropout must be a number, got {self.id_dropout!r}")
         if not 0.0 <= self.id_dropout < 1.0:
@@ -92,6 +112,7 @@ class ModelConfig:
         for name in (
             "position_bias",
             "history_tokens",
+            "history_stats",
             "video_profile",
             "mask_impossible",
             "reference_last_layer_bug",
@@ -99,6 +120,14 @@ class ModelConfig:
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("video_side_sizes", "user_side_sizes"):
+            sizes = getattr(self, name)
+            if not isinstance(sizes, tuple):
+                raise ValueError(f"{name} must be a list of integers, got {sizes!r}")
+            for size in sizes:
+                _check_int(name, size, minimum=1)
+            if sizes and "id" not in self.modalities:
+                raise ValueError(f"{name} needs the 'id' modality (side features join its tokens)")
         if self.reference_last_layer_bug and self.n_layers < 1:
             raise ValueError("reference_last_layer_bug needs n_layers >= 1, got n_layers=0")
 
@@ -119,7 +148,8 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for YAML (tuples become lists)."""
         out = dataclasses.asdict(self)
-        out["modalities"] = list(self.modalities)
+        for name in ("modalities", "video_side_sizes", "user_side_sizes"):
+            out[name] = list(getattr(self, name))
         return out
 
 

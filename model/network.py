@@ -21,6 +21,7 @@ token per history *view* (video + how the view ended), i.e. M = 1 + H instead of
 
 from __future__ import annotations
 
+import math
 from typing import cast
 
 import torch
@@ -86,6 +87,27 @@ class ViewOutcome(nn.Module):
         return out
 
 
+N_HISTORY_STATS = 5
+
+
+def history_stats(exits: Tensor, n_segments: Tensor, mask: Tensor) -> Tensor:
+    """(B, H) exit slots, segment counts, mask -> (B, 5) per-user statistics of the history.
+
+    [completion rate (exit == N), mean watched fraction (exit / N, 1 for a completion),
+    early-exit rate (exit == 0), log(1 + views) / log(1 + 20), 1 if any view]; rates are over
+    the real entries and 0 without history. Only the H views the model receives count.
+    """
+    m = mask.to(torch.float32)
+    k = m.sum(1)  # (B,)
+    denom = k.clamp(min=1.0)
+    e, n = exits.to(torch.float32), n_segments.to(torch.float32).clamp(min=1.0)
+    complete = ((exits == n_segments).float() * m).sum(1) / denom
+    watched = ((e / n).clamp(max=1.0) * m).sum(1) / denom
+    early = ((exits == 0).float() * m).sum(1) / denom
+    count = torch.log1p(k) / math.log(21.0)
+    return torch.stack([complete, watched, early, count, (k > 0).float()], dim=-1)
+
+
 class ModalityEmbedding(nn.Module):
     """What every modality's tokens share: slot positions, history view outcomes, LN + dropout."""
 
@@ -93,11 +115,16 @@ class ModalityEmbedding(nn.Module):
         super().__init__()
         self.position = SlotPosition(cfg)
         self.outcome = ViewOutcome(cfg) if cfg.history_tokens else None
+        self.stats = nn.Linear(N_HISTORY_STATS, cfg.d_model) if cfg.history_stats else None
         self.user_norm, self.video_norm = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def user_tokens(self, user: Tensor, views: Tensor, exits: Tensor, n: Tensor) -> Tensor:
+    def user_tokens(
+        self, user: Tensor, views: Tensor, exits: Tensor, n: Tensor, mask: Tensor
+    ) -> Tensor:
         # user (B, 1, d) token, views (B, H, d) one per history view -> (B, M, d)
+        if self.stats is not None:  # the user token carries the history's statistics
+            user = user + self.stats(history_stats(exits, n, mask))[:, None]
         if self.outcome is not None:
             user = torch.cat([user, views + self.outcome(exits, n)], dim=1)
         out: Tensor = self.drop(self.user_norm(user))
@@ -109,22 +136,68 @@ class ModalityEmbedding(nn.Module):
         return out
 
 
+class SideEmbedding(nn.Module):
+    """Sum of categorical side-feature embeddings per id: codes (n_ids, K) are a buffer (code 0 =
+    unknown), so a lookup needs only the id; the K tables share one embedding matrix."""
+
+    def __init__(self, n_ids: int, sizes: tuple[int, ...], d: int):
+        super().__init__()
+        self.sizes = sizes
+        self.register_buffer("codes", torch.zeros(n_ids, len(sizes), dtype=torch.int64))
+        starts = [0, *torch.cumsum(torch.tensor(sizes), 0).tolist()[:-1]]
+        self.register_buffer("offsets", torch.tensor(starts, dtype=torch.int64))
+        self.table = nn.Embedding(sum(sizes), d)
+
+    @torch.no_grad()
+    def set_codes(self, codes: Tensor) -> None:
+        c = cast(Tensor, self.codes)
+        if tuple(codes.shape) != tuple(c.shape):
+            raise ValueError(f"side codes have shape {tuple(codes.shape)}, need {tuple(c.shape)}")
+        sizes = torch.tensor(self.sizes)
+        if (codes < 0).any() or (codes >= sizes).any():
+            raise ValueError(f"side codes must be in [0, size) per feature, sizes {self.sizes}")
+        c.copy_(codes)
+        c[0] = 0  # the unknown id has unknown features
+
+    def forward(self, ids: Tensor) -> Tensor:  # (...) -> (..., d)
+        codes = cast(Tensor, self.codes)[ids] + cast(Tensor, self.offsets)  # (..., K)
+        out: Tensor = self.table(codes).sum(-2)
+        return out
+
+
 class IdEmbedding(ModalityEmbedding):
     """ID modality: user-ID token + history view tokens; video-ID + position per slot.
 
-    Row 0 of each ID table is the learned "unknown" id.
+    Row 0 of each ID table is the learned "unknown" id. With side features, each id's vector
+    also gets the sum of its side-feature embeddings.
     """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
         self.user = nn.Embedding(cfg.n_users, cfg.d_model)
         self.video = nn.Embedding(cfg.n_videos, cfg.d_model)  # shared: targets and history
+        d = cfg.d_model
+        self.video_side = (
+            SideEmbedding(cfg.n_videos, cfg.video_side_sizes, d) if cfg.video_side_sizes else None
+        )
+        self.user_side = (
+            SideEmbedding(cfg.n_users, cfg.user_side_sizes, d) if cfg.user_side_sizes else None
+        )
 
-    def users(self, user_ids: Tensor, hist_ids: Tensor, exits: Tensor, n: Tensor) -> Tensor:
-        return self.user_tokens(self.user(user_ids)[:, None], self.video(hist_ids), exits, n)
+    def video_vectors(self, ids: Tensor) -> Tensor:
+        v: Tensor = self.video(ids)
+        return v if self.video_side is None else v + self.video_side(ids)
+
+    def users(
+        self, user_ids: Tensor, hist_ids: Tensor, exits: Tensor, n: Tensor, mask: Tensor
+    ) -> Tensor:
+        user = self.user(user_ids)
+        if self.user_side is not None:
+            user = user + self.user_side(user_ids)
+        return self.user_tokens(user[:, None], self.video_vectors(hist_ids), exits, n, mask)
 
     def videos(self, video_ids: Tensor, n_segments: Tensor, slots: Tensor | None = None) -> Tensor:
-        return self.video_tokens(self.video(video_ids)[:, None], n_segments, slots)
+        return self.video_tokens(self.video_vectors(video_ids)[:, None], n_segments, slots)
 
 
 class ContentEmbedding(ModalityEmbedding):
@@ -135,9 +208,9 @@ class ContentEmbedding(ModalityEmbedding):
         self.proj = nn.Linear(cfg.content_dim, cfg.d_model)  # shared: targets and history
         self.user_token = nn.Parameter(torch.zeros(cfg.d_model))  # a user has no content
 
-    def users(self, hist_content: Tensor, exits: Tensor, n: Tensor) -> Tensor:
+    def users(self, hist_content: Tensor, exits: Tensor, n: Tensor, mask: Tensor) -> Tensor:
         user = self.user_token.expand(hist_content.shape[0], 1, -1)  # (B, 1, d)
-        return self.user_tokens(user, self.proj(hist_content), exits, n)
+        return self.user_tokens(user, self.proj(hist_content), exits, n, mask)
 
     def videos(
         self, video_content: Tensor, n_segments: Tensor, slots: Tensor | None = None
@@ -278,34 +351,67 @@ class InterestDecoder(nn.Module):
         # counts c (a buffer: part of the checkpoint and of the exported graph, never trained),
         # times a learned weight. Row 0 (unknown video) has no counts, so it is the global profile g.
         self.prior_strength = cfg.exit_prior
+        # exit_prior_base "n_segments": the pseudo-views are of the profile of the training
+        # views with the video's segment count N (exit counts per N, rows N = 0..S, a buffer),
+        # itself smoothed by one pseudo-view of g so that an N without views falls back to g.
+        self.prior_by_n = cfg.exit_prior > 0 and cfg.exit_prior_base == "n_segments"
         if cfg.exit_prior > 0:
             self.register_buffer("exit_counts", torch.zeros(cfg.n_videos, cfg.s_max))
             self.register_buffer("global_exit", torch.full((cfg.s_max,), 1.0 / cfg.s_max))
             self.prior_weight = nn.Parameter(torch.ones(()))
+        if self.prior_by_n:
+            self.register_buffer("n_exit_counts", torch.zeros(cfg.s_max + 1, cfg.s_max))
         self.mask_impossible, self.s_max = cfg.mask_impossible, cfg.s_max
 
     @torch.no_grad()
-    def set_exit_counts(self, table: Tensor) -> None:
+    def set_exit_counts(self, table: Tensor, n_table: Tensor | None = None) -> None:
         """Fill the exit-count buffer from the fitting rows' (n_videos, S) exit counts per video
-        and slot (`segint.baselines.exit_counts`); row 0 (unknown video) is kept empty."""
+        and slot (`segint.baselines.exit_counts`); row 0 (unknown video) is kept empty.
+
+        ``n_table`` (S + 1, S): the same rows' exit counts per segment count N, required with
+        ``exit_prior_base == "n_segments"`` (and refused without it).
+        """
         if self.prior_strength <= 0:
             raise ValueError("set_exit_counts needs exit_prior > 0")
+        if self.prior_by_n != (n_table is not None):
+            raise ValueError(
+                "set_exit_counts takes n_table (exit counts per N) exactly when "
+                "exit_prior_base is 'n_segments'"
+            )
         counts = cast(Tensor, self.exit_counts)
         counts.copy_(table)
         counts[0] = 0.0
         total = counts.sum(0)
         glob = total / total.sum().clamp(min=1.0)
         cast(Tensor, self.global_exit).copy_(glob.clamp(min=1e-6) / glob.clamp(min=1e-6).sum())
+        if n_table is not None:
+            cast(Tensor, self.n_exit_counts).copy_(n_table)
 
-    def exit_prior(self, video_ids: Tensor, exclude: Tensor | None) -> Tensor:
-        """(C,) -> (C, S) log smoothed exit profile; ``exclude`` (C,) leaves one view out."""
+    def exit_prior(
+        self, video_ids: Tensor, exclude: Tensor | None, n_segments: Tensor | None = None
+    ) -> Tensor:
+        """(C,) -> (C, S) log smoothed exit profile; ``exclude`` (C,) leaves one view out.
+
+        With ``exit_prior_base == "n_segments"`` the smoothing profile is that of the video's
+        segment count ``n_segments`` (C,) (required then); the left-out view is removed from
+        the per-N counts too.
+        """
         c = cast(Tensor, self.exit_counts)[video_ids]  # (C, S)
+        own: Tensor | None = None
         if exclude is not None:  # training: the row's own exit is not evidence about itself
             own = nn.functional.one_hot(exclude.clamp(0, self.s_max - 1), self.s_max).float()
-            own = own * ((video_ids > 0) & (exclude < self.s_max)).float()[:, None]
-            c = (c - own).clamp(min=0.0)
+            own = own * (exclude < self.s_max).float()[:, None]
+            c = (c - own * (video_ids > 0).float()[:, None]).clamp(min=0.0)
+        glob = cast(Tensor, self.global_exit)
+        base = glob.expand_as(c)
+        if self.prior_by_n:
+            n = _require(n_segments, "n_segments").clamp(0, self.s_max)
+            cn = cast(Tensor, self.n_exit_counts)[n]  # (C, S) exit counts of same-N views
+            if own is not None:
+                cn = (cn - own).clamp(min=0.0)
+            base = (cn + glob) / (cn.sum(-1, keepdim=True) + 1.0)
         a = self.prior_strength
-        prior = (c + a * cast(Tensor, self.global_exit)) / (c.sum(-1, keepdim=True) + a)
+        prior = (c + a * base) / (c.sum(-1, keepdim=True) + a)
         return prior.log()
 
     def reset_offsets(self) -> None:
@@ -340,7 +446,8 @@ class InterestDecoder(nn.Module):
         if self.prior_strength > 0:
             # Interest is "not leaving": a likely exit slot gets a lower logit. The prior is
             # normalised over all S slots before the slots are taken.
-            z = z - self.prior_weight * _at(self.exit_prior(video_ids, exclude_exit_slots), slots)
+            prior = self.exit_prior(video_ids, exclude_exit_slots, n_segments)
+            z = z - self.prior_weight * _at(prior, slots)
         if self.mask_impossible:
             j = torch.arange(self.s_max, device=z.device) if slots is None else slots
             j = j[None, :]
@@ -389,6 +496,22 @@ class SegmentInterestModel(nn.Module):
         ]
         logits: Tensor = self.decoder(states, video_ids, n_segments, exclude_exit_slots)
         return logits
+
+    def set_side_features(
+        self, video_codes: Tensor | None = None, user_codes: Tensor | None = None
+    ) -> None:
+        """Fill the side-feature code buffers: (n_videos, K_v) / (n_users, K_u) int64 codes of
+        each vocabulary row (`training.side.side_codes`); row 0 is kept unknown."""
+        emb = cast(IdEmbedding | None, self.embeddings["id"] if "id" in self.embeddings else None)
+        for codes, side, name in (
+            (video_codes, emb.video_side if emb else None, "video"),
+            (user_codes, emb.user_side if emb else None, "user"),
+        ):
+            if codes is None:
+                continue
+            if side is None:
+                raise ValueError(f"{name} side codes given, but {name}_side_sizes is empty")
+            side.set_codes(codes)
 
     def _drop_ids(self, ids: Tensor) -> Tensor:
         # Training-time id dropout: a share of ids become "unknown" (row 0), so the unknown rows
@@ -462,10 +585,10 @@ class SegmentInterestModel(nn.Module):
         users = []
         for emb in self.embeddings.values():
             if isinstance(emb, IdEmbedding):
-                users.append(emb.users(user_ids, ids, exits, n))
+                users.append(emb.users(user_ids, ids, exits, n, hist_mask))
             elif isinstance(emb, ContentEmbedding):
                 content = _require(hist_content, "hist_content") * hist_mask[..., None]
-                users.append(emb.users(content, exits, n))
+                users.append(emb.users(content, exits, n, hist_mask))
         user_mask = torch.ones_like(user_ids, dtype=torch.bool)[:, None]  # the user token
         if self.cfg.history_tokens:
             user_mask = torch.cat([user_mask, hist_mask], dim=1)  # (B, M)
@@ -501,7 +624,12 @@ def _at(x: Tensor, slots: Tensor | None) -> Tensor:
 
 def _require(x: Tensor | None, name: str) -> Tensor:
     if x is None:
-        raise ValueError(f"{name} is required when 'content' is in cfg.modalities")
+        why = (
+            "exit_prior_base is 'n_segments'"
+            if name == "n_segments"
+            else ("'content' is in cfg.modalities")
+        )
+        raise ValueError(f"{name} is required when {why}")
     return x
 
 

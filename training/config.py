@@ -34,7 +34,14 @@ from segint.splits import SPLIT_METHODS
 
 LOSSES = ("bpr_max", "pairwise", "bce", "exit_ce")
 # ModelConfig fields the training code fills in itself.
-DERIVED_MODEL_FIELDS = ("n_users", "n_videos", "s_max", "history_len")
+DERIVED_MODEL_FIELDS = (
+    "n_users",
+    "n_videos",
+    "s_max",
+    "history_len",
+    "video_side_sizes",
+    "user_side_sizes",
+)
 # data.split of a run trained with `--train FILE`: validation = the file's last 10% by time.
 TRAIN_FILE = "train_file"
 # Config sections that are mappings (``loss`` is a top-level string).
@@ -103,6 +110,10 @@ class FeaturesConfig:
 
     store: str = ""  # feature store directory ("" = none; `segint train --features STORE`)
     l1_normalize: bool = False  # read vectors as x / (|x|_1 + 1e-6), as the reference (SegMM)
+    # KuaiRand side tables (training/side.py) baked into the model as id-indexed features;
+    # "" = none. Paths are read when training starts; the model keeps only the codes.
+    video_table: str = ""  # video_features_basic_pure.csv(.gz)
+    user_table: str = ""  # user_features_pure.csv(.gz)
 
 
 @dataclass(frozen=True)
@@ -119,8 +130,15 @@ class TrainConfig:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         object.__setattr__(self, "model", types.MappingProxyType(dict(self.model)))
 
-    def model_config(self, n_users: int, n_videos: int) -> Any:
-        """The `ModelConfig` for vocabularies of ``n_users`` / ``n_videos`` rows."""
+    def model_config(
+        self,
+        n_users: int,
+        n_videos: int,
+        video_side_sizes: tuple[int, ...] = (),
+        user_side_sizes: tuple[int, ...] = (),
+    ) -> Any:
+        """The `ModelConfig` for vocabularies of ``n_users`` / ``n_videos`` rows (and the
+        side-feature table sizes, `training.side.side_codes`)."""
         from model.config import ModelConfig
 
         return ModelConfig(
@@ -128,6 +146,8 @@ class TrainConfig:
             n_videos=n_videos,
             s_max=self.data.s_max,
             history_len=self.data.history_len,
+            video_side_sizes=video_side_sizes,
+            user_side_sizes=user_side_sizes,
             **self.model,
         )
 

@@ -25,8 +25,15 @@ log = logging.getLogger("segint.experiments")
 METRICS = ["HR@1", "HR@5", "NDCG@5", "HR@10", "NDCG@10", "MAE"]
 # name -> --set overrides; the first row is the default config.
 ABLATIONS: dict[str, list[str]] = {
-    "default (exit_ce, L=2, self, exit prior)": [],
+    "default (exit_ce, L=2, self, exit prior|N)": [],
+    "exit prior toward the global profile": ["model.exit_prior_base=global"],
     "exit-count prior off": ["model.exit_prior=0"],
+    "history stats on the user token": ["model.history_stats=true"],
+    "history stats + KuaiRand side tables": [
+        "model.history_stats=true",
+        "features.video_table=data/kuairand_pure/video_features_basic_pure.csv.gz",
+        "features.user_table=data/kuairand_pure/user_features_pure.csv.gz",
+    ],
     "loss bpr_max (reference; impossible slots unmasked)": [
         "loss=bpr_max",
         "model.mask_impossible=false",

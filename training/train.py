@@ -41,6 +41,7 @@ from training import checkpoint
 from training.config import TrainConfig
 from training.data import Batch, InteractionDataset, build_vocabs, open_content_store
 from training.inference import evaluate_dataset
+from training.side import USER_COLUMNS, VIDEO_COLUMNS, read_side_table, side_codes
 
 log = logging.getLogger(__name__)
 VALID_METRIC = "NDCG@5"
@@ -189,6 +190,8 @@ class Prepared:
     model_cfg: Any  # model.config.ModelConfig
     train: InteractionDataset
     valid: InteractionDataset
+    video_side: npt.NDArray[np.int64] | None = None  # (n_videos, K) side codes, or None
+    user_side: npt.NDArray[np.int64] | None = None  # (n_users, K) side codes, or None
 
 
 def prepare(
@@ -200,7 +203,9 @@ def prepare(
         raise DataError("no validation rows: the split left nothing to validate on")
     history = history_index(table, cfg.data.history_len)  # (n, H), any split
     users, videos = build_vocabs(table, train_rows)
-    model_cfg = cfg.model_config(len(users), len(videos))
+    video_side, video_sizes = _side(cfg.features.video_table, "video_id", VIDEO_COLUMNS, videos)
+    user_side, user_sizes = _side(cfg.features.user_table, "user_id", USER_COLUMNS, users)
+    model_cfg = cfg.model_config(len(users), len(videos), video_sizes, user_sizes)
     # None for ID-only models; a content model without a (matching) store is an error here.
     store = open_content_store(cfg.features.store, model_cfg, cfg.features.l1_normalize)
     if store is not None:
@@ -216,7 +221,22 @@ def prepare(
         model_cfg,
         InteractionDataset(table, history, train_rows, users, videos, s_max, store),
         InteractionDataset(table, history, valid_rows, users, videos, s_max, store),
+        video_side,
+        user_side,
     )
+
+
+def _side(
+    path: str, key: str, columns: tuple[str, ...], vocab: Vocab
+) -> tuple[npt.NDArray[np.int64] | None, tuple[int, ...]]:
+    """Side-feature codes of the vocabulary rows and table sizes; (None, ()) without a table."""
+    if not path:
+        return None, ()
+    codes, sizes = side_codes(read_side_table(path, key, columns), key, vocab)
+    covered = float((codes[1:] > 0).any(axis=1).mean()) if len(vocab) > 1 else 0.0
+    log.info("side table %s: %d features, %.1f%% of %ss covered", path, len(sizes),
+             100 * covered, key[:-3])  # fmt: skip
+    return codes, sizes
 
 
 def train_step(
@@ -289,7 +309,22 @@ def _build(
         counts = exit_counts(
             prep.train.video_idx[rows], prep.train.exit_slot[rows], mcfg.n_videos, mcfg.s_max
         )
-        model.decoder.set_exit_counts(torch.as_tensor(counts, dtype=torch.float32, device=dev))
+        n_table = None
+        if mcfg.exit_prior_base == "n_segments":  # the same rows' exits per segment count N
+            n_seg = prep.train.n_segments[rows]
+            n_table = torch.as_tensor(
+                exit_counts(n_seg, prep.train.exit_slot[rows], mcfg.s_max + 1, mcfg.s_max),
+                dtype=torch.float32,
+                device=dev,
+            )
+        model.decoder.set_exit_counts(
+            torch.as_tensor(counts, dtype=torch.float32, device=dev), n_table
+        )
+    if prep.video_side is not None or prep.user_side is not None:
+        model.set_side_features(
+            None if prep.video_side is None else torch.as_tensor(prep.video_side, device=dev),
+            None if prep.user_side is None else torch.as_tensor(prep.user_side, device=dev),
+        )
     sampler: Sampler[int]
     if info.world > 1:
         torch.manual_seed(cfg.optim.seed + 1 + info.rank)  # distinct dropout masks per rank

@@ -28,6 +28,10 @@ TINY = {
     "ffn_dim": 20,
     "dropout": 0.0,
     "exit_prior": 1.0,  # as the default config: exit counts are part of the exported graph
+    "exit_prior_base": "n_segments",  # the per-N exit counts too
+    "history_stats": True,
+    "video_side_sizes": (3, 5),  # side-feature codes are id-indexed buffers of the graph
+    "user_side_sizes": (4,),
 }
 USERS = Vocab(np.arange(100, 112))  # raw user ids 100..111 -> 1..12; anything else unknown
 VIDEOS = Vocab(np.arange(1000, 1028))  # raw video ids 1000..1027 -> 1..28
@@ -45,7 +49,11 @@ def tiny_model(
         user_stream=user_stream,
         modalities=modalities,
         content_dim=CONTENT_DIM if "content" in modalities else 0,
-        **TINY,  # type: ignore[arg-type]
+        **{  # type: ignore[arg-type]
+            k: v
+            for k, v in TINY.items()
+            if "id" in modalities or k not in ("video_side_sizes", "user_side_sizes")
+        },
     )
     torch.manual_seed(seed)
     model = SegmentInterestModel(cfg)
@@ -53,7 +61,17 @@ def tiny_model(
         for p in model.parameters():
             p.normal_(0.0, 0.4)
         # Random exit counts: the prior differs per video and slot.
-        model.decoder.set_exit_counts(torch.randint(0, 4, (len(VIDEOS), cfg.s_max)).float())
+        model.decoder.set_exit_counts(
+            torch.randint(0, 4, (len(VIDEOS), cfg.s_max)).float(),
+            torch.randint(0, 9, (cfg.s_max + 1, cfg.s_max)).float(),
+        )
+        if cfg.video_side_sizes:
+            sizes_v = torch.tensor(cfg.video_side_sizes)
+            sizes_u = torch.tensor(cfg.user_side_sizes)
+            model.set_side_features(
+                (torch.rand(len(VIDEOS), len(sizes_v)) * sizes_v).long(),
+                (torch.rand(len(USERS), len(sizes_u)) * sizes_u).long(),
+            )
     return model.eval()
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from model import SegmentInterestModel
 from model.loss import exit_ce
-from model.network import IMPOSSIBLE_LOGIT, slot_features
+from model.network import IMPOSSIBLE_LOGIT, history_stats, slot_features
 from segint.baselines import exit_counts
 from tests.model.model_testing import (
     N_VIDEOS,
@@ -29,6 +31,8 @@ VARIANTS = (
     {"history_tokens": False},
     {"reference_last_layer_bug": True},
     {"exit_prior": 1.0},
+    {"exit_prior": 1.0, "exit_prior_base": "n_segments"},
+    {"history_stats": True},
 )
 
 
@@ -328,6 +332,73 @@ def test_exit_prior_by_hand():
     torch.testing.assert_close(loo[5], hand(c[2]))  # slot 5 had no count: clamped at 0
 
 
+def test_exit_prior_toward_the_same_n_profile_by_hand():
+    """exit_prior_base n_segments: -log((c_vj + a p_Nj) / (n_v + a)) with p_N the exit profile
+    of the training views of N-segment videos (plus one pseudo-view of g); the unknown video
+    gets p_N of its own N; leave-one-out removes the row's exit from both count tables."""
+    a = 2.0
+    model = build(exit_prior=a, exit_prior_base="n_segments").eval()
+    dec = model.decoder
+    videos = torch.tensor([1, 1, 1, 2, 3, 4])
+    n_seg = torch.tensor([3, 3, 3, 3, 2, 2])  # videos 1, 2 have N = 3; videos 3, 4 N = 2
+    exits = torch.tensor([0, 0, 2, 1, 2, 1])
+    n_table = torch.as_tensor(exit_counts(n_seg.numpy(), exits.numpy(), S + 1, S)).float()
+    dec.set_exit_counts(counts_of(videos, exits), n_table)
+    c = torch.zeros(N_VIDEOS, S)
+    c[1, 0], c[1, 2], c[2, 1], c[3, 2], c[4, 1] = 2, 1, 1, 1, 1
+    g = torch.zeros(S)
+    g[0], g[1], g[2] = 2 / 6, 2 / 6, 2 / 6
+    g = g.clamp(min=1e-6) / g.clamp(min=1e-6).sum()
+    cn = torch.zeros(S + 1, S)
+    cn[3, 0], cn[3, 1], cn[3, 2], cn[2, 1], cn[2, 2] = 2, 1, 1, 1, 1
+
+    def profile(counts_n: torch.Tensor) -> torch.Tensor:
+        return (counts_n + g) / (counts_n.sum() + 1.0)
+
+    def hand(counts: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        return ((counts + a * p) / (counts.sum() + a)).log()
+
+    ids = torch.tensor([1, 2, 0, 0, 3, 0])
+    n = torch.tensor([3, 3, 3, 2, 2, 5])
+    got = dec.exit_prior(ids, None, n)
+    torch.testing.assert_close(got[0], hand(c[1], profile(cn[3])))
+    torch.testing.assert_close(got[1], hand(c[2], profile(cn[3])))
+    torch.testing.assert_close(got[2], profile(cn[3]).log())  # unknown video: its N's profile
+    torch.testing.assert_close(got[3], profile(cn[2]).log())
+    torch.testing.assert_close(got[4], hand(c[3], profile(cn[2])))
+    torch.testing.assert_close(got[5], g.log())  # no training view has N = 5: the global g
+    # Leave-one-out: the row's exit leaves its video's counts and its N's counts.
+    loo = dec.exit_prior(ids[:2], torch.tensor([0, 1]), n[:2])
+    c1, cn3 = c[1].clone(), cn[3].clone()
+    c1[0] -= 1
+    cn3[0] -= 1
+    torch.testing.assert_close(loo[0], hand(c1, profile(cn3)))
+    cn3 = cn[3].clone()
+    cn3[1] -= 1
+    torch.testing.assert_close(loo[1], profile(cn3).log())  # video 2's only view left out
+    with pytest.raises(ValueError, match="n_segments"):
+        dec.exit_prior(ids, None)
+    with pytest.raises(ValueError, match="n_table"):
+        dec.set_exit_counts(counts_of(videos, exits))
+    with pytest.raises(ValueError, match="n_table"):
+        build(exit_prior=a).decoder.set_exit_counts(counts_of(videos, exits), n_table)
+    with pytest.raises(ValueError, match="exit_prior_base"):
+        tiny_config(exit_prior=a, exit_prior_base="video")
+
+
+def test_exit_prior_by_n_keeps_the_user_encoder_and_scorer_split():
+    """The N-aware prior lives in the decoder: score(encode_user(...)) == forward(...)."""
+    model = build(exit_prior=1.0, exit_prior_base="n_segments", dropout=0.0).eval()
+    batch = make_batch(model.cfg, seed=4)
+    n_table = torch.rand(S + 1, S) * 5
+    model.decoder.set_exit_counts(counts_of(batch["video_ids"], batch["n_segments"]), n_table)
+    assert "decoder.n_exit_counts" in model.state_dict()
+    with torch.no_grad():
+        full = model(**batch)
+        split = model.score(*model.encode_user(**user_part(batch)), **video_part(batch))
+    torch.testing.assert_close(split, full)
+
+
 def test_exit_prior_enters_the_logits_with_a_learned_weight():
     """The prior lowers the interest of slots where the video's viewers left; the weight is a
     parameter; forward's exclude_exit_slots changes only the rows of counted videos."""
@@ -357,3 +428,78 @@ def test_exit_prior_config_is_checked():
         tiny_config(exit_prior=True)
     with pytest.raises(ValueError, match="exit_prior > 0"):
         build().decoder.set_exit_counts(torch.zeros(N_VIDEOS, S))
+
+
+def test_history_stats_by_hand():
+    """Completion rate, mean watched fraction, early-exit rate, log count, has-history over the
+    real entries only (padding ignored whatever it holds); zeros for an empty history."""
+    exits = torch.tensor([[3, 0, 2, 9], [0, 0, 0, 0]])
+    n_seg = torch.tensor([[3, 4, 8, 9], [1, 1, 1, 1]])
+    mask = torch.tensor([[True, True, True, False], [False, False, False, False]])
+    got = history_stats(exits, n_seg, mask)
+    want = torch.tensor(
+        [
+            [1 / 3, (1 + 0 + 2 / 8) / 3, 1 / 3, math.log(4) / math.log(21), 1.0],
+            [0.0, 0.0, 0.0, 0.0, 0.0],
+        ]
+    )
+    torch.testing.assert_close(got, want)
+
+
+def test_history_stats_reach_the_logits_and_keep_the_cache_split():
+    """history_stats: the stats projection is a parameter fed from the history inputs only;
+    changing how a history view ended changes that row's logits; score(encode_user) == forward."""
+    model = build(history_stats=True, history_tokens=False, dropout=0.0).eval()
+    assert model.embeddings["id"].stats is not None
+    batch = make_batch(model.cfg, seed=5)
+    with torch.no_grad():
+        full = model(**batch)
+        split = model.score(*model.encode_user(**user_part(batch)), **video_part(batch))
+        torch.testing.assert_close(split, full)
+        changed = dict(batch)
+        changed["hist_exit_slots"] = batch["hist_n_segments"].clone()  # all completions
+        other = model(**changed)
+    has_hist = batch["hist_mask"].any(1)
+    # Without history tokens only the stats see how views ended.
+    assert not torch.allclose(other[has_hist], full[has_hist])
+    torch.testing.assert_close(other[~has_hist], full[~has_hist])
+
+
+def test_side_features_are_id_indexed_buffers():
+    """Side codes are buffers looked up by the ids the model already takes: the unknown id
+    keeps the reserved codes, changing a video's codes changes only its rows, bad codes are
+    refused; forward == score(encode_user) with side features."""
+    model = build(video_side_sizes=(3, 4), user_side_sizes=(2,), dropout=0.0).eval()
+    state = model.state_dict()
+    assert "embeddings.id.video_side.codes" in state and "embeddings.id.user_side.codes" in state
+    batch = make_batch(model.cfg, seed=6)
+    batch["hist_mask"][:] = False  # the target video only, not history views of it
+    vcodes = torch.zeros(N_VIDEOS, 2, dtype=torch.long)
+    vcodes[:, 0] = torch.arange(N_VIDEOS) % 3
+    vcodes[:, 1] = torch.arange(N_VIDEOS) % 4
+    model.set_side_features(vcodes, torch.ones(model.cfg.n_users, 1, dtype=torch.long))
+    side = model.embeddings["id"].video_side
+    assert side.codes[0].tolist() == [0, 0]  # the unknown video: reserved rows
+    assert side.codes[5].tolist() == [2, 1]
+    with torch.no_grad():
+        full = model(**batch)
+        split = model.score(*model.encode_user(**user_part(batch)), **video_part(batch))
+        torch.testing.assert_close(split, full)
+        v = int(batch["video_ids"][batch["video_ids"] > 0][0])
+        changed = vcodes.clone()
+        changed[v] = torch.tensor([(vcodes[v, 0] + 1) % 3, vcodes[v, 1]])
+        model.set_side_features(changed)
+        other = model(**batch)
+    hit = batch["video_ids"] == v
+    assert not torch.allclose(other[hit], full[hit])
+    torch.testing.assert_close(other[~hit], full[~hit])
+    with pytest.raises(ValueError, match="side codes"):
+        model.set_side_features(torch.full((N_VIDEOS, 2), 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="shape"):
+        model.set_side_features(torch.zeros(N_VIDEOS, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="video_side_sizes is empty"):
+        build().set_side_features(vcodes)
+    with pytest.raises(ValueError, match="video_side_sizes"):
+        tiny_config(video_side_sizes=(0,))
+    with pytest.raises(ValueError, match="'id' modality"):
+        tiny_config(modalities=("content",), user_side_sizes=(2,))

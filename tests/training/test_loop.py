@@ -183,3 +183,67 @@ def test_exit_counts_come_from_the_training_rows(table: pl.DataFrame, tmp_path: 
     assert model_cfg.exit_prior == 1.0
     split = assign_split(table, cfg.data.split, cfg.data.seed)
     _assert_exit_counts(model, table, split == TRAIN, videos)
+
+
+def test_n_prior_stats_and_side_features_are_trained_saved_and_reloaded(
+    table: pl.DataFrame, tmp_path: Path
+) -> None:
+    """A run with the same-N exit prior, history stats and both side tables ships the training
+    rows' exit counts per N and the vocabulary rows' side codes as buffers, records the side
+    table sizes in config.yaml, and reloads to the same validation metrics."""
+    from training.side import USER_COLUMNS, VIDEO_COLUMNS, read_side_table, side_codes
+
+    videos_csv = tmp_path / "videos.csv"
+    vids = np.unique(table["video_id"].to_numpy())
+    pl.DataFrame(
+        {
+            "video_id": vids,
+            "video_type": ["NORMAL", "AD"] * (len(vids) // 2) + ["NORMAL"] * (len(vids) % 2),
+            "upload_type": ["a"] * len(vids),
+            "music_type": [str(v % 3) for v in vids],
+            "tag": [f"{v % 4},{v % 5}" for v in vids],
+            "author_id": [str(v % 2) for v in vids],
+        }
+    ).write_csv(videos_csv)
+    users_csv = tmp_path / "users.csv"
+    uids = np.unique(table["user_id"].to_numpy())
+    pl.DataFrame(
+        {"user_id": uids, **{c: [str(u % 3) for u in uids] for c in USER_COLUMNS}}
+    ).write_csv(users_csv)
+    run = tmp_path / "run"
+    _train_tiny(
+        table,
+        run,
+        "optim.max_epochs=1",
+        "model.exit_prior_base=n_segments",
+        "model.history_stats=true",
+        f"features.video_table={videos_csv}",
+        f"features.user_table={users_csv}",
+    )
+    cfg = load_run_config(run)
+    model, model_cfg, users, videos = load_model(run)
+    assert len(model_cfg.video_side_sizes) == len(VIDEO_COLUMNS)
+    assert len(model_cfg.user_side_sizes) == len(USER_COLUMNS)
+    split = assign_split(table, cfg.data.split, cfg.data.seed)
+    train_rows = split == TRAIN
+    _assert_exit_counts(model, table, train_rows, videos)
+    s = model_cfg.s_max
+    per_n = np.zeros((s + 1, s))
+    exits = table["exit_slot"].to_numpy()[train_rows]
+    n = table["n_segments"].to_numpy()[train_rows]
+    np.add.at(per_n, (n[exits < s], exits[exits < s]), 1)
+    np.testing.assert_array_equal(model.decoder.n_exit_counts.numpy(), per_n)
+    want_v, sizes_v = side_codes(
+        read_side_table(videos_csv, "video_id", VIDEO_COLUMNS), "video_id", videos
+    )
+    assert tuple(sizes_v) == model_cfg.video_side_sizes
+    np.testing.assert_array_equal(model.embeddings["id"].video_side.codes.numpy(), want_v)
+    want_u, _ = side_codes(read_side_table(users_csv, "user_id", USER_COLUMNS), "user_id", users)
+    np.testing.assert_array_equal(model.embeddings["id"].user_side.codes.numpy(), want_u)
+    history = history_index(table, cfg.data.history_len)
+    valid = InteractionDataset(
+        table, history, np.flatnonzero(split == VALID), users, videos, model_cfg.s_max
+    )
+    best = max(m["valid"]["strict"]["NDCG@5"] for m in _metrics(run))
+    again = evaluate_dataset(model, valid, 64, "cpu", seed=cfg.optim.seed)
+    assert again["strict"]["NDCG@5"] == pytest.approx(best, abs=1e-9)
