@@ -29,12 +29,11 @@ from export.manifest import Manifest
 from service import metrics
 from service.cache import LocalStore, RedisStore, UserCache
 from service.journal import Journal
-from service.ranker import Ranker
 from service.routes import AppState, build_router
 from service.schemas import Limits, limited_models
 from service.settings import Settings, get_settings
 from service.shedding import Overloaded, Shedder, ShedMiddleware, overloaded_handler
-from service.swap import ModelSwapper
+from service.swap import ModelSwapper, load_ranker
 from service.users import UserStates
 
 log = logging.getLogger(__name__)
@@ -79,15 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
         # Resolved once: a symlink flipped while we load is picked up by the swapper.
         artifact = Path(os.path.realpath(settings.artifact_dir))
-        ranker = Ranker.load(
-            artifact,
-            provider=settings.provider,
-            intra_op_threads=settings.intra_op_threads,
-            spinning=settings.ort_spinning,
-            feature_store=settings.feature_store,
-            feature_l1=settings.feature_l1,
-        )
-        ranker.ragged_enabled = settings.ragged_scoring
+        ranker = load_ranker(artifact, settings)
         redis = None
         if settings.redis_url:
             redis = RedisStore.from_url(

@@ -42,6 +42,20 @@ from service.users import UserStates
 log = logging.getLogger(__name__)
 
 
+def load_ranker(artifact: Path, settings: Settings) -> Ranker:
+    """The artifact's `Ranker` as the settings configure it: at start and on every swap."""
+    ranker = Ranker.load(
+        artifact,
+        provider=settings.provider,
+        intra_op_threads=settings.intra_op_threads,
+        spinning=settings.ort_spinning,
+        feature_store=settings.feature_store,
+        feature_l1=settings.feature_l1,
+    )
+    ranker.ragged_enabled = settings.ragged_scoring
+    return ranker
+
+
 class ModelSwapper:
     """Watches ``settings.artifact_dir`` and swaps ``state``'s model when it moves."""
 
@@ -101,15 +115,7 @@ class ModelSwapper:
             return True
 
     def _load(self, target: Path) -> Ranker:
-        s = self.settings
-        return Ranker.load(
-            target,
-            provider=s.provider,
-            intra_op_threads=s.intra_op_threads,
-            spinning=s.ort_spinning,
-            feature_store=s.feature_store,
-            feature_l1=s.feature_l1,
-        )
+        return load_ranker(target, self.settings)
 
     @staticmethod
     async def _warm(users: UserStates) -> None:

@@ -6,11 +6,14 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
+from service.settings import Settings
+from service.swap import load_ranker
 from tests.service.live import uvicorn_server
 
 
@@ -106,3 +109,13 @@ def _version(url: str) -> str:
 
 def _metrics(url: str) -> str:
     return httpx.get(f"{url}/metrics").text
+
+
+@pytest.mark.parametrize("ragged", [True, False])
+def test_a_loaded_ranker_follows_the_settings_at_start_and_on_swap(
+    make_settings: Callable[..., Settings], self_artifact: Path, ragged: bool
+) -> None:
+    """Start-up and the swapper load through one function: `SEGINT_RAGGED_SCORING` holds for a
+    swapped-in model too."""
+    ranker = load_ranker(self_artifact, make_settings(ragged_scoring=ragged))
+    assert ranker.ragged_enabled is ragged
