@@ -140,7 +140,12 @@ def test_cli_content_errors(
     run = tmp_path / "run"
     assert main([*train, "--out", str(run), "--features", str(store), "--set", *CONTENT]) == 0
     recorded = yaml.safe_load((run / "config.yaml").read_text())["features"]
-    assert recorded == {"store": str(store.resolve()), "l1_normalize": False}
+    assert recorded == {
+        "store": str(store.resolve()),
+        "l1_normalize": False,
+        "video_table": "",  # side tables off (the default)
+        "user_table": "",
+    }
     capsys.readouterr()
     evaluate = ["evaluate", "--model", str(run), *src, "--s-max", "13"]
     assert main(evaluate) == 0
