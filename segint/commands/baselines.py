@@ -155,12 +155,27 @@ def fit_baselines(
     return methods, settings
 
 
-def write_report(result: dict[str, Any], path: Path | None) -> None:
+def report_methods(
+    args: argparse.Namespace,
+    fit: pl.DataFrame,
+    test: pl.DataFrame,
+    methods: MethodScores,
+    settings: dict[str, Any],
+) -> None:
+    """Evaluate ``methods`` on the test rows; print the table and write ``--json`` (with the
+    chosen ``settings``) and ``--predictions`` (one row per test view) when asked."""
+    from segint.predictions import predictions_frame, write_predictions
+
+    result = evaluate_methods(fit, test, methods, seed=args.seed)
+    result["settings"] = settings
     sys.stdout.write(format_table(result) + "\n")
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2))
-        sys.stdout.write(f"wrote {path}\n")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+        sys.stdout.write(f"wrote {args.json}\n")
+    if args.predictions is not None:
+        write_predictions(predictions_frame(fit, test, methods, args.seed), args.predictions)
+        sys.stdout.write(f"wrote {args.predictions}\n")
 
 
 def register(sub: Any) -> None:
@@ -174,17 +189,10 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from segint.predictions import predictions_frame, write_predictions
-
     check_baseline_args(args)
     fit, test, valid, valid_rows = load_fit_test(args)
     methods, settings = fit_baselines(
         args, fit, test, valid, valid_rows, args.s_max, bernoulli=args.bernoulli
     )
-    result = evaluate_methods(fit, test, methods, seed=args.seed)
-    result["settings"] = settings
-    write_report(result, args.json)
-    if args.predictions is not None:
-        write_predictions(predictions_frame(fit, test, methods, args.seed), args.predictions)
-        sys.stdout.write(f"wrote {args.predictions}\n")
+    report_methods(args, fit, test, methods, settings)
     return 0

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +41,12 @@ from segint.commands.baselines import (
     add_source_options,
     check_baseline_args,
     fit_baselines,
-    write_report,
+    report_methods,
 )
 from segint.commands.data import filters_from_args
 from segint.commands.train import set_threads
 from segint.data import load_table
 from segint.errors import SegintError
-from segint.report import evaluate_methods
 from segint.splits import SPLIT_METHODS, TEST, TRAIN, VALID, assign_split
 from segint.watchtime import apply_temperature, fit_temperature
 
@@ -173,12 +171,5 @@ def run(args: argparse.Namespace) -> int:
     methods[MODEL_NAME] = (scores, dist)
     methods[UNCALIBRATED] = scores_and_exit_dist(logits, n_seg)
     settings[MODEL_NAME] = calibration.to_dict()
-    result = evaluate_methods(fit, test, methods, seed=args.seed)
-    result["settings"] = settings
-    write_report(result, args.json)
-    if args.predictions is not None:
-        from segint.predictions import predictions_frame, write_predictions
-
-        write_predictions(predictions_frame(fit, test, methods, args.seed), args.predictions)
-        sys.stdout.write(f"wrote {args.predictions}\n")
+    report_methods(args, fit, test, methods, settings)
     return 0
