@@ -16,7 +16,9 @@ Refused (`SegintError`, CLI exit 2), because the served CTR would silently be wr
   than the one exported (SegRec records the resolved path of ``--interest-model``; we compare
   it with ``--model``);
 - mode ``itemposition``: its weights are ItemPosition profiles the artifact does not carry;
-- a content field (``content_dim > 0``) or a slot count other than the interest model's.
+- a content field (``content_dim > 0``) or a slot count other than the interest model's;
+- a head trained on another data file, other filters or another split than the interest model
+  (`segint.provenance`; runs made before provenance was recorded are not checked).
 
 Baseline modes that ignore the interest logits (video, segsum, segmean, segadjust) are
 exported as they are; the manifest records the mode.
@@ -75,7 +77,20 @@ def load_checked_run(segrec_dir: str | Path, interest_dir: str | Path, interest_
                 f"{segrec_dir} was trained on the interest logits of {trained_on}, not of the "
                 f"exported model {Path(interest_dir).resolve()}"
             )
+    _check_same_data(run, segrec_dir, interest_dir)
     return run
+
+
+def _check_same_data(run: Any, segrec_dir: str | Path, interest_dir: str | Path) -> None:
+    """Refuse a head trained on another file, filters or split than the interest model: its
+    test rows (on which it was selected) could be the interest model's training rows."""
+    from segint import provenance
+
+    interest, head = provenance.read(interest_dir), run.source.get("provenance")
+    if interest is None or head is None:
+        log.warning("%s or %s records no provenance: data not checked", segrec_dir, interest_dir)
+        return
+    provenance.check_same_source(interest, head, f"the exported model {interest_dir}")
 
 
 def example_inputs(cfg: Any, rows: int = 3, history: int = 4, seed: int = 0) -> dict[str, Tensor]:
@@ -121,6 +136,7 @@ def export_ctr(run: Any, out_dir: Path, opset: int) -> tuple[GraphSpec, CtrSpec]
             "interest_model": run.interest_model,
             "crossfit": run.crossfit,
             "valid_auc": run.valid_auc,
+            "provenance": run.source.get("provenance"),
         },
     )
     run.users.save(out_dir / ctr.vocab_users)

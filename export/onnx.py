@@ -61,6 +61,7 @@ from export.manifest import (
 from model.config import ModelConfig
 from model.network import SegmentInterestModel
 from segint.errors import SegintError
+from segint.provenance import read as read_provenance
 from segint.watchtime import read_calibration
 
 log = logging.getLogger(__name__)
@@ -252,7 +253,10 @@ def export_run(
             graphs,
             tmp,
             version,
-            source={"run_dir": str(Path(run_dir).resolve())},
+            source={
+                "run_dir": str(Path(run_dir).resolve()),
+                "provenance": read_provenance(run_dir),
+            },
             ctr=ctr,
             features=_content_features(run_dir) if "content" in cfg.modalities else None,
             watch_time=read_calibration(run_dir),

@@ -5,8 +5,11 @@ The JSON layout is shared by `segint baselines`, `segint evaluate` and later tas
     {"paper": {METHOD: {"HR@1": x, "HR@5": x, "HR@10": x, "NDCG@5": x, "NDCG@10": x,
                         "MAE": x, "MAE_mean": x, "XAUC": x}},
      "strict": {...}, "paper_cold": {...}, "strict_cold": {...},
-     "rows": {"train": n, "test": n, "test_cold": n},
-     "settings": {METHOD: {...}}}   # optional: chosen hyper-parameters and which rows chose them
+     "rows": {"train": n, "test": n, "test_cold": n, "test_overlap_dropped": n},
+     "settings": {METHOD: {...}},   # optional: chosen hyper-parameters and which rows chose them
+     "provenance": {...}}           # input files, filters, split (`segint.provenance`)
+
+``test_overlap_dropped`` and ``provenance`` are added by the commands (`segint.commands`).
 
 ``MAE`` is the served estimate's (median exit slot), ``MAE_mean`` the expected slot's
 (`segint.metrics`). XAUC needs the test rows' ``duration_ms`` and ``play_time_ms``.

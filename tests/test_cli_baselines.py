@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -30,7 +31,13 @@ def test_random_split_report_layout_and_sanity(shared_data, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
-    assert set(report) == {"paper", "strict", "paper_cold", "strict_cold", "rows", "settings"}
+    assert set(report) == {
+        "paper", "strict", "paper_cold", "strict_cold", "rows", "settings", "provenance",
+    }  # fmt: skip
+    prov = report["provenance"]
+    assert prov["files"][0]["sha256"] == hashlib.sha256(KUAIRAND_LOG.read_bytes()).hexdigest()
+    assert prov["split"]["seed"] == 0 and prov["filters"]["s_max"] == 40
+    assert prov["rows"]["test"] == report["rows"]["test"]
     chosen = report["settings"]["ItemPosition+prior|N"]
     assert (
         chosen["a"] in PRIOR_GRID

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from segint import provenance
 from segint.baselines import PRIOR_GRID, MethodScores, baseline_scores, choose_prior_strength
 from segint.commands.data import add_filter_options, filters_from_args
 from segint.data import FORMATS, load_table
@@ -50,7 +51,11 @@ def load_fit_test(
     args: argparse.Namespace,
 ) -> tuple[pl.DataFrame, pl.DataFrame, npt.NDArray[np.bool_], str]:
     """Rows to fit statistics on (train, plus validation for a split), rows to test on, which
-    fitting rows validate, and those validation rows in words."""
+    fitting rows validate, and those validation rows in words.
+
+    With ``--train A --test B`` the rows of B also in A are dropped. The source's provenance
+    (`segint.provenance`) is left in ``args.provenance`` for `report_methods`.
+    """
     filters = filters_from_args(args)
     if args.data and (args.train or args.test):
         raise SegintError("give either --data (with --split) or --train and --test, not both")
@@ -62,17 +67,34 @@ def load_fit_test(
         test = df.filter(pl.Series(split == TEST))
         valid = split[keep] == VALID
         where = f"validation rows of the {args.split} split, seed {args.seed}"
+        files = [provenance.file_record("data", args.data, args.format, df.height)]
+        split_def = provenance.split_record(args.split, args.seed, args.min_interactions)
+        overlap = 0
     elif args.train and args.test:
         from segint.commands.train import carve_validation
 
         fit = load_table(args.train, args.format, filters)
-        test = load_table(args.test, args.format, filters)
+        test_all = load_table(args.test, args.format, filters)
+        test, overlap = provenance.drop_overlap(fit, test_all)
+        if overlap:
+            sys.stdout.write(
+                f"dropped {overlap:,} of {test_all.height:,} test rows that are also in "
+                f"{args.train} (same user, video, time)\n"
+            )
         valid = carve_validation(fit) == VALID
         where = f"last 10% by time of {Path(args.train).name}"
+        files = [
+            provenance.file_record("train", args.train, args.format, fit.height),
+            provenance.file_record("test", args.test, args.format, test_all.height),
+        ]
+        split_def = provenance.split_record(provenance.TRAIN_FILE)
     else:
         raise SegintError("give --data FILE, or --train FILE and --test FILE")
     if fit.height == 0 or test.height == 0:
         raise SegintError(f"empty split: {fit.height} fitting rows, {test.height} test rows")
+    rows = {"fit": fit.height, "valid": int(valid.sum()), "test": test.height}
+    rows["test_overlap_dropped"] = overlap
+    args.provenance = provenance.record(files, args.format, filters, split_def, rows)
     return fit, test, valid, f"{where} ({int(valid.sum()):,} rows)"
 
 
@@ -168,6 +190,10 @@ def report_methods(
 
     result = evaluate_methods(fit, test, methods, seed=args.seed)
     result["settings"] = settings
+    prov = getattr(args, "provenance", None)
+    if prov is not None:  # set by the loaders: input files, filters, split, overlap dropped
+        result["rows"]["test_overlap_dropped"] = prov["rows"].get("test_overlap_dropped", 0)
+        result["provenance"] = prov
     sys.stdout.write(format_table(result) + "\n")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from segint import provenance
 from segint.commands.baselines import (
     add_baseline_options,
     add_source_options,
@@ -74,7 +76,11 @@ def register(sub: Any) -> None:
 def _check_same_split(args: argparse.Namespace, data_cfg: Any) -> None:
     """Refuse a split other than the training one: its test rows could be training rows."""
     if data_cfg.split not in SPLIT_METHODS:
-        return  # trained on a separate file (--train): no split of this log to match
+        raise SegintError(
+            f"the model was trained on a whole file (--train, data.split={data_cfg.split}); a "
+            "split of a log could score rows it trained on: evaluate it with --train FILE "
+            "--test LATER_FILE"
+        )
     trained = (data_cfg.split, data_cfg.seed, data_cfg.min_interactions)
     asked = (args.split, args.seed, args.min_interactions)
     if trained != asked:
@@ -85,11 +91,30 @@ def _check_same_split(args: argparse.Namespace, data_cfg: Any) -> None:
         )
 
 
+def _check_source(args: argparse.Namespace, asked: dict[str, Any]) -> None:
+    """Refuse a source whose training file, filters or split differ from the model's."""
+    trained = provenance.read(args.model)
+    if trained is None:
+        log.warning(
+            "%s records no %s (made before provenance was recorded): its data file and filters "
+            "cannot be checked", args.model, provenance.PROVENANCE_FILE,
+        )  # fmt: skip
+        return
+    # With --train/--test any split of the training file will do: its test file's rows that
+    # are in the training file are dropped.
+    provenance.check_same_source(trained, asked, f"the model {args.model}", bool(args.data))
+
+
 def load_rows(
     args: argparse.Namespace, data_cfg: Any
 ) -> tuple[pl.DataFrame, npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_], str]:
     """The table histories come from, the indices of its fitting and test rows, which fitting
-    rows validate (the model's validation rows) and those rows in words."""
+    rows validate (the model's validation rows) and those rows in words.
+
+    Refuses (SegintError) a source the model's test rows could have trained on; with
+    ``--train A --test B`` drops the rows of B also in A. Leaves the source's provenance in
+    ``args.provenance``.
+    """
     filters = filters_from_args(args)
     if args.data and (args.train or args.test):
         raise SegintError("give either --data (with --split) or --train and --test, not both")
@@ -100,11 +125,19 @@ def load_rows(
         fit, test = (split == TRAIN) | (split == VALID), split == TEST
         valid = split[fit] == VALID
         where = f"validation rows of the {args.split} split, seed {args.seed}"
+        files = [provenance.file_record("data", args.data, args.format, table.height)]
+        split_def = provenance.split_record(args.split, args.seed, args.min_interactions)
+        overlap = 0
     elif args.train and args.test:
-        parts = [
-            load_table(path, args.format, filters).with_columns(_part=pl.lit(i, pl.Int8))
-            for i, path in enumerate((args.train, args.test))
-        ]
+        train = load_table(args.train, args.format, filters)
+        test_all = load_table(args.test, args.format, filters)
+        test_kept, overlap = provenance.drop_overlap(train, test_all)
+        if overlap:
+            sys.stdout.write(
+                f"dropped {overlap:,} of {test_all.height:,} test rows that are also in "
+                f"{args.train} (same user, video, time)\n"
+            )
+        parts = [t.with_columns(_part=pl.lit(i, pl.Int8)) for i, t in enumerate((train, test_kept))]
         # One table in load_table's order, so that history_index sees both files.
         table = pl.concat(parts).sort(["user_id", "time_ms", "video_id", "play_time_ms"])
         part = table["_part"].to_numpy()
@@ -114,12 +147,23 @@ def load_rows(
 
         valid = carve_validation(table.filter(pl.Series(fit))) == VALID
         where = f"last 10% by time of {Path(args.train).name}"
+        files = [
+            provenance.file_record("train", args.train, args.format, train.height),
+            provenance.file_record("test", args.test, args.format, test_all.height),
+        ]
+        split_def = provenance.split_record(provenance.TRAIN_FILE)
     else:
         raise SegintError("give --data FILE, or --train FILE and --test FILE")
+    asked = provenance.record(files, args.format, filters, split_def)
+    if getattr(args, "model", None) is not None:
+        _check_source(args, asked)
     if not fit.any() or not test.any():
         raise SegintError(
             f"empty split: {int(fit.sum())} fitting rows, {int(test.sum())} test rows"
         )
+    asked["rows"] = {"fit": int(fit.sum()), "valid": int(valid.sum()), "test": int(test.sum()),
+                     "test_overlap_dropped": overlap}  # fmt: skip
+    args.provenance = asked
     where = f"{where} ({int(valid.sum()):,} rows)"
     return table, np.flatnonzero(fit), np.flatnonzero(test), valid, where
 

@@ -30,10 +30,19 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from segint import provenance
 from segint.commands.data import add_filter_options, filters_from_args
 from segint.data import FORMATS, Filters, load_table
 from segint.errors import SegintError
-from segint.splits import SPLIT_METHODS, TEST, TRAIN, VALID, assign_split, history_index
+from segint.splits import (
+    SPLIT_METHODS,
+    SPLIT_NAMES,
+    TEST,
+    TRAIN,
+    VALID,
+    assign_split,
+    history_index,
+)
 from segrec.config import BACKBONES, INTEREST_MODES, MODES
 
 log = logging.getLogger(__name__)
@@ -139,21 +148,71 @@ def _csv(text: str, kind: type, name: str) -> list[Any]:
 
 
 def _load(source: dict[str, Any], filters: Filters) -> tuple[pl.DataFrame, npt.NDArray[np.int8]]:
-    """The table and its split (0 train, 1 valid, 2 test, -1 unused) of a source description."""
+    """The table and its split (0 train, 1 valid, 2 test, -1 unused) of a source description.
+
+    Adds the source's provenance (`segint.provenance`) to ``source["provenance"]``; with a
+    test file, its rows also in the training file are dropped (and counted there).
+    """
     from segint.commands.train import carve_validation
 
+    fmt = source["format"]
     if source["kind"] == TRAIN_FILE:
-        parts = [load_table(source["train"], source["format"], filters)]
-        parts[0] = parts[0].with_columns(_split=pl.Series(carve_validation(parts[0])))
+        train = load_table(source["train"], fmt, filters)
+        parts = [train.with_columns(_split=pl.Series(carve_validation(train)))]
+        files = [provenance.file_record("train", source["train"], fmt, train.height)]
+        overlap = 0
         if source.get("test"):
-            test = load_table(source["test"], source["format"], filters)
+            test_all = load_table(source["test"], fmt, filters)
+            test, overlap = provenance.drop_overlap(train, test_all)
+            if overlap:
+                sys.stdout.write(
+                    f"dropped {overlap:,} of {test_all.height:,} test rows that are also in "
+                    f"{source['train']} (same user, video, time)\n"
+                )
             parts.append(test.with_columns(_split=pl.lit(TEST, pl.Int8)))
+            files.append(provenance.file_record("test", source["test"], fmt, test_all.height))
         # One table in load_table's order so that histories see both files.
         table = pl.concat(parts).sort(["user_id", "time_ms", "video_id", "play_time_ms"])
-        return table.drop("_split"), table["_split"].to_numpy().astype(np.int8)
-    table = load_table(source["data"], source["format"], filters)
-    split = assign_split(table, source["split"], source["seed"], source["min_interactions"])
+        table, split = table.drop("_split"), table["_split"].to_numpy().astype(np.int8)
+        split_def = provenance.split_record(provenance.TRAIN_FILE)
+    else:
+        table = load_table(source["data"], fmt, filters)
+        split = assign_split(table, source["split"], source["seed"], source["min_interactions"])
+        files = [provenance.file_record("data", source["data"], fmt, table.height)]
+        split_def = provenance.split_record(
+            source["split"], source["seed"], source["min_interactions"]
+        )
+        overlap = 0
+    rows = {name: int((split == code).sum()) for code, name in SPLIT_NAMES.items()}
+    rows["test_overlap_dropped"] = overlap
+    source["provenance"] = provenance.record(files, fmt, filters, split_def, rows)
     return table, split
+
+
+def _check_interest_source(interest_model: Path, source: dict[str, Any]) -> None:
+    """Refuse an interest model trained on another file, filters or split than SegRec's
+    source: it could have trained on SegRec's test rows, whose labels its exits nearly give."""
+    trained = provenance.read(interest_model)
+    if trained is None:
+        log.warning(
+            "%s records no %s: its data file and filters cannot be checked",
+            interest_model, provenance.PROVENANCE_FILE,
+        )  # fmt: skip
+        return
+    provenance.check_same_source(
+        trained, source["provenance"], f"the interest model {interest_model}"
+    )
+
+
+def _check_run_source(model_dir: Path, run_source: dict[str, Any], source: dict[str, Any]) -> None:
+    """Refuse evaluating a SegRec run on a file or filters other than its training ones."""
+    trained = run_source.get("provenance")
+    if trained is None:
+        log.warning("%s records no provenance: its data file cannot be checked", model_dir)
+        return
+    provenance.check_same_source(
+        trained, source["provenance"], f"the SegRec run {model_dir}", source["kind"] == "split"
+    )
 
 
 def _source_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -208,6 +267,7 @@ def _weight_logits(
     check_interest_split(
         interest_model, kind, source.get("seed", 0), source.get("min_interactions", 1)
     )
+    _check_interest_source(interest_model, source)
     own = rows
     if crossfit is not None and np.any(split[rows] == TRAIN):
         train_rows = np.flatnonzero(split == TRAIN)
@@ -317,8 +377,6 @@ def _eval_source(args: argparse.Namespace, trained: dict[str, Any]) -> dict[str,
             raise SegintError(
                 "this run was trained with --train; evaluate it with --train and --test"
             )
-        if Path(args.data).resolve() != Path(trained["data"]).resolve():
-            log.warning("evaluating on %s; the run was trained on %s", args.data, trained["data"])
         src = {"kind": "split", "data": str(args.data), "format": fmt}
         for key in ("split", "seed", "min_interactions"):
             asked = getattr(args, key)
@@ -356,7 +414,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from segrec.train import load_run, predict
 
     set_threads(args.threads)
-    loaded: dict[str, tuple[pl.DataFrame, npt.NDArray[np.int8]]] = {}
+    loaded: dict[str, tuple[pl.DataFrame, npt.NDArray[np.int8], dict[str, Any]]] = {}
     histories: dict[tuple[str, int], Any] = {}
     runs: list[dict[str, Any]] = []
     preds: list[tuple[str, Any, Any]] = []  # (test rows key, labels, probabilities) per run
@@ -367,8 +425,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         filters = Filters(**run.source["filters"])
         key = json.dumps([source, asdict(filters)], sort_keys=True)
         if key not in loaded:
-            loaded[key] = _load(source, filters)
-        table, split = loaded[key]
+            loaded[key] = (*_load(source, filters), source["provenance"])
+        table, split, source["provenance"] = loaded[key]
+        _check_run_source(model_dir, run.source, source)
         test_rows = np.flatnonzero(split == TEST)
         if len(test_rows) == 0:
             raise SegintError(f"no test rows in {source}")
@@ -514,7 +573,10 @@ def run_select(args: argparse.Namespace) -> int:
             raise SegintError(f"{model_dir}: no validation AUC in its metrics.jsonl")
         # seeds may differ (a random split's validation rows then differ per seed, as in
         # the reported means); the data, split kind and filters may not
-        sources.add(json.dumps({k: v for k, v in run.source.items() if k != "seed"}))
+        same = {k: v for k, v in run.source.items() if k not in ("seed", "provenance")}
+        if "provenance" in run.source:  # the bytes of the training file, not only its path
+            same["sha256"] = provenance.training_file(run.source["provenance"])["sha256"]
+        sources.add(json.dumps(same, sort_keys=True))
         in_sample = run.cfg.mode in INTEREST_MODES and run.crossfit is None
         method = f"{run.cfg.backbone}/{run.cfg.method}{'-insample' if in_sample else ''}"
         groups.setdefault(method, []).append((run.valid_auc, Path(model_dir)))

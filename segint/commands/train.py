@@ -30,10 +30,11 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from segint import provenance
 from segint.commands.data import add_filter_options, filters_from_args
 from segint.data import FORMATS, load_table
 from segint.errors import SegintError
-from segint.splits import SPLIT_METHODS, TEST, VALID, assign_split, temporal
+from segint.splits import SPLIT_METHODS, SPLIT_NAMES, TEST, VALID, assign_split, temporal
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "base.yaml"
 VALID_TAIL = 0.10  # --train mode: share of the file (by time) that validates
@@ -133,8 +134,18 @@ def run(args: argparse.Namespace) -> int:
         if cfg.data.split not in SPLIT_METHODS:
             raise SegintError(f"data.split={cfg.data.split} needs --train, not --data")
         split = assign_split(table, cfg.data.split, cfg.data.seed, cfg.data.min_interactions)
+        split_def = provenance.split_record(
+            cfg.data.split, cfg.data.seed, cfg.data.min_interactions
+        )
     else:
         split = carve_validation(table)
+        split_def = provenance.split_record(provenance.TRAIN_FILE)
+    if os.environ.get("RANK", "0") == "0":
+        role = "data" if args.data else "train"
+        files = [provenance.file_record(role, args.data or args.train, args.format, table.height)]
+        rows = {name: int((split == code).sum()) for code, name in SPLIT_NAMES.items()}
+        rows["dropped"] = int((split < 0).sum())
+        provenance.write(args.out, provenance.record(files, args.format, filters, split_def, rows))
     result = train(cfg, table, split, args.out, device=args.device, progress=not args.no_progress)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun, rank 0 reports

@@ -27,7 +27,7 @@ SECTIONS = ("paper", "strict", "paper_cold", "strict_cold")
 
 
 def _check_layout(report: dict) -> None:
-    assert set(report) == {*SECTIONS, "rows", "settings"}
+    assert set(report) == {*SECTIONS, "rows", "settings", "provenance"}
     assert report["settings"]["ItemPosition+prior|N"]["a"] in PRIOR_GRID
     assert report["settings"]["SegInterest"]["temperature"] > 0
     for section in SECTIONS:
@@ -114,6 +114,7 @@ def test_train_file_then_test_file(tmp_path: Path) -> None:
         "train": train_df.height,
         "test": test_df.height,
         "test_cold": int(cold.sum()),
+        "test_overlap_dropped": 0,  # the two files share no (user, video, time)
     }
 
 
