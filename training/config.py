@@ -19,6 +19,7 @@ Unknown sections or keys, and values of the wrong type, raise `SegintError` (CLI
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -201,14 +202,15 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
             return value
         raise bad
     if typ is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # PyYAML reads `1e-3` (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                raise bad from None
-        raise bad
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise bad
+        try:  # PyYAML reads `1e-3` (no dot) as a string
+            number = float(value)
+        except ValueError:
+            raise bad from None
+        if not math.isfinite(number):  # nan passes every `x < bound` check downstream
+            raise SegintError(f"config key {key!r}: must be a finite number, got {value!r}")
+        return number
     if typ is str:
         if isinstance(value, str):
             return value

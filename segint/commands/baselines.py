@@ -23,6 +23,7 @@ import polars as pl
 
 from segint import provenance
 from segint.baselines import PRIOR_GRID, MethodScores, baseline_scores, choose_prior_strength
+from segint.commands import finite_float
 from segint.commands.data import add_filter_options, filters_from_args
 from segint.data import FORMATS, load_table
 from segint.errors import SegintError
@@ -101,16 +102,16 @@ def load_fit_test(
 def add_baseline_options(p: argparse.ArgumentParser) -> None:
     """Prior strengths of the smoothed baselines, shared with `segint evaluate`."""
     p.add_argument(
-        "--prior-strength", type=float, default=1.0, help="ItemPosition+prior pseudo-views"
+        "--prior-strength", type=finite_float, default=1.0, help="ItemPosition+prior pseudo-views"
     )
     p.add_argument(
         "--prior-strength-n",
-        type=float,
+        type=finite_float,
         help="ItemPosition+prior|N pseudo-views (default: chosen on validation rows)",
     )
     p.add_argument(
         "--prior-grid",
-        type=float,
+        type=finite_float,
         nargs="+",
         default=list(PRIOR_GRID),
         help="values of a tried for ItemPosition+prior|N (default %(default)s)",

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from segint.commands import finite_float
 from segint.errors import SegintError
 
 
@@ -52,7 +53,10 @@ def register(sub: Any) -> None:
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--content-weight", type=float, default=1.5, help="0 = exits ignore content (control)"
+        "--content-weight",
+        type=finite_float,
+        default=1.5,
+        help="0 = exits ignore content (control)",
     )
     p.set_defaults(func=run_synth)
 

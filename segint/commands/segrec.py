@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -31,6 +32,7 @@ import numpy.typing as npt
 import polars as pl
 
 from segint import provenance
+from segint.commands import finite_float
 from segint.commands.data import add_filter_options, filters_from_args
 from segint.data import FORMATS, Filters, load_table
 from segint.errors import SegintError
@@ -85,13 +87,13 @@ def register(sub: Any) -> None:
     t.add_argument("--hidden", default="64", help="deep MLP widths, comma separated")
     t.add_argument("--history-len", type=int, default=20, help="DIN: history views")
     t.add_argument("--activation", choices=("dice", "prelu"), default="dice", help="DIN MLPs")
-    t.add_argument("--dropout", type=float, default=0.0)
+    t.add_argument("--dropout", type=finite_float, default=0.0)
     t.add_argument(
         "--learn-temperature",
         action="store_true",
         help="segrec/itemposition: softmax(t p), t learned",
     )
-    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--lr", type=finite_float, default=1e-3)
     t.add_argument("--batch-size", type=int, default=512)
     t.add_argument("--max-epochs", type=int, default=20)
     t.add_argument("--patience", type=int, default=3, help="epochs without better valid AUC")
@@ -142,9 +144,12 @@ def _source_options(p: argparse.ArgumentParser, evaluate: bool) -> None:
 
 def _csv(text: str, kind: type, name: str) -> list[Any]:
     try:
-        return [kind(x) for x in text.split(",") if x.strip()]
+        values = [kind(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise SegintError(f"--{name} must be comma-separated numbers, got {text!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise SegintError(f"--{name} must be finite numbers, got {text!r}")
+    return values
 
 
 def _load(source: dict[str, Any], filters: Filters) -> tuple[pl.DataFrame, npt.NDArray[np.int8]]:
