@@ -6,8 +6,8 @@ and after the last step, it scores the validation rows and appends a line to
 ``metrics.jsonl``; the best validation NDCG@5 (``optim.valid_protocol``) so far is saved as
 ``model.pt``, and training stops after ``optim.patience`` validations without improvement.
 
-Entry points: ``segint train ...`` (segint/commands/train.py), or the same arguments with
-``python -m training.train``. Under ``torchrun --nproc_per_node K`` each process trains on
+Entry point: ``segint train ...`` (segint/commands/train.py; this library never imports the
+CLI), and ``torchrun --nproc_per_node K -m segint.cli train ...``: each process trains on
 its 1/K share of every epoch (DistributedSampler) through DistributedDataParallel (gloo on
 CPU, NCCL on GPU); rank 0 alone validates and writes, and tells the others when to stop.
 """
@@ -447,14 +447,3 @@ def _loop(
         train_rows=len(loader.dataset),  # type: ignore[arg-type]
         valid_rows=len(validator.data) if validator else 0,
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m training.train ARGS`` = ``segint train ARGS`` (what torchrun launches)."""
-    from segint.cli import main as cli_main
-
-    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,7 +9,7 @@ Two sources:
 Configuration: ``--config configs/NAME.yaml`` (default ``configs/base.yaml``), then
 ``--set SECTION.KEY=VALUE ...`` overrides; ``--split``, ``--seed`` (split *and* training
 seed), ``--min-interactions`` and ``--s-max`` are shorthands for the matching ``data.*`` keys.
-Also runs under ``torchrun --nproc_per_node K -m training.train ARGS`` (same arguments).
+Also runs under ``torchrun --nproc_per_node K -m segint.cli train ARGS``.
 
 A model with the content modality (``--set model.modalities=[id,content]
 model.content_dim=DC``) reads segment features from ``--features STORE`` (a

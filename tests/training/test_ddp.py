@@ -26,12 +26,12 @@ from training.inference import predict_logits
 def test_torchrun_two_cpu_processes_train_a_loadable_checkpoint(
     log_csv: Path, tmp_path: Path
 ) -> None:
-    """`torchrun --nproc_per_node 2 -m training.train` shards each epoch over 2 ranks, rank 0
+    """`torchrun --nproc_per_node 2 -m segint.cli train` shards each epoch over 2 ranks, rank 0
     writes a run directory that loads and scores."""
     out = tmp_path / "run"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "training.train", "--data", str(log_csv), "--format", "canonical",
+        "-m", "segint.cli", "train", "--data", str(log_csv), "--format", "canonical",
         "--config", str(TINY), "--out", str(out), "--device", "cpu", "--no-progress",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
