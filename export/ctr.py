@@ -7,7 +7,7 @@ with ``w = softmax(p)`` in mode ``segrec``, survival weights in mode ``survival`
 (`segrec.network.interest_features`). Every mode has the same eight inputs, so the service
 feeds every head alike; the manifest's ``ctr`` entry names the variant (backbone, mode) and
 ``/healthz`` reports it as ``ctr_head``. It goes through the same pinned exporter as the
-interest graphs (`export.onnx.export_graph`: dynamo, opset 20, weights inside the file); its
+interest graphs (`export.graph.export_graph`: dynamo, opset 20, weights inside the file); its
 names and symbolic axes (batch, history) are declared in `export.contract`.
 
 Refused (`SegintError`, CLI exit 2), because the served CTR would silently be wrong:
@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from export.contract import CTR, GRAPHS
+from export.graph import export_graph
 from export.manifest import CtrSpec, GraphSpec, config_hash
 from segint.errors import SegintError
 from segrec.config import INTEREST_MODES
@@ -146,8 +147,7 @@ def export_ctr(run: Any, out_dir: Path, opset: int) -> tuple[GraphSpec, CtrSpec]
 
 def export_head(model: Any, path: Path, opset: int) -> GraphSpec:
     """Export `segrec.onnx.CTRHead` of a `SegRecModel` (eval mode) to ``path`` through the
-    pinned exporter (`export.onnx.export_graph`), names and axes from `export.contract`."""
-    from export.onnx import export_graph
+    pinned exporter (`export.graph.export_graph`), names and axes from `export.contract`."""
     from segrec.onnx import CTRHead
 
     spec = GRAPHS[CTR]
