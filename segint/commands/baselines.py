@@ -21,14 +21,14 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from segint import provenance
 from segint.baselines import PRIOR_GRID, MethodScores, baseline_scores, choose_prior_strength
 from segint.commands import finite_float
 from segint.commands.data import add_filter_options, filters_from_args
-from segint.data import FORMATS, load_table
+from segint.data import FORMATS
 from segint.errors import SegintError
 from segint.report import evaluate_methods, format_table
-from segint.splits import SPLIT_METHODS, TEST, VALID, assign_split
+from segint.source import DataSource
+from segint.splits import SPLIT_METHODS, TEST, TRAIN, VALID
 
 
 def add_source_options(p: argparse.ArgumentParser) -> None:
@@ -48,6 +48,23 @@ def add_source_options(p: argparse.ArgumentParser) -> None:
     add_filter_options(p)
 
 
+def source_from_args(args: argparse.Namespace) -> DataSource:
+    """The `DataSource` of --data/--split/--seed/--min-interactions or --train/--test, with
+    the filter options (shared with `segint evaluate`)."""
+    if args.data is None and not (args.train and args.test):
+        raise SegintError("give --data FILE, or --train FILE and --test FILE")
+    return DataSource(
+        data=args.data,
+        split=args.split,
+        seed=args.seed,
+        min_interactions=args.min_interactions,
+        train=args.train,
+        test=args.test,
+        format=args.format,
+        filters=filters_from_args(args),
+    )
+
+
 def load_fit_test(
     args: argparse.Namespace,
 ) -> tuple[pl.DataFrame, pl.DataFrame, npt.NDArray[np.bool_], str]:
@@ -57,46 +74,16 @@ def load_fit_test(
     With ``--train A --test B`` the rows of B also in A are dropped. The source's provenance
     (`segint.provenance`) is left in ``args.provenance`` for `report_methods`.
     """
-    filters = filters_from_args(args)
-    if args.data and (args.train or args.test):
-        raise SegintError("give either --data (with --split) or --train and --test, not both")
-    if args.data:
-        df = load_table(args.data, args.format, filters)
-        split = assign_split(df, args.split, seed=args.seed, min_interactions=args.min_interactions)
-        keep = (split >= 0) & (split <= VALID)
-        fit = df.filter(pl.Series(keep))
-        test = df.filter(pl.Series(split == TEST))
-        valid = split[keep] == VALID
-        where = f"validation rows of the {args.split} split, seed {args.seed}"
-        files = [provenance.file_record("data", args.data, args.format, df.height)]
-        split_def = provenance.split_record(args.split, args.seed, args.min_interactions)
-        overlap = 0
-    elif args.train and args.test:
-        from segint.commands.train import carve_validation
-
-        fit = load_table(args.train, args.format, filters)
-        test_all = load_table(args.test, args.format, filters)
-        test, overlap = provenance.drop_overlap(fit, test_all)
-        if overlap:
-            sys.stdout.write(
-                f"dropped {overlap:,} of {test_all.height:,} test rows that are also in "
-                f"{args.train} (same user, video, time)\n"
-            )
-        valid = carve_validation(fit) == VALID
-        where = f"last 10% by time of {Path(args.train).name}"
-        files = [
-            provenance.file_record("train", args.train, args.format, fit.height),
-            provenance.file_record("test", args.test, args.format, test_all.height),
-        ]
-        split_def = provenance.split_record(provenance.TRAIN_FILE)
-    else:
-        raise SegintError("give --data FILE, or --train FILE and --test FILE")
+    source = source_from_args(args)
+    loaded = source.load()
+    loaded.print_overlap()
+    fit_rows = loaded.rows(TRAIN, VALID)
+    fit, test = loaded.table[fit_rows], loaded.table[loaded.rows(TEST)]
+    valid = loaded.split[fit_rows] == VALID
     if fit.height == 0 or test.height == 0:
         raise SegintError(f"empty split: {fit.height} fitting rows, {test.height} test rows")
-    rows = {"fit": fit.height, "valid": int(valid.sum()), "test": test.height}
-    rows["test_overlap_dropped"] = overlap
-    args.provenance = provenance.record(files, args.format, filters, split_def, rows)
-    return fit, test, valid, f"{where} ({int(valid.sum()):,} rows)"
+    args.provenance = loaded.provenance
+    return fit, test, valid, f"{loaded.valid_where} ({int(valid.sum()):,} rows)"
 
 
 def add_baseline_options(p: argparse.ArgumentParser) -> None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +43,11 @@ from segint.commands.baselines import (
     check_baseline_args,
     fit_baselines,
     report_methods,
+    source_from_args,
 )
-from segint.commands.data import filters_from_args
 from segint.commands.train import set_threads
-from segint.data import load_table
 from segint.errors import SegintError
-from segint.splits import SPLIT_METHODS, TEST, TRAIN, VALID, assign_split
+from segint.splits import SPLIT_METHODS, TEST, TRAIN, VALID
 from segint.watchtime import apply_temperature, fit_temperature
 
 log = logging.getLogger(__name__)
@@ -115,57 +113,19 @@ def load_rows(
     ``--train A --test B`` drops the rows of B also in A. Leaves the source's provenance in
     ``args.provenance``.
     """
-    filters = filters_from_args(args)
-    if args.data and (args.train or args.test):
-        raise SegintError("give either --data (with --split) or --train and --test, not both")
-    if args.data:
+    source = source_from_args(args)
+    if source.data:
         _check_same_split(args, data_cfg)
-        table = load_table(args.data, args.format, filters)
-        split = assign_split(table, args.split, args.seed, args.min_interactions)
-        fit, test = (split == TRAIN) | (split == VALID), split == TEST
-        valid = split[fit] == VALID
-        where = f"validation rows of the {args.split} split, seed {args.seed}"
-        files = [provenance.file_record("data", args.data, args.format, table.height)]
-        split_def = provenance.split_record(args.split, args.seed, args.min_interactions)
-        overlap = 0
-    elif args.train and args.test:
-        train = load_table(args.train, args.format, filters)
-        test_all = load_table(args.test, args.format, filters)
-        test_kept, overlap = provenance.drop_overlap(train, test_all)
-        if overlap:
-            sys.stdout.write(
-                f"dropped {overlap:,} of {test_all.height:,} test rows that are also in "
-                f"{args.train} (same user, video, time)\n"
-            )
-        parts = [t.with_columns(_part=pl.lit(i, pl.Int8)) for i, t in enumerate((train, test_kept))]
-        # One table in load_table's order, so that history_index sees both files.
-        table = pl.concat(parts).sort(["user_id", "time_ms", "video_id", "play_time_ms"])
-        part = table["_part"].to_numpy()
-        table = table.drop("_part")
-        fit, test = part == 0, part == 1
-        from segint.commands.train import carve_validation
-
-        valid = carve_validation(table.filter(pl.Series(fit))) == VALID
-        where = f"last 10% by time of {Path(args.train).name}"
-        files = [
-            provenance.file_record("train", args.train, args.format, train.height),
-            provenance.file_record("test", args.test, args.format, test_all.height),
-        ]
-        split_def = provenance.split_record(provenance.TRAIN_FILE)
-    else:
-        raise SegintError("give --data FILE, or --train FILE and --test FILE")
-    asked = provenance.record(files, args.format, filters, split_def)
+    loaded = source.load()
     if getattr(args, "model", None) is not None:
-        _check_source(args, asked)
-    if not fit.any() or not test.any():
-        raise SegintError(
-            f"empty split: {int(fit.sum())} fitting rows, {int(test.sum())} test rows"
-        )
-    asked["rows"] = {"fit": int(fit.sum()), "valid": int(valid.sum()), "test": int(test.sum()),
-                     "test_overlap_dropped": overlap}  # fmt: skip
-    args.provenance = asked
-    where = f"{where} ({int(valid.sum()):,} rows)"
-    return table, np.flatnonzero(fit), np.flatnonzero(test), valid, where
+        _check_source(args, loaded.provenance)
+    loaded.print_overlap()
+    fit, test = loaded.rows(TRAIN, VALID), loaded.rows(TEST)
+    if not len(fit) or not len(test):
+        raise SegintError(f"empty split: {len(fit)} fitting rows, {len(test)} test rows")
+    valid = loaded.split[fit] == VALID
+    args.provenance = loaded.provenance
+    return loaded.table, fit, test, valid, f"{loaded.valid_where} ({int(valid.sum()):,} rows)"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -34,21 +34,19 @@ import polars as pl
 from segint import provenance
 from segint.commands import finite_float
 from segint.commands.data import add_filter_options, filters_from_args
-from segint.data import FORMATS, Filters, load_table
+from segint.data import FORMATS, Filters
 from segint.errors import SegintError
+from segint.source import TRAIN_FILE, DataSource
 from segint.splits import (
     SPLIT_METHODS,
-    SPLIT_NAMES,
     TEST,
     TRAIN,
     VALID,
-    assign_split,
     history_index,
 )
 from segrec.config import BACKBONES, INTEREST_MODES, MODES
 
 log = logging.getLogger(__name__)
-TRAIN_FILE = "train_file"  # source kind of a run trained with --train (as in training.config)
 
 
 def register(sub: Any) -> None:
@@ -153,45 +151,13 @@ def _csv(text: str, kind: type, name: str) -> list[Any]:
 
 
 def _load(source: dict[str, Any], filters: Filters) -> tuple[pl.DataFrame, npt.NDArray[np.int8]]:
-    """The table and its split (0 train, 1 valid, 2 test, -1 unused) of a source description.
-
-    Adds the source's provenance (`segint.provenance`) to ``source["provenance"]``; with a
-    test file, its rows also in the training file are dropped (and counted there).
-    """
-    from segint.commands.train import carve_validation
-
-    fmt = source["format"]
-    if source["kind"] == TRAIN_FILE:
-        train = load_table(source["train"], fmt, filters)
-        parts = [train.with_columns(_split=pl.Series(carve_validation(train)))]
-        files = [provenance.file_record("train", source["train"], fmt, train.height)]
-        overlap = 0
-        if source.get("test"):
-            test_all = load_table(source["test"], fmt, filters)
-            test, overlap = provenance.drop_overlap(train, test_all)
-            if overlap:
-                sys.stdout.write(
-                    f"dropped {overlap:,} of {test_all.height:,} test rows that are also in "
-                    f"{source['train']} (same user, video, time)\n"
-                )
-            parts.append(test.with_columns(_split=pl.lit(TEST, pl.Int8)))
-            files.append(provenance.file_record("test", source["test"], fmt, test_all.height))
-        # One table in load_table's order so that histories see both files.
-        table = pl.concat(parts).sort(["user_id", "time_ms", "video_id", "play_time_ms"])
-        table, split = table.drop("_split"), table["_split"].to_numpy().astype(np.int8)
-        split_def = provenance.split_record(provenance.TRAIN_FILE)
-    else:
-        table = load_table(source["data"], fmt, filters)
-        split = assign_split(table, source["split"], source["seed"], source["min_interactions"])
-        files = [provenance.file_record("data", source["data"], fmt, table.height)]
-        split_def = provenance.split_record(
-            source["split"], source["seed"], source["min_interactions"]
-        )
-        overlap = 0
-    rows = {name: int((split == code).sum()) for code, name in SPLIT_NAMES.items()}
-    rows["test_overlap_dropped"] = overlap
-    source["provenance"] = provenance.record(files, fmt, filters, split_def, rows)
-    return table, split
+    """The table and its split (0 train, 1 valid, 2 test, -1 unused) of a source description
+    (`segint.source.DataSource.load`); adds its provenance to ``source["provenance"]``."""
+    src = DataSource.from_dict(source, filters)
+    loaded = src.load()
+    loaded.print_overlap()
+    source["provenance"] = loaded.provenance
+    return loaded.table, loaded.split
 
 
 def _check_interest_source(interest_model: Path, source: dict[str, Any]) -> None:
@@ -223,18 +189,17 @@ def _check_run_source(model_dir: Path, run_source: dict[str, Any], source: dict[
 def _source_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.data and args.train:
         raise SegintError("give either --data (with --split) or --train, not both")
-    if args.data:
-        return {
-            "kind": "split",
-            "data": str(args.data),
-            "format": args.format,
-            "split": args.split,
-            "seed": args.seed,
-            "min_interactions": args.min_interactions,
-        }
-    if args.train:
-        return {"kind": TRAIN_FILE, "train": str(args.train), "format": args.format}
-    raise SegintError("give --data FILE (with --split and --seed) or --train FILE")
+    if not args.data and not args.train:
+        raise SegintError("give --data FILE (with --split and --seed) or --train FILE")
+    return DataSource(
+        data=args.data,
+        split=args.split,
+        seed=args.seed,
+        min_interactions=args.min_interactions,
+        train=args.train,
+        format=args.format,
+        filters=filters_from_args(args),
+    ).to_dict()
 
 
 def _weight_logits(
@@ -299,8 +264,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.train and args.min_interactions != 1:
         raise SegintError("--min-interactions applies to --data splits only")
     source = _source_from_args(args)
-    filters = filters_from_args(args)
-    source["filters"] = asdict(filters)
+    filters = Filters(**source["filters"])
     opts = TrainOptions(
         lr=args.lr,
         batch_size=args.batch_size,

@@ -26,18 +26,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-import polars as pl
-
 from segint import provenance
 from segint.commands.data import add_filter_options, filters_from_args
-from segint.data import FORMATS, load_table
+from segint.data import FORMATS
 from segint.errors import SegintError
-from segint.splits import SPLIT_METHODS, SPLIT_NAMES, TEST, VALID, assign_split, temporal
+from segint.source import DataSource
+from segint.splits import SPLIT_METHODS
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "base.yaml"
-VALID_TAIL = 0.10  # --train mode: share of the file (by time) that validates
 
 
 def register(sub: Any) -> None:
@@ -89,13 +85,6 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def carve_validation(table: pl.DataFrame, frac: float = VALID_TAIL) -> npt.NDArray[np.int8]:
-    """Split of a training file: the last ``frac`` of rows by time validate, the rest train."""
-    split = temporal(table, valid_frac=0.0, test_frac=frac)
-    split[split == TEST] = VALID
-    return split
-
-
 def set_threads(n: int) -> None:
     """Set torch's intra-op CPU threads (0 keeps torch's default of one per core).
 
@@ -128,24 +117,21 @@ def run(args: argparse.Namespace) -> int:
         # Set on the parsed config, not as an override string: a path is not YAML.
         store = str(args.features.resolve())
         cfg = dataclasses.replace(cfg, features=dataclasses.replace(cfg.features, store=store))
-    filters = filters_from_args(args, s_max=cfg.data.s_max)
-    table = load_table(args.data or args.train, args.format, filters)
-    if args.data:
-        if cfg.data.split not in SPLIT_METHODS:
-            raise SegintError(f"data.split={cfg.data.split} needs --train, not --data")
-        split = assign_split(table, cfg.data.split, cfg.data.seed, cfg.data.min_interactions)
-        split_def = provenance.split_record(
-            cfg.data.split, cfg.data.seed, cfg.data.min_interactions
-        )
-    else:
-        split = carve_validation(table)
-        split_def = provenance.split_record(provenance.TRAIN_FILE)
+    if args.data and cfg.data.split not in SPLIT_METHODS:
+        raise SegintError(f"data.split={cfg.data.split} needs --train, not --data")
+    source = DataSource(
+        data=args.data,
+        split=cfg.data.split if args.data else "random_per_user",
+        seed=cfg.data.seed,
+        min_interactions=cfg.data.min_interactions,
+        train=args.train,
+        format=args.format,
+        filters=filters_from_args(args, s_max=cfg.data.s_max),
+    )
+    loaded = source.load()
+    table, split = loaded.table, loaded.split
     if os.environ.get("RANK", "0") == "0":
-        role = "data" if args.data else "train"
-        files = [provenance.file_record(role, args.data or args.train, args.format, table.height)]
-        rows = {name: int((split == code).sum()) for code, name in SPLIT_NAMES.items()}
-        rows["dropped"] = int((split < 0).sum())
-        provenance.write(args.out, provenance.record(files, args.format, filters, split_def, rows))
+        provenance.write(args.out, loaded.provenance)
     result = train(cfg, table, split, args.out, device=args.device, progress=not args.no_progress)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun, rank 0 reports
