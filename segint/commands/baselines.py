@@ -23,11 +23,10 @@ import polars as pl
 
 from segint.baselines import PRIOR_GRID, MethodScores, baseline_scores, choose_prior_strength
 from segint.commands import finite_float
-from segint.commands.data import add_filter_options, filters_from_args
+from segint.commands.data import add_filter_options, source_from_args
 from segint.data import FORMATS
 from segint.errors import SegintError
 from segint.report import evaluate_methods, format_table
-from segint.source import DataSource
 from segint.splits import SPLIT_METHODS, TEST, TRAIN, VALID
 
 
@@ -48,23 +47,6 @@ def add_source_options(p: argparse.ArgumentParser) -> None:
     add_filter_options(p)
 
 
-def source_from_args(args: argparse.Namespace) -> DataSource:
-    """The `DataSource` of --data/--split/--seed/--min-interactions or --train/--test, with
-    the filter options (shared with `segint evaluate`)."""
-    if args.data is None and not (args.train and args.test):
-        raise SegintError("give --data FILE, or --train FILE and --test FILE")
-    return DataSource(
-        data=args.data,
-        split=args.split,
-        seed=args.seed,
-        min_interactions=args.min_interactions,
-        train=args.train,
-        test=args.test,
-        format=args.format,
-        filters=filters_from_args(args),
-    )
-
-
 def load_fit_test(
     args: argparse.Namespace,
 ) -> tuple[pl.DataFrame, pl.DataFrame, npt.NDArray[np.bool_], str]:
@@ -74,8 +56,9 @@ def load_fit_test(
     With ``--train A --test B`` the rows of B also in A are dropped. The source's provenance
     (`segint.provenance`) is left in ``args.provenance`` for `report_methods`.
     """
-    source = source_from_args(args)
-    loaded = source.load()
+    if args.data is None and not (args.train and args.test):
+        raise SegintError("give --data FILE, or --train FILE and --test FILE")
+    loaded = source_from_args(args).load()
     loaded.print_overlap()
     fit_rows = loaded.rows(TRAIN, VALID)
     fit, test = loaded.table[fit_rows], loaded.table[loaded.rows(TEST)]

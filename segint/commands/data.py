@@ -9,6 +9,7 @@ from typing import Any
 
 from segint.data import FORMATS, Filters, write_prepared
 from segint.errors import SegintError
+from segint.source import DataSource
 
 
 def add_filter_options(p: argparse.ArgumentParser) -> None:
@@ -37,6 +38,21 @@ def filters_from_args(args: argparse.Namespace, s_max: int | None = None) -> Fil
         )
     except ValueError as e:
         raise SegintError(str(e)) from None
+
+
+def source_from_args(args: argparse.Namespace) -> DataSource:
+    """The `DataSource` of --data/--split/--seed/--min-interactions or --train [--test], with
+    the filter options (baselines, evaluate, segrec)."""
+    return DataSource(
+        data=args.data,
+        split=args.split,
+        seed=args.seed,
+        min_interactions=args.min_interactions,
+        train=args.train,
+        test=getattr(args, "test", None),
+        format=args.format,
+        filters=filters_from_args(args),
+    )
 
 
 def register(sub: Any) -> None:

@@ -43,8 +43,8 @@ from segint.commands.baselines import (
     check_baseline_args,
     fit_baselines,
     report_methods,
-    source_from_args,
 )
+from segint.commands.data import source_from_args
 from segint.commands.train import set_threads
 from segint.errors import SegintError
 from segint.splits import SPLIT_METHODS, TEST, TRAIN, VALID
@@ -113,6 +113,8 @@ def load_rows(
     ``--train A --test B`` drops the rows of B also in A. Leaves the source's provenance in
     ``args.provenance``.
     """
+    if args.data is None and not (args.train and args.test):
+        raise SegintError("give --data FILE, or --train FILE and --test FILE")
     source = source_from_args(args)
     if source.data:
         _check_same_split(args, data_cfg)

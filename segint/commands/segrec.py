@@ -33,7 +33,7 @@ import polars as pl
 
 from segint import provenance
 from segint.commands import finite_float
-from segint.commands.data import add_filter_options, filters_from_args
+from segint.commands.data import add_filter_options, source_from_args
 from segint.data import FORMATS, Filters
 from segint.errors import SegintError
 from segint.source import TRAIN_FILE, DataSource
@@ -187,19 +187,9 @@ def _check_run_source(model_dir: Path, run_source: dict[str, Any], source: dict[
 
 
 def _source_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    if args.data and args.train:
-        raise SegintError("give either --data (with --split) or --train, not both")
     if not args.data and not args.train:
         raise SegintError("give --data FILE (with --split and --seed) or --train FILE")
-    return DataSource(
-        data=args.data,
-        split=args.split,
-        seed=args.seed,
-        min_interactions=args.min_interactions,
-        train=args.train,
-        format=args.format,
-        filters=filters_from_args(args),
-    ).to_dict()
+    return source_from_args(args).to_dict()
 
 
 def _weight_logits(
