@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +34,7 @@ from segint.data import PREPARED_FILE, Filters
 from segint.errors import SegintError
 from segint.splits import ROW_IDENTITY, SPLIT_METHODS
 
+log = logging.getLogger(__name__)
 PROVENANCE_FILE = "provenance.json"
 TRAIN_FILE = "train_file"  # split method of a run trained on a whole file (--train)
 # Version of the random_per_user assignment (segint.splits.row_uniform); bump if it changes.
@@ -148,6 +150,24 @@ def check_same_source(
             f"{what} was trained on split {_split_words(t)}, not {_split_words(q)}: "
             "its test rows would overlap its training rows"
         )
+
+
+def check_run(
+    trained: dict[str, Any] | None, asked: dict[str, Any], what: str, compare_split: bool = True
+) -> None:
+    """`check_same_source` for a run that may predate provenance (``trained`` None): such a
+    run on a random_per_user split is refused, because its rows were assigned by the earlier
+    rank-and-offset rule and most of this split's test rows trained it; otherwise a warning
+    says that its file and filters cannot be checked."""
+    if trained is not None:
+        check_same_source(trained, asked, what, compare_split)
+        return
+    if compare_split and asked["split"]["method"] == "random_per_user":
+        raise SegintError(
+            f"{what} records no {PROVENANCE_FILE}: it predates the {ASSIGNMENT} random_per_user "
+            "assignment, so this split's test rows are mostly its training rows; retrain it"
+        )
+    log.warning("%s records no provenance: its data file and filters cannot be checked", what)
 
 
 def _split_words(s: dict[str, Any]) -> str:

@@ -90,17 +90,13 @@ def _check_same_split(args: argparse.Namespace, data_cfg: Any) -> None:
 
 
 def _check_source(args: argparse.Namespace, asked: dict[str, Any]) -> None:
-    """Refuse a source whose training file, filters or split differ from the model's."""
+    """Refuse a source whose training file, filters or split differ from the model's.
+
+    With --train/--test any split of the training file will do: the test file's rows that
+    are in the training file are dropped.
+    """
     trained = provenance.read(args.model)
-    if trained is None:
-        log.warning(
-            "%s records no %s (made before provenance was recorded): its data file and filters "
-            "cannot be checked", args.model, provenance.PROVENANCE_FILE,
-        )  # fmt: skip
-        return
-    # With --train/--test any split of the training file will do: its test file's rows that
-    # are in the training file are dropped.
-    provenance.check_same_source(trained, asked, f"the model {args.model}", bool(args.data))
+    provenance.check_run(trained, asked, f"the model {args.model}", bool(args.data))
 
 
 def load_rows(

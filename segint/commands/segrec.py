@@ -164,25 +164,16 @@ def _check_interest_source(interest_model: Path, source: dict[str, Any]) -> None
     """Refuse an interest model trained on another file, filters or split than SegRec's
     source: it could have trained on SegRec's test rows, whose labels its exits nearly give."""
     trained = provenance.read(interest_model)
-    if trained is None:
-        log.warning(
-            "%s records no %s: its data file and filters cannot be checked",
-            interest_model, provenance.PROVENANCE_FILE,
-        )  # fmt: skip
-        return
-    provenance.check_same_source(
-        trained, source["provenance"], f"the interest model {interest_model}"
-    )
+    provenance.check_run(trained, source["provenance"], f"the interest model {interest_model}")
 
 
 def _check_run_source(model_dir: Path, run_source: dict[str, Any], source: dict[str, Any]) -> None:
     """Refuse evaluating a SegRec run on a file or filters other than its training ones."""
-    trained = run_source.get("provenance")
-    if trained is None:
-        log.warning("%s records no provenance: its data file cannot be checked", model_dir)
-        return
-    provenance.check_same_source(
-        trained, source["provenance"], f"the SegRec run {model_dir}", source["kind"] == "split"
+    provenance.check_run(
+        run_source.get("provenance"),
+        source["provenance"],
+        f"the SegRec run {model_dir}",
+        source["kind"] == "split",
     )
 
 

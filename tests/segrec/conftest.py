@@ -14,7 +14,8 @@ import polars as pl
 import pytest
 import torch
 
-from segint.data import load_table
+from segint import provenance
+from segint.data import Filters, load_table
 from segint.splits import TRAIN, assign_split
 from tests.paths import KUAIRAND_FIXTURE
 
@@ -25,11 +26,13 @@ def make_interest_run(
     seed: int,
     split: str = "random_per_user",
     extra: tuple[str, ...] = (),
+    log: Path | None = KUAIRAND_FIXTURE,
 ) -> Path:
     """A run directory of a tiny random interest model trained (nominally) on ``seed``'s split.
 
     ``extra`` config overrides (e.g. ``model.exit_prior=1.0``) also apply to the fold models
-    that cross-fitting trains from this run's config.
+    that cross-fitting trains from this run's config. For a split, the run's provenance
+    names ``log`` (read as KuaiRand with the default filters: ``table`` must be that log).
     """
     from model.network import SegmentInterestModel
     from training.checkpoint import save_weights, write_run_files
@@ -51,6 +54,10 @@ def make_interest_run(
     model = SegmentInterestModel(model_cfg)
     write_run_files(out, cfg, model_cfg, users, videos)
     save_weights(model, out)
+    if split != "train_file" and log is not None:
+        files = [provenance.file_record("data", log, "kuairand", table.height)]
+        split_def = provenance.split_record(split, seed, 1)
+        provenance.write(out, provenance.record(files, "kuairand", Filters(), split_def))
     return out
 
 

@@ -115,3 +115,16 @@ def test_evaluate_drops_test_file_rows_that_are_in_the_training_file(
     (r,) = json.loads(res.read_text())["runs"]
     assert r["rows"] == t.height - cut
     assert r["source"]["provenance"]["rows"]["test_overlap_dropped"] == 20
+
+
+def test_train_refuses_a_random_split_interest_model_without_provenance(
+    tmp_path: Path,
+    fixture_log: Path,
+    fixture_table: pl.DataFrame,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An interest model from before provenance was trained on the old random_per_user rows:
+    most of SegRec's test rows could be its training rows."""
+    interest = make_interest_run(tmp_path / "old", fixture_table, 0, log=None)
+    args = _segrec_train(tmp_path / "r", fixture_log, "segrec", interest)
+    _refused(capsys, args, "predates the row-hash-v1 random_per_user assignment")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -130,3 +131,21 @@ def test_export_records_the_run_provenance(runs: dict[str, Path]) -> None:
     assert manifest["source"]["provenance"] == json.loads(
         (runs["split"] / "provenance.json").read_text()
     )
+
+
+def test_a_random_split_run_without_provenance_is_refused(
+    runs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run made before provenance (and the row-hash split) was assigned its rows by the
+    old rule: on today's random_per_user split most test rows trained it. Refused; a file
+    run without provenance still evaluates on a file pair (with a warning)."""
+    old = runs["tmp"] / "old_split_run"
+    shutil.copytree(runs["split"], old)
+    (old / "provenance.json").unlink()
+    args = ["evaluate", "--model", str(old), "--data", str(runs["a"]), *CANON]
+    _refused(capsys, args, "predates the row-hash-v1 random_per_user assignment")
+    old_file = runs["tmp"] / "old_file_run"
+    shutil.copytree(runs["file"], old_file)
+    (old_file / "provenance.json").unlink()
+    args = ["evaluate", "--model", str(old_file), "--train", str(runs["a"])]
+    assert main([*args, "--test", str(runs["b"]), *CANON]) == 0
