@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import numpy as np
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.security import APIKeyHeader
@@ -28,6 +27,7 @@ from service.cache import UserCache
 from service.history import NO_TIME, History, UserState
 from service.ranker import Ranker, Scores, Timings, top_segments
 from service.schemas import (
+    CandidateScore,
     Health,
     Readiness,
     RequestModels,
@@ -154,39 +154,13 @@ def _score_json(
 def encode_scores(
     head: dict[str, Any], video_ids: list[int], s: Scores, include: frozenset[str]
 ) -> bytes:
-    """The `ScoreResponse` JSON: ``head`` plus one `CandidateScore` object per candidate.
-
-    Built column by column from the ranker's arrays and written by orjson, without a pydantic
-    object per candidate. Floats are float32 (orjson writes a float32 in its shortest
-    round-trip form: ``0.6498181``, not ``0.6498181223869324``).
-    """
-    c, nseg = len(video_ids), s.n_segments
-    ctr = [None] * c if s.ctr is None else list(_f32(s.ctr))
-    columns: dict[str, list[Any]] = {
-        "video_id": video_ids,
-        "video_unknown": s.video_unknown.tolist(),
-        "user_unknown": [s.user_unknown] * c,
-        "n_segments": nseg.tolist(),
-        "predicted_exit_slot": s.predicted_exit_slot.tolist(),
-        "skip_probability": list(_f32(1.0 - s.completion_probability)),
-        "expected_watch_ms": list(_f32(s.expected_watch_ms)),
-        "median_watch_ms": list(_f32(s.median_watch_ms)),
-        "completion_probability": list(_f32(s.completion_probability)),
-        "ctr": ctr,
+    """The `ScoreResponse` JSON: ``head``, the request-level ``user_unknown`` and one
+    `CandidateScore` object per candidate, written by orjson."""
+    body = head | {
+        "user_unknown": s.user_unknown,
+        "candidates": CandidateScore.from_scores(video_ids, s, include),
     }
-    if "segment_scores" in include:
-        columns["segment_scores"] = [s.logits[i, :n] for i, n in enumerate(nseg.tolist())]
-    if "exit_distribution" in include:
-        dist = _f32(s.exit_distribution)  # (C, S)
-        outcomes = np.minimum(nseg + 1, dist.shape[1]).tolist()
-        columns["exit_distribution"] = [dist[i, :k] for i, k in enumerate(outcomes)]
-    keys = list(columns)
-    candidates = [dict(zip(keys, row, strict=True)) for row in zip(*columns.values(), strict=True)]
-    return orjson.dumps(head | {"candidates": candidates}, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-def _f32(x: Any) -> Any:
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 async def thumbnail(
