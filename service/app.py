@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from export.manifest import Manifest
 from service import metrics
-from service.cache import LocalStore, RedisStore, UserCache
+from service.cache import LocalStore, RedisStore, UserCache, namespace
 from service.journal import Journal
 from service.routes import AppState, build_router
 from service.schemas import Limits, limited_models
@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         cache = UserCache(
             LocalStore(settings.local_cache_size, int(settings.local_cache_mb * 2**20)),
             redis,
-            namespace=f"{settings.key_prefix}:v{ranker.manifest.model_version}",
+            namespace=namespace(settings.key_prefix, ranker.manifest.model_version),
             retry_after_s=settings.redis_retry_after_s,
         )
         if redis is not None and not await cache.ping():
