@@ -28,8 +28,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from export.manifest import Manifest
 from service import metrics
 from service.cache import LocalStore, RedisStore, UserCache, namespace
+from service.deps import AppState
 from service.journal import Journal
-from service.routes import AppState, build_router
+from service.routes import build_router
 from service.schemas import Limits, limited_models
 from service.settings import Settings, get_settings
 from service.shedding import Overloaded, Shedder, ShedMiddleware, overloaded_handler

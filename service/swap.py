@@ -34,9 +34,9 @@ import anyio.to_thread
 from segint.errors import SegintError
 from service import metrics
 from service.cache import namespace
+from service.deps import AppState
 from service.history import History
 from service.ranker import Ranker, Timings
-from service.routes import AppState
 from service.settings import Settings
 from service.users import UserStates
 
