@@ -191,11 +191,15 @@ def test_bad_requests_get_422_naming_the_field(
 def test_a_body_over_the_limit_gets_422_before_parsing(
     make_settings: Callable[..., Settings],
 ) -> None:
-    """Both a declared Content-Length and a chunked body over max_body_bytes are refused."""
+    """Both a declared Content-Length and a chunked body over max_body_bytes are refused,
+    and the metrics middleware (a separate one) counts those 422s like any other answer."""
     big = {"user_id": 1, "candidates": [{"video_id": 1, "duration_ms": 9}] * 200}
+    counted = {"route": "unmatched", "method": "POST", "status": "422"}
+    before = sample("segint_http_requests_total", **counted)
     with TestClient(create_app(make_settings(max_body_bytes=1024))) as c:
         r = c.post("/score", json=big)
         assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body"]
+        assert sample("segint_http_requests_total", **counted) == before + 1
         chunked = c.post(
             "/score", content=iter([b'{"user_id": 1, "candidates": [', b" " * 2000, b"]}"])
         )
