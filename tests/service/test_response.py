@@ -111,6 +111,15 @@ def test_bad_include_is_a_422_naming_the_field(client: TestClient, include: obje
     assert r.json()["detail"][0]["loc"][:2] == ["body", "include"]
 
 
+def test_default_fields_are_the_models_fields_less_the_optional_ones() -> None:
+    """`CandidateScore.from_scores` writes every field of the model except the opt-in arrays
+    and the CTR-head-only ``ctr``: the route has no mapping of its own to drift."""
+    from service.schemas import CandidateScore
+
+    optional = {"segment_scores", "exit_distribution", "ctr"}
+    assert set(CandidateScore.model_fields) - optional == DEFAULT_FIELDS
+
+
 def test_openapi_documents_the_diet(make_settings: Callable[..., Settings]) -> None:
     """The schema lists `include` with its two values and the arrays as optional fields."""
     with TestClient(create_app(make_settings())) as c:
