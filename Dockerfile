@@ -90,6 +90,9 @@ ENV NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \
     SEGINT_ARTIFACT_DIR=/artifacts/default
 COPY --from=serve-build /opt/venv /opt/venv
+# The outage journal's mount point (SEGINT_JOURNAL_PATH): a new named volume mounted here
+# takes this directory's owner, so the non-root service can write it.
+RUN mkdir -p /journal && chown 10001:10001 /journal
 USER 10001:10001
 EXPOSE 8000
 # The image has no curl; the standard library is enough for a health probe.

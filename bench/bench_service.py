@@ -122,7 +122,7 @@ async def open_loop(url: str, bodies: list[bytes], rate: float, duration: float)
     """Send ``rate * duration`` requests at fixed times; latency counts from the schedule."""
     n = max(1, int(rate * duration))
     loop = asyncio.get_running_loop()
-    results: list[tuple[float, bool, dict[str, float]]] = []
+    results: list[tuple[float, str, dict[str, float]]] = []  # (latency, outcome, timings)
     limits = httpx.Limits(max_connections=1024, max_keepalive_connections=1024)
     async with httpx.AsyncClient(base_url=url, timeout=20, limits=limits) as client:
         start = loop.time() + 0.2
@@ -136,22 +136,27 @@ async def open_loop(url: str, bodies: list[bytes], rate: float, duration: float)
                     content=bodies[i % len(bodies)],
                     headers={"content-type": "application/json"},
                 )
-                ok, timing = r.status_code == 200, parse_timing(r.headers.get("server-timing"))
+                # 503 is load shedding (the server refused in time, by design), not an error
+                outcome = {200: "ok", 503: "shed"}.get(r.status_code, "error")
+                timing = parse_timing(r.headers.get("server-timing"))
             except httpx.HTTPError:
-                ok, timing = False, {}
-            results.append((loop.time() - scheduled, ok, timing))
+                outcome, timing = "error", {}
+            results.append((loop.time() - scheduled, outcome, timing))
 
         await asyncio.gather(*(one(i) for i in range(n)))
         elapsed = loop.time() - start
-    lat = np.array([r[0] for r in results if r[1]]) * 1e3
-    timings = [r[2] for r in results if r[1]]
+    lat = np.array([r[0] for r in results if r[1] == "ok"]) * 1e3
+    timings = [r[2] for r in results if r[1] == "ok"]
+    shed = sum(r[1] == "shed" for r in results)
+    ok = len(lat)
     if len(lat) == 0:
         lat = np.array([float("nan")])
     return {
         "offered_rps": rate,
-        "achieved_rps": len(lat) / elapsed,
+        "achieved_rps": ok / elapsed,
         "requests": n,
-        "errors": n - len(lat),
+        "shed": shed,  # 503 + Retry-After: refused by the load shedder
+        "errors": n - ok - shed,  # anything else: other statuses, timeouts, resets
         "p50_ms": float(np.percentile(lat, 50)),
         "p95_ms": float(np.percentile(lat, 95)),
         "p99_ms": float(np.percentile(lat, 99)),
@@ -427,7 +432,7 @@ def serve_and_load(
                     print(
                         f"{label} C={c:4d} rate {r['offered_rps']:6.1f}/s: achieved "
                         f"{r['achieved_rps']:6.1f}/s p50 {r['p50_ms']:7.1f} p99 {r['p99_ms']:7.1f} ms "
-                        f"errors {r['errors']}",
+                        f"shed {r['shed']} errors {r['errors']}",
                         flush=True,
                     )
                 print(
@@ -549,9 +554,9 @@ def report(r: dict[str, Any]) -> str:
         "HTTP /score (open loop; handler-ort = mean Server-Timing handler minus ort, queue and "
         "cache):",
         "",
-        "| scoring | C | offered req/s | achieved | p50 ms | p99 ms | errors | handler-ort ms | "
+        "| scoring | C | offered req/s | achieved | p50 ms | p99 ms | shed | errors | handler-ort ms | "
         "saturation req/s | response KB (with arrays) | sequential ms (with arrays) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, srv in r["servers"].items():
         for c in ("100", "500"):
@@ -559,7 +564,7 @@ def report(r: dict[str, Any]) -> str:
             for run in x["open_loop"]:
                 lines.append(
                     f"| {label} | {c} | {run['offered_rps']:.0f} | {run['achieved_rps']:.1f} | "
-                    f"{run['p50_ms']:.1f} | {run['p99_ms']:.1f} | {run['errors']} | "
+                    f"{run['p50_ms']:.1f} | {run['p99_ms']:.1f} | {run.get('shed', 0)} | {run['errors']} | "
                     f"{run['handler_minus_ort_ms']:.2f} | {x['saturation']['achieved_rps']:.1f} | "
                     f"{x['response_bytes'] / 1e3:.1f} ({x['response_bytes_with_arrays'] / 1e3:.1f}) | "
                     f"{x['sequential_ms']:.1f} ({x['sequential_ms_with_arrays']:.1f}) |"

@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: make the repository's packages importable
     sys.path.insert(0, str(ROOT))
 
-from service.cache import LocalStore, UserCache  # noqa: E402
+from service.cache import namespace, user_key  # noqa: E402
 from service.history import decode_blob  # noqa: E402
 from service.settings import get_settings  # noqa: E402
 
@@ -199,13 +199,10 @@ def make_events(n: int, per_user: int, history_len: int, seed: int) -> list[Outc
     return events[:n]
 
 
-def stored_views(
-    stack: Stack, namespace: str, user_ids: list[int]
-) -> dict[int, set[tuple[int, int]]]:
+def stored_views(stack: Stack, space: str, user_ids: list[int]) -> dict[int, set[tuple[int, int]]]:
     """(video_id, time_ms) of each user's history as Redis holds it."""
-    keys = UserCache(LocalStore(1), None, namespace)
     client = redis.Redis(port=stack.redis_port, socket_timeout=10)
-    blobs = cast(list[bytes | None], client.mget([keys.key(u) for u in user_ids]))
+    blobs = cast(list[bytes | None], client.mget([user_key(space, u) for u in user_ids]))
     found: dict[int, set[tuple[int, int]]] = {}
     for user, blob in zip(user_ids, blobs, strict=True):
         found[user] = set()
@@ -226,7 +223,7 @@ def wait_for(predicate: Any, timeout_s: float, what: str) -> None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """The experiment; returns the report."""
     manifest = json.loads((args.artifact_dir / "manifest.json").read_text())
-    namespace = f"{get_settings().key_prefix}:v{manifest['model_version']}"
+    keys = namespace(get_settings().key_prefix, manifest["model_version"])
     per_user = args.events_per_user or min(10, manifest["history_len"])
     n_events = round(args.event_rate * args.duration)
     events = make_events(n_events, per_user, manifest["history_len"], args.seed)
@@ -273,11 +270,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if locust_failures is None:
                 log.warning("locust wrote no summary: %s", err[-2000:])
         users = sorted({e.user_id for e in events})
-        found_live = stored_views(stack, namespace, users)  # after the first crash and replay
+        found_live = stored_views(stack, keys, users)  # after the first crash and replay
         # Crash once more: what is checked below comes from the append-only file alone.
         stack.kill_redis()
         stack.run("up")
-        found = stored_views(stack, namespace, users)
+        found = stored_views(stack, keys, users)
     finally:
         if locust is not None and locust.poll() is None:
             locust.kill()

@@ -27,9 +27,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from export.manifest import Manifest
 from service import metrics
-from service.cache import LocalStore, RedisStore, UserCache
+from service.cache import LocalStore, RedisStore, UserCache, namespace
+from service.deps import AppState
 from service.journal import Journal
-from service.routes import AppState, build_router
+from service.routes import build_router
 from service.schemas import Limits, limited_models
 from service.settings import Settings, get_settings
 from service.shedding import Overloaded, Shedder, ShedMiddleware, overloaded_handler
@@ -87,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         cache = UserCache(
             LocalStore(settings.local_cache_size, int(settings.local_cache_mb * 2**20)),
             redis,
-            namespace=f"{settings.key_prefix}:v{ranker.manifest.model_version}",
+            namespace=namespace(settings.key_prefix, ranker.manifest.model_version),
             retry_after_s=settings.redis_retry_after_s,
         )
         if redis is not None and not await cache.ping():
@@ -171,21 +172,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         shedder=shedder,
         paths=frozenset({"/score", "/thumbnail", "/events/view"}),
     )
-    app.add_middleware(HttpMetrics, max_body_bytes=settings.max_body_bytes)
+    # Outermost last: metrics see every request, shed or too large ones included; the size
+    # limit runs before shedding, so an oversized body is a 422 even under overload.
+    app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(HttpMetrics)
     return app
 
 
 class HttpMetrics:
-    """Pure ASGI middleware: per-route latency and status metrics, and the body size limit.
+    """Pure ASGI middleware: per-route latency and status metrics of every HTTP request."""
 
-    A body over ``max_body_bytes`` gets a 422 shaped like FastAPI's validation errors, named
-    ``body``, before anything parses it; a body without Content-Length is counted as it
-    streams in.
-    """
-
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -201,18 +199,33 @@ class HttpMetrics:
             await send(message)
 
         try:
-            limited = await self._limit_body(scope, receive)
-            if limited is None:
-                status = 422
-                await self._too_large(scope, send)
-            else:
-                await self.app(scope, limited, send_status)
+            await self.app(scope, receive, send_status)
         finally:
             route = scope.get("route")
             name = getattr(route, "path", "unmatched")  # a template, never a raw path
             method = scope["method"]
             metrics.REQUEST_DURATION.labels(name, method).observe(time.perf_counter() - t0)
             metrics.REQUESTS.labels(name, method, str(status)).inc()
+
+
+class BodySizeLimit:
+    """Pure ASGI middleware: a body over ``max_body_bytes`` gets a 422 shaped like FastAPI's
+    validation errors, named ``body``, before anything parses it; a body without
+    Content-Length is counted as it streams in."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limited = await self._limit_body(scope, receive)
+        if limited is None:
+            await self._too_large(scope, send)
+        else:
+            await self.app(scope, limited, send)
 
     async def _limit_body(self, scope: Scope, receive: Receive) -> Receive | None:
         """``receive`` for the app, or None when the body is over the limit."""

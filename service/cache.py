@@ -235,6 +235,20 @@ class RedisStore:
         await self.client.aclose()
 
 
+def namespace(prefix: str, model_version: str) -> str:
+    """The key namespace of one model's user states: ``<prefix>:v<model version>``.
+
+    The one place that spells it: the app, the model swapper and the durability script
+    (`deploy/aof_durability.py`) all call it, so they always agree on where a user lives.
+    """
+    return f"{prefix}:v{model_version}"
+
+
+def user_key(namespace: str, user_id: int) -> str:
+    """``<namespace>:user:{<user id>}``; the hash tag makes Redis Cluster hash the id only."""
+    return f"{namespace}:user:{{{user_id}}}"
+
+
 class UserCache:
     """The cache the service talks to: Redis with a local fallback, or the local LRU alone."""
 
@@ -256,7 +270,7 @@ class UserCache:
         return "redis" if self.redis is not None else "local"
 
     def key(self, user_id: int) -> str:
-        return f"{self.namespace}:user:{{{user_id}}}"
+        return user_key(self.namespace, user_id)
 
     def redis_available(self) -> bool:
         """Redis is configured and not inside the back-off window after an error."""

@@ -1,4 +1,4 @@
-"""HTTP routes: thin handlers over `UserStates` and `Ranker`, plus their dependencies.
+"""HTTP routes: thin handlers over `UserStates` and `Ranker` (their dependencies: `service.deps`).
 
 Handlers are ``async def``: cache calls are awaited and every model run goes through
 `UserStates.infer` (a worker thread), so the event loop never blocks on inference. Each
@@ -6,28 +6,19 @@ scoring response carries a ``Server-Timing`` header (cache, queue, ort, handler;
 benchmark uses to split a request's time into HTTP + validation, Redis and ONNX Runtime.
 """
 
-from __future__ import annotations
-
-import functools
-import hmac
-import inspect
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
-import numpy as np
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
-from fastapi.security import APIKeyHeader
+from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
 
 from segint.segments import segment_bounds_ms
-from service.cache import UserCache
+from service.deps import StateDep, UsersDep, require_api_key
 from service.history import NO_TIME, History, UserState
 from service.ranker import Ranker, Scores, Timings, top_segments
 from service.schemas import (
+    CandidateScore,
     Health,
     Readiness,
     RequestModels,
@@ -39,60 +30,10 @@ from service.schemas import (
     ViewEvent,
     ViewResponse,
 )
-from service.settings import Settings
-from service.users import UserStates, View
+from service.users import View
 
-
-@dataclass
-class AppState:
-    """What the lifespan opens and yields; handlers reach it through the dependencies.
-
-    Not frozen: a model swap (`service.swap`) replaces ``ranker``, ``cache`` and ``users``
-    together in one step of the event loop. A handler reads ``users`` once (its dependency),
-    so one request is served by one model.
-    """
-
-    settings: Settings
-    ranker: Ranker
-    cache: UserCache
-    users: UserStates
-
-
-async def _app_state(request: Request) -> AppState:
-    # async: a plain `def` dependency would cost a thread-pool hop per request.
-    state: AppState = request.state.segint
-    return state
-
-
-StateDep = Annotated[AppState, Depends(_app_state)]
-
-
-async def _users(state: StateDep) -> UserStates:
-    return state.users
-
-
-async def _ranker(state: StateDep) -> Ranker:
-    return state.ranker
-
-
-UsersDep = Annotated[UserStates, Depends(_users)]
-RankerDep = Annotated[Ranker, Depends(_ranker)]
-_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
-
-
-async def require_api_key(
-    state: StateDep, key: Annotated[str | None, Depends(_api_key_header)]
-) -> None:
-    """401 unless the configured API key (if any) came in the X-API-Key header."""
-    expected = state.settings.api_key
-    if expected is None:
-        return
-    if key is None or not hmac.compare_digest(key.encode(), expected.get_secret_value().encode()):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing or wrong X-API-Key header",
-            headers={"WWW-Authenticate": "ApiKey"},
-        )
+# Health, readiness and metrics: the same for every deployment.
+probes = APIRouter()
 
 
 async def score(body: ScoreRequest, users: UsersDep) -> Response:
@@ -154,39 +95,13 @@ def _score_json(
 def encode_scores(
     head: dict[str, Any], video_ids: list[int], s: Scores, include: frozenset[str]
 ) -> bytes:
-    """The `ScoreResponse` JSON: ``head`` plus one `CandidateScore` object per candidate.
-
-    Built column by column from the ranker's arrays and written by orjson, without a pydantic
-    object per candidate. Floats are float32 (orjson writes a float32 in its shortest
-    round-trip form: ``0.6498181``, not ``0.6498181223869324``).
-    """
-    c, nseg = len(video_ids), s.n_segments
-    ctr = [None] * c if s.ctr is None else list(_f32(s.ctr))
-    columns: dict[str, list[Any]] = {
-        "video_id": video_ids,
-        "video_unknown": s.video_unknown.tolist(),
-        "user_unknown": [s.user_unknown] * c,
-        "n_segments": nseg.tolist(),
-        "predicted_exit_slot": s.predicted_exit_slot.tolist(),
-        "skip_probability": list(_f32(1.0 - s.completion_probability)),
-        "expected_watch_ms": list(_f32(s.expected_watch_ms)),
-        "median_watch_ms": list(_f32(s.median_watch_ms)),
-        "completion_probability": list(_f32(s.completion_probability)),
-        "ctr": ctr,
+    """The `ScoreResponse` JSON: ``head``, the request-level ``user_unknown`` and one
+    `CandidateScore` object per candidate, written by orjson."""
+    body = head | {
+        "user_unknown": s.user_unknown,
+        "candidates": CandidateScore.from_scores(video_ids, s, include),
     }
-    if "segment_scores" in include:
-        columns["segment_scores"] = [s.logits[i, :n] for i, n in enumerate(nseg.tolist())]
-    if "exit_distribution" in include:
-        dist = _f32(s.exit_distribution)  # (C, S)
-        outcomes = np.minimum(nseg + 1, dist.shape[1]).tolist()
-        columns["exit_distribution"] = [dist[i, :k] for i, k in enumerate(outcomes)]
-    keys = list(columns)
-    candidates = [dict(zip(keys, row, strict=True)) for row in zip(*columns.values(), strict=True)]
-    return orjson.dumps(head | {"candidates": candidates}, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-def _f32(x: Any) -> Any:
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 async def thumbnail(
@@ -236,6 +151,7 @@ async def record_view(body: ViewEvent, users: UsersDep) -> ViewResponse:
     )
 
 
+@probes.get("/healthz", response_model=Health)
 async def healthz(state: StateDep) -> Health:
     """Liveness, with the model version, the execution provider actually in use, the CTR
     head and the feature store."""
@@ -253,6 +169,7 @@ async def healthz(state: StateDep) -> Health:
     )
 
 
+@probes.get("/readyz", response_model=Readiness)
 async def readyz(state: StateDep) -> Readiness:
     """Ready once the model is loaded; Redis down is degraded (fallback), not unready."""
     reachable = await state.cache.ping() if state.cache.redis is not None else None
@@ -265,6 +182,12 @@ async def readyz(state: StateDep) -> Readiness:
     )
 
 
+@probes.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "metrics"}},
+)
 async def prometheus_metrics() -> Response:
     """Prometheus text exposition of this process's metrics."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
@@ -272,6 +195,11 @@ async def prometheus_metrics() -> Response:
 
 def build_router(models: RequestModels, api_key: bool = False) -> APIRouter:
     """All routes, with request bodies bound to the limit-bearing models of this app.
+
+    Declared with decorators, here rather than at module level because the body models
+    (`service.schemas.limited_models`) carry the deployment's limits (most candidates, the
+    model's longest video), which the OpenAPI schema must state and which are known only
+    once the artifact is read. Each route delegates to its handler above.
 
     ``api_key``: whether a key is configured; only then does ``/events/view`` declare (and
     check) the ``X-API-Key`` security scheme.
@@ -287,63 +215,42 @@ def build_router(models: RequestModels, api_key: bool = False) -> APIRouter:
     keyed: dict[int | str, dict[str, Any]] = (
         {401: {"description": "X-API-Key missing or wrong"}} if api_key else {}
     )
-    router.add_api_route(
+    score_body, thumbnail_body, view_body = models.score, models.thumbnail, models.view
+
+    @router.post(
         "/score",
-        _with_body(score, models.score),
-        methods=["POST"],
         response_model=ScoreResponse,
         summary="Score candidate videos for one user",
         responses=scoring,
     )
-    router.add_api_route(
+    async def score_route(body: score_body, users: UsersDep) -> Response:  # type: ignore[valid-type]
+        return await score(body, users)
+
+    @router.post(
         "/thumbnail",
-        _with_body(thumbnail, models.thumbnail),
-        methods=["POST"],
         response_model=ThumbnailResponse,
         summary="Top-k thumbnail segments of a video for one user",
         responses=scoring,
     )
-    router.add_api_route(
+    async def thumbnail_route(
+        body: thumbnail_body,  # type: ignore[valid-type]
+        users: UsersDep,
+        response: Response,
+    ) -> ThumbnailResponse:
+        return await thumbnail(body, users, response)
+
+    @router.post(
         "/events/view",
-        _with_body(record_view, models.view),
-        methods=["POST"],
         response_model=ViewResponse,
         summary="Record a finished view (idempotent on user, video, time)",
         dependencies=[Depends(require_api_key)] if api_key else [],
         responses=scoring | keyed,
     )
-    router.add_api_route("/healthz", healthz, methods=["GET"], response_model=Health)
-    router.add_api_route("/readyz", readyz, methods=["GET"], response_model=Readiness)
-    router.add_api_route(
-        "/metrics",
-        prometheus_metrics,
-        methods=["GET"],
-        summary="Prometheus metrics",
-        response_class=Response,
-        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "metrics"}},
-    )
+    async def record_view_route(body: view_body, users: UsersDep) -> ViewResponse:  # type: ignore[valid-type]
+        return await record_view(body, users)
+
+    router.include_router(probes)
     return router
-
-
-def _with_body(
-    endpoint: Callable[..., Awaitable[Any]], model: type[BaseModel]
-) -> Callable[..., Awaitable[Any]]:
-    """A copy of ``endpoint`` whose ``body`` parameter is declared as ``model``.
-
-    FastAPI reads the request model from the signature. ``model`` is a subclass of the
-    declared one that only adds bounds, so the handler's own annotation stays true.
-    """
-
-    @functools.wraps(endpoint)
-    async def bound(*args: Any, **kwargs: Any) -> Any:
-        return await endpoint(*args, **kwargs)
-
-    sig = inspect.signature(endpoint, eval_str=True)
-    params = [
-        p.replace(annotation=model) if p.name == "body" else p for p in sig.parameters.values()
-    ]
-    bound.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
-    return bound
 
 
 def _server_timing(t: Timings, t0: float) -> str:

@@ -10,9 +10,13 @@ declared models, which FastAPI serializes in Rust (SERVING-NOTES section 4).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
+import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+
+if TYPE_CHECKING:
+    from service.ranker import Scores
 
 # The largest integer every JSON parser reads exactly (JavaScript's Number.MAX_SAFE_INTEGER).
 # Past 2**53 doubles skip integers, so a client or validator comparing in doubles would take
@@ -239,7 +243,6 @@ class CandidateScore(BaseModel):
 
     video_id: int
     video_unknown: bool = Field(description="video not seen in training (cold path)")
-    user_unknown: bool = Field(description="user not seen in training (cold path)")
     n_segments: int = Field(description="N: 5-second segments of the video")
     predicted_exit_slot: int = Field(
         description="predicted skip segment: the expected exit segment (N = watches to the end)"
@@ -247,10 +250,12 @@ class CandidateScore(BaseModel):
     skip_probability: float = Field(
         description="probability of leaving before the end (1 - completion_probability)"
     )
-    expected_watch_ms: float = Field(description="mean watch time of the exit distribution")
-    median_watch_ms: float = Field(
-        description="the served watch-time estimate: watch time of the median exit slot, "
-        "which minimises the absolute error (segint.watchtime)"
+    expected_watch_ms: int = Field(
+        description="mean watch time of the exit distribution, in whole ms"
+    )
+    median_watch_ms: int = Field(
+        description="the served watch-time estimate, in whole ms: watch time of the median "
+        "exit slot, which minimises the absolute error (segint.watchtime)"
     )
     completion_probability: float = Field(description="probability of watching to the end")
     segment_scores: list[float] | None = Field(
@@ -268,8 +273,49 @@ class CandidateScore(BaseModel):
         None,
         description="SegRec CTR: probability of an effective view, sigmoid(sum_j softmax(p)_j "
         "y_j) over the video's segments (p: segment interest, y: the CTR backbone's per-segment "
-        "logits). null when the deployed artifact has no CTR head (exported without --segrec)",
+        "logits). Absent when the deployed artifact has no CTR head (exported without "
+        "--segrec; `/healthz` `ctr_head` is null then)",
     )
+
+    @classmethod
+    def from_scores(
+        cls, video_ids: list[int], s: Scores, include: frozenset[str]
+    ) -> list[dict[str, Any]]:
+        """The JSON object of each candidate's `CandidateScore`, in request order.
+
+        Plain dicts with this model's fields, built column by column from the ranker's
+        arrays for orjson: a model instance per candidate would cost more than the rest of the
+        handler's own work at 500 candidates. Probabilities are float32 scalars (orjson
+        writes a float32 in its shortest round-trip form: ``0.6498181``, not
+        ``0.6498181223869324``), watch times whole ms. ``ctr`` is present only with a CTR
+        head, the arrays only when ``include`` lists them: together with the request-level
+        ``user_unknown`` that keeps 500 default candidates under 100 KB.
+        """
+        nseg = s.n_segments
+        columns: dict[str, list[Any]] = {
+            "video_id": video_ids,
+            "video_unknown": s.video_unknown.tolist(),
+            "n_segments": nseg.tolist(),
+            "predicted_exit_slot": s.predicted_exit_slot.tolist(),
+            "skip_probability": list(_f32(1.0 - s.completion_probability)),
+            "expected_watch_ms": np.rint(s.expected_watch_ms).astype(np.int64).tolist(),
+            "median_watch_ms": np.rint(s.median_watch_ms).astype(np.int64).tolist(),
+            "completion_probability": list(_f32(s.completion_probability)),
+        }
+        if s.ctr is not None:
+            columns["ctr"] = list(_f32(s.ctr))
+        if "segment_scores" in include:
+            columns["segment_scores"] = [s.logits[i, :n] for i, n in enumerate(nseg.tolist())]
+        if "exit_distribution" in include:
+            dist = _f32(s.exit_distribution)  # (C, S)
+            outcomes = np.minimum(nseg + 1, dist.shape[1]).tolist()
+            columns["exit_distribution"] = [dist[i, :k] for i, k in enumerate(outcomes)]
+        keys = list(columns)
+        return [dict(zip(keys, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
+def _f32(x: Any) -> Any:
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 class ScoreResponse(BaseModel):
@@ -277,6 +323,10 @@ class ScoreResponse(BaseModel):
     history_source: HistorySource = Field(description="where the user's history came from")
     history_length: int
     cache_degraded: bool = Field(description="the cache store failed; a fallback answered")
+    user_unknown: bool = Field(
+        description="user not seen in training (cold path); one flag for the request, since "
+        "every candidate is scored for the same user"
+    )
     candidates: list[CandidateScore]
 
 

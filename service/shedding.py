@@ -32,7 +32,7 @@ from contextvars import ContextVar
 import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import metrics
 
@@ -44,6 +44,7 @@ class Budget:
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.admitted = False
+        self.reserved = False  # counted in `Shedder.reserved` (passed the middleware's check)
 
 
 _BUDGET: ContextVar[Budget | None] = ContextVar("segint_request_budget", default=None)
@@ -71,6 +72,9 @@ class Shedder:
         self.retry_after_s = retry_after_s
         self.limiter = anyio.CapacityLimiter(concurrency)
         self.waiting = 0  # requests queued for a slot right now
+        # Requests that passed the middleware's check and are still being read, parsed or
+        # looked up in the cache: they will want a slot, so the next arrival counts them.
+        self.reserved = 0
         self.mean_run_s = 0.0  # EWMA of the time a slot is held
         self._running: list[float] = []  # when each slot held now was taken
 
@@ -78,28 +82,44 @@ class Shedder:
         metrics.SHED.labels(reason).inc()
         return Overloaded(reason, self.retry_after_s)
 
-    def refusal(self, left_s: float) -> str | None:
+    def refusal(self, left_s: float, ahead: int = 0) -> str | None:
         """Why a request with ``left_s`` seconds to its deadline cannot get a slot in time
         (``queue_full``, ``deadline``), or None when it may have one or queue for one.
 
-        A free slot is always taken, however little time is left: shedding is for a queue
-        that is too long, not for time lost elsewhere (a slow Redis, a large body).
+        ``ahead``: requests not queued yet that will want a slot before this one (the
+        middleware passes `reserved`). A free slot is always taken, however little time is
+        left: shedding is for a queue that is too long, not for time lost elsewhere (a slow
+        Redis, a large body).
         """
         busy = self.limiter.borrowed_tokens >= self.concurrency
-        if not busy and self.waiting == 0:
+        queued = self.waiting + ahead
+        if not busy and queued == 0:
             return None
-        if self.waiting >= self.queue_max:
+        if queued >= self.queue_max:
             return "queue_full"
-        if left_s <= 0 or self.expected_wait() > left_s:
+        if left_s <= 0 or self.expected_wait(queued) > left_s:
             return "deadline"
         return None
 
-    def expected_wait(self) -> float:
-        """Seconds until a slot frees for a request queued now: what the running runs have
-        left, plus a mean run for each request waiting, spread over the slots."""
+    def expected_wait(self, queued: int | None = None) -> float:
+        """Seconds until a slot frees for a request behind ``queued`` others (default: those
+        waiting now): what the running runs have left, plus a mean run for each request
+        ahead, spread over the slots."""
         now = time.monotonic()
         running = sum(max(0.0, self.mean_run_s - (now - t)) for t in self._running)
-        return (running + self.waiting * self.mean_run_s) / self.concurrency
+        ahead = self.waiting if queued is None else queued
+        return (running + ahead * self.mean_run_s) / self.concurrency
+
+    def reserve(self, budget: Budget) -> None:
+        """Count a request that passed the middleware as wanting a slot (until `release`)."""
+        budget.reserved = True
+        self.reserved += 1
+
+    def release(self, budget: Budget) -> None:
+        """Stop counting ``budget``'s reservation (it queues now, or the request ended)."""
+        if budget.reserved:
+            budget.reserved = False
+            self.reserved -= 1
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -127,6 +147,7 @@ class Shedder:
 
     async def _admit(self, budget: Budget) -> None:
         """Take a slot for a request not admitted yet, or raise `Overloaded`."""
+        self.release(budget)  # from here on it is counted as waiting (or running)
         left = budget.deadline - time.monotonic()
         reason = self.refusal(left)
         if reason is not None:
@@ -158,21 +179,36 @@ class ShedMiddleware:
         self.app = app
         self.shedder = shedder
         self.paths = paths
+        # The refusals, encoded once per reason: two sends, no Response object per request.
+        self._refusals: dict[str, tuple[Message, Message]] = {}
+        for reason in ("queue_full", "deadline"):
+            refused = overloaded_response(Overloaded(reason, shedder.retry_after_s))
+            start = {"type": "http.response.start", "status": 503, "headers": refused.raw_headers}
+            self._refusals[reason] = (start, {"type": "http.response.body", "body": refused.body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
             await self.app(scope, receive, send)
             return
-        # Most refusals happen here, before the body is read or parsed: that is what keeps
-        # a shed answer near a millisecond when the process is busy.
-        reason = self.shedder.refusal(self.shedder.deadline_s)
+        # Refusals happen here, before the body is read or parsed, routed or validated: that
+        # keeps a shed answer near a millisecond when the process is busy. The requests that
+        # passed this check and are still on their way to the queue count as ahead of this
+        # one, so a burst is refused here rather than after parsing (in `Shedder.slot`).
+        shedder = self.shedder
+        reason = shedder.refusal(shedder.deadline_s, ahead=shedder.reserved)
         if reason is not None:
-            await overloaded_response(self.shedder.shed(reason))(scope, receive, send)
+            shedder.shed(reason)
+            start, body = self._refusals[reason]
+            await send(start)
+            await send(body)
             return
-        token = _BUDGET.set(Budget(time.monotonic() + self.shedder.deadline_s))
+        budget = Budget(time.monotonic() + shedder.deadline_s)
+        shedder.reserve(budget)
+        token = _BUDGET.set(budget)
         try:
             await self.app(scope, receive, send)
         finally:
+            shedder.release(budget)
             _BUDGET.reset(token)
 
 

@@ -33,9 +33,10 @@ import anyio.to_thread
 
 from segint.errors import SegintError
 from service import metrics
+from service.cache import namespace
+from service.deps import AppState
 from service.history import History
 from service.ranker import Ranker, Timings
-from service.routes import AppState
 from service.settings import Settings
 from service.users import UserStates
 
@@ -86,7 +87,7 @@ class ModelSwapper:
                         f"{old.manifest.s_max} (the request limits); restart to change it"
                     )
                 cache = copy.copy(self.state.cache)
-                cache.namespace = f"{self.settings.key_prefix}:v{ranker.manifest.model_version}"
+                cache.namespace = namespace(self.settings.key_prefix, ranker.manifest.model_version)
                 users = self.state.users.for_model(ranker, cache)
                 await self._warm(users)
             except Exception as e:  # any failure of a candidate model must leave the old one

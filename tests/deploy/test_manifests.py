@@ -51,6 +51,12 @@ def by_kind(kind: str) -> dict[str, Any]:
     return doc
 
 
+def journal_dir(env: dict[str, str]) -> Path:
+    path = env.get("SEGINT_JOURNAL_PATH")
+    assert path, "SEGINT_JOURNAL_PATH is not set: outage events would live in memory only"
+    return Path(path).parent
+
+
 # --- docker-compose.yml ------------------------------------------------------------------
 
 
@@ -88,6 +94,45 @@ def test_compose_topology() -> None:
     assert services["train"]["profiles"] == ["train"]
     optional = {"locust", "train", "redis-cluster-init"} | {f"redis-node-{i}" for i in range(1, 7)}
     assert all("profiles" not in s for n, s in services.items() if n not in optional)
+
+
+def test_compose_replicas_journal_to_their_own_named_volumes() -> None:
+    """Each replica sets SEGINT_JOURNAL_PATH inside a named volume (declared at the top
+    level, so it outlives the container) mounted writable, and no two replicas share one
+    (the journal is locked by its one writer); the serving image creates the mount point
+    owned by the service user, which a fresh named volume inherits."""
+    compose = load_yaml(COMPOSE)
+    volumes = []
+    for name in REPLICAS:
+        replica = compose["services"][name]
+        folder = journal_dir(replica["environment"])
+        (mount,) = [m for m in replica["volumes"] if Path(m["target"]) == folder]
+        assert mount["type"] == "volume" and not mount.get("read_only", False)
+        volume = mount["source"]
+        assert volume in compose["volumes"], volume
+        volumes.append(volume)
+    assert len(set(volumes)) == len(REPLICAS), volumes
+    serve = (ROOT / "Dockerfile").read_text().split("AS serve\n")[-1]
+    assert f"mkdir -p {folder} && chown 10001:10001 {folder}" in serve
+
+
+def test_k8s_pods_journal_to_their_own_persistent_volume() -> None:
+    """The ConfigMap's SEGINT_JOURNAL_PATH lies on a volume of the StatefulSet's volume
+    claim templates (one claim per pod, kept when the pod goes), mounted writable, and the
+    pod's fsGroup lets the non-root service write it."""
+    config = by_kind("ConfigMap")["data"]
+    folder = journal_dir(config)
+    sts = by_kind("StatefulSet")
+    pod = sts["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    (mount,) = [m for m in container["volumeMounts"] if Path(m["mountPath"]) == folder]
+    assert not mount.get("readOnly", False)
+    claims = {t["metadata"]["name"]: t for t in sts["spec"]["volumeClaimTemplates"]}
+    assert mount["name"] in claims
+    assert mount["name"] not in {v["name"] for v in pod["volumes"]}  # not an emptyDir
+    assert claims[mount["name"]]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"] == "Retain"
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
 
 
 def test_compose_publishes_ports_on_loopback_only_and_names_images_by_variables() -> None:
@@ -216,30 +261,35 @@ def test_k8s_manifest_matches_the_kubernetes_schema(path: str) -> None:
 
 def test_k8s_validator_rejects_a_broken_manifest() -> None:
     """A misspelt probe field fails strict validation (the validator is live)."""
-    deployment = by_kind("Deployment")
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    workload = by_kind("StatefulSet")
+    container = workload["spec"]["template"]["spec"]["containers"][0]
     container["readinessProbe"]["httpGet"]["paht"] = "/readyz"
     with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+        kubernetes_validate.validate(workload, K8S_VERSION, strict=True)
 
 
 def test_k8s_objects_fit_together() -> None:
-    """Probes hit /readyz and /healthz; the Service and PDB select the Deployment's pods; the
-    HPA scales that Deployment; envFrom names the ConfigMap and Secret that exist, whose keys
-    are real service settings, the API key among the secrets."""
-    deployment = by_kind("Deployment")
+    """Probes hit /readyz and /healthz; the Services and PDB select the StatefulSet's pods;
+    the HPA scales that StatefulSet; envFrom names the ConfigMap and Secret that exist, whose
+    keys are real service settings, the API key among the secrets."""
+    deployment = by_kind("StatefulSet")
     pod = deployment["spec"]["template"]
     (container,) = pod["spec"]["containers"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["resources"]["requests"] and container["resources"]["limits"]
     labels = pod["metadata"]["labels"]
-    for kind in ("Service", "PodDisruptionBudget"):
-        spec = by_kind(kind)["spec"]
+    selecting = [d for _, d in k8s_documents() if d["kind"] in ("Service", "PodDisruptionBudget")]
+    assert len(selecting) == 3
+    for doc in selecting:
+        spec = doc["spec"]
         selector = spec["selector"].get("matchLabels", spec["selector"])
-        assert selector.items() <= labels.items(), kind
+        assert selector.items() <= labels.items(), doc["metadata"]["name"]
+    headless = [d for d in selecting if d["spec"].get("clusterIP") == "None"]
+    assert [d["metadata"]["name"] for d in headless] == [deployment["spec"]["serviceName"]]
     hpa = by_kind("HorizontalPodAutoscaler")
     assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"]["kind"] == "StatefulSet"
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     config, secret = by_kind("ConfigMap"), by_kind("Secret")
     refs = {next(iter(r)): r[next(iter(r))]["name"] for r in container["envFrom"]}

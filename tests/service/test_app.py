@@ -44,6 +44,7 @@ def test_score_returns_every_head_per_candidate(client: TestClient) -> None:
     """N scores, N+1 outcomes summing to 1 (N when N = S), heads consistent, cold flags set."""
     out = score(client, 5555)  # unknown user
     assert out["model_version"] == "tiny-self" and out["history_source"] == "empty"
+    assert out["user_unknown"] is True
     cands = out["candidates"]
     assert [c["video_id"] for c in cands] == [v for v, _ in CANDIDATES]
     assert [c["n_segments"] for c in cands] == [3, 1, 7, 1]
@@ -54,7 +55,7 @@ def test_score_returns_every_head_per_candidate(client: TestClient) -> None:
         assert abs(sum(dist) - 1) < 1e-6 and min(dist) >= 0  # float32 values
         assert 0 <= c["predicted_exit_slot"] <= n
         assert c["completion_probability"] == (dist[n] if n < S else 0.0)
-        assert c["user_unknown"] is True
+        assert "user_unknown" not in c  # one request-level flag (below)
     assert [c["video_unknown"] for c in cands] == [False, False, True, False]
     assert 0 < cands[0]["expected_watch_ms"] <= 12000
 
@@ -190,11 +191,15 @@ def test_bad_requests_get_422_naming_the_field(
 def test_a_body_over_the_limit_gets_422_before_parsing(
     make_settings: Callable[..., Settings],
 ) -> None:
-    """Both a declared Content-Length and a chunked body over max_body_bytes are refused."""
+    """Both a declared Content-Length and a chunked body over max_body_bytes are refused,
+    and the metrics middleware (a separate one) counts those 422s like any other answer."""
     big = {"user_id": 1, "candidates": [{"video_id": 1, "duration_ms": 9}] * 200}
+    counted = {"route": "unmatched", "method": "POST", "status": "422"}
+    before = sample("segint_http_requests_total", **counted)
     with TestClient(create_app(make_settings(max_body_bytes=1024))) as c:
         r = c.post("/score", json=big)
         assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body"]
+        assert sample("segint_http_requests_total", **counted) == before + 1
         chunked = c.post(
             "/score", content=iter([b'{"user_id": 1, "candidates": [', b" " * 2000, b"]}"])
         )

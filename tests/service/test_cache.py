@@ -12,7 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
-from service.cache import LocalStore, RedisStore, UserCache
+from service.cache import LocalStore, RedisStore, UserCache, namespace, user_key
+from tests.paths import ROOT
 
 pytestmark = pytest.mark.anyio
 
@@ -47,8 +48,25 @@ async def fake_cache() -> AsyncIterator[UserCache]:
 
 def test_keys_are_versioned_and_hash_tagged_by_user() -> None:
     """`<prefix>:v<version>:user:{<id>}`: Redis Cluster hashes on the user id only."""
-    cache = UserCache(LocalStore(1), None, namespace="segint:v2025-01")
-    assert cache.key(42) == "segint:v2025-01:user:{42}"
+    cache = UserCache(LocalStore(1), None, namespace=namespace("segint", "2025-01"))
+    assert cache.key(42) == "segint:v2025-01:user:{42}" == user_key(cache.namespace, 42)
+
+
+def test_app_and_durability_script_share_the_key_namespace_helper() -> None:
+    """The app, the model swapper and deploy/aof_durability.py build keys with
+    service.cache.namespace / user_key only: none spells the key format itself."""
+    import ast
+
+    for path in ("service/app.py", "service/swap.py", "deploy/aof_durability.py"):
+        source = (ROOT / path).read_text()
+        assert ":v{" not in source and ":user:" not in source, path
+        names = {
+            alias.name
+            for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.ImportFrom) and node.module == "service.cache"
+            for alias in node.names
+        }
+        assert "namespace" in names, path
 
 
 def test_local_store_evicts_least_recently_used() -> None:

@@ -81,14 +81,14 @@ def test_thumbnail_does_not_run_the_ctr_head(ctr_client: TestClient) -> None:
     assert r.status_code == 200 and ctr_runs() == runs
 
 
-def test_no_ctr_head_means_null_ctr(client: TestClient, ctr_client: TestClient) -> None:
-    """Without a CTR head the field is null (never a made-up value); /healthz names the head;
-    the OpenAPI schema documents ctr as a nullable number."""
+def test_no_ctr_head_means_no_ctr(client: TestClient, ctr_client: TestClient) -> None:
+    """Without a CTR head the field is absent (never a made-up value); /healthz names the
+    head; the OpenAPI schema documents ctr as an optional number."""
     out = client.post("/score", json=body(110)).json()
-    assert [c["ctr"] for c in out["candidates"]] == [None] * len(CANDIDATES)
+    assert all("ctr" not in c for c in out["candidates"])
     assert client.get("/healthz").json()["ctr_head"] is None
     assert ctr_client.get("/healthz").json()["ctr_head"] == "din/segrec"
     schema = client.get("/openapi.json").json()["components"]["schemas"]["CandidateScore"]
     ctr = schema["properties"]["ctr"]
     assert {"type": "number"} in ctr["anyOf"] and {"type": "null"} in ctr["anyOf"]
-    assert "null when" in ctr["description"] and "ctr" not in schema.get("required", [])
+    assert "Absent when" in ctr["description"] and "ctr" not in schema.get("required", [])

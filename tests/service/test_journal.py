@@ -17,7 +17,7 @@ from service.cache import LocalStore, RedisStore, UserCache
 from service.history import decode_blob
 from service.journal import Journal, JournalError, encode
 from service.ranker import Ranker
-from service.shedding import Overloaded
+from service.shedding import Overloaded, Shedder
 from service.users import UserStates, View
 from tests.service.live import free_port, redis_process, uvicorn_server
 
@@ -154,3 +154,40 @@ async def test_an_event_the_journal_cannot_hold_is_refused_not_acknowledged(
         assert [v.video_id for v in users.pending[1]] == [2]
     finally:
         await cache.close()
+
+
+class _NoScan(dict[int, list[View]]):
+    """A dict whose every scan fails: per-event work must not walk all users."""
+
+    def values(self):  # type: ignore[no-untyped-def, override]
+        raise AssertionError("scanned every user's pending views")
+
+    def items(self):  # type: ignore[no-untyped-def, override]
+        raise AssertionError("scanned every user's pending views")
+
+    def __iter__(self):  # type: ignore[no-untyped-def, override]
+        raise AssertionError("scanned every user's pending views")
+
+
+def test_pending_views_count_is_kept_without_scanning_users() -> None:
+    """Queueing, bounding and popping pending views never walks the other users' lists (O(1)
+    per event), and the running count equals the views held after any sequence of them."""
+    from service.users import PendingViews
+
+    pending = PendingViews()
+    pending._views = _NoScan()
+    users = UserStates.__new__(UserStates)
+    users.pending, users.pending_max = pending, 5
+    users.shedder = Shedder(1, queue_max=1, deadline_s=1.0)
+    for i in range(5):
+        users._keep_for_replay(i % 3, View(i, 9000, 100, i))
+    assert pending.count == 5 and len(pending) == 3
+    with pytest.raises(Overloaded, match="outage_queue_full"):
+        users._keep_for_replay(9, View(9, 9000, 100, 9))
+    assert [v.video_id for v in pending[0]] == [0, 3]
+    popped = pending.pop(0)
+    pending.add(0, popped[1:])
+    assert pending.count == 4
+    pending.add(7, [])
+    assert len(pending) == 3  # an empty add leaves no empty list behind
+    assert pending.count == sum(len(dict.__getitem__(pending._views, u)) for u in (0, 1, 2))

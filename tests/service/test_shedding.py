@@ -156,3 +156,44 @@ async def test_an_admitted_request_finishes_even_past_its_deadline() -> None:
     finally:
         shedding._BUDGET.reset(token)
     assert budget.admitted
+
+
+async def test_requests_on_their_way_to_the_queue_count_for_the_next_arrival() -> None:
+    """The slot busy and room for one waiter: a request that passed the middleware and is
+    still being read (not queued yet) holds that room, so the next arrival is refused by the
+    middleware itself (503, never reaching the app); once the first ends its place frees."""
+    shedder = Shedder(concurrency=1, queue_max=1, deadline_s=10.0)
+    reading, finish = asyncio.Event(), asyncio.Event()
+    reached: list[str] = []
+
+    async def app(scope: dict, receive: object, send: Callable[..., object]) -> None:  # type: ignore[type-arg]
+        reached.append(scope["path"])
+        reading.set()
+        await finish.wait()  # "parsing the body": not in the queue yet
+        await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b"{}"})  # type: ignore[operator]
+
+    middleware = ShedMiddleware(app, shedder, frozenset({"/score"}))  # type: ignore[arg-type]
+    sent: list[list[dict]] = [[], []]  # type: ignore[type-arg]
+
+    def call(i: int) -> asyncio.Task[None]:
+        async def send(message: dict) -> None:  # type: ignore[type-arg]
+            sent[i].append(message)
+
+        scope = {"type": "http", "path": "/score", "method": "POST", "headers": []}
+        return asyncio.create_task(middleware(scope, None, send))  # type: ignore[arg-type]
+
+    started, release = asyncio.Event(), asyncio.Event()
+    holder = asyncio.create_task(_hold(shedder, started, release))
+    await started.wait()
+    first = call(0)
+    await reading.wait()
+    assert shedder.reserved == 1 and shedder.waiting == 0
+    await asyncio.wait_for(call(1), 2.0)  # refused without waiting for the first
+    assert sent[1][0]["status"] == 503 and reached == ["/score"]
+    assert b"queue_full" in sent[1][1]["body"]
+    finish.set()
+    await first
+    assert sent[0][0]["status"] == 200 and shedder.reserved == 0
+    release.set()
+    await holder
