@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from learned._lgb import fit_booster
 from learned.base import LearnedInput, LearnedOutput
-from learned.features import view_features
+from learned.features import ViewFeatures, best_encoding
 
 FloatArray = npt.NDArray[np.float64]
 PARAMS: dict[str, Any] = {
@@ -86,9 +86,13 @@ def quantile_slots(
 
 
 def fit_predict(data: LearnedInput) -> LearnedOutput:
-    """Fit the quantile regressor on training views, stop on validation, score test views."""
+    """Fit the quantile regressor on training views, stop on validation, score test views;
+    the video statistics' encoding is chosen by validation squared error."""
+    return best_encoding(data, lambda feats: _fit(data, feats))
+
+
+def _fit(data: LearnedInput, feats: ViewFeatures) -> tuple[LearnedOutput, float]:
     start = time.perf_counter()
-    feats = view_features(data)
     exits = data.fit["exit_slot"].to_numpy().astype(np.int64)
     group = data.fit["n_segments"].to_numpy().astype(np.int64)
     train = ~data.valid
@@ -100,16 +104,18 @@ def fit_predict(data: LearnedInput) -> LearnedOutput:
     q = booster.predict(feats.test, num_iteration=booster.best_iteration)
     test_group = data.test["n_segments"].to_numpy().astype(np.int64)
     slots = quantile_slots(q, test_group, group[train], exits[train])
-    return LearnedOutput(
+    loss = float(booster.best_score["validation"]["l2"])
+    out = LearnedOutput(
         scores=np.full((data.test.height, data.s_max), np.nan),
         exit_dist=None,
         watch_slots=slots,
         settings={
             "best_iteration": int(booster.best_iteration),
-            "validation_l2": float(booster.best_score["validation"]["l2"]),
+            "validation_l2": loss,
             "criterion": "early stopping on validation views' squared quantile error",
             "groups": "n_segments",
             "params": {k: v for k, v in PARAMS.items() if k != "verbose"},
             "train_seconds": round(time.perf_counter() - start, 2),
         },
     )
+    return out, loss

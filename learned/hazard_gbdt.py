@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from learned._lgb import fit_booster
 from learned.base import LearnedInput, LearnedOutput
-from learned.features import view_features
+from learned.features import ViewFeatures, best_encoding
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -90,10 +90,14 @@ def expand(
 
 
 def fit_predict(data: LearnedInput) -> LearnedOutput:
-    """Fit on the training rows, stop on the validation rows, score the test rows."""
+    """Fit on the training rows, stop on the validation rows, score the test rows; the video
+    statistics' encoding is chosen by validation log-loss (`learned.features.best_encoding`)."""
+    return best_encoding(data, lambda feats: _fit(data, feats))
+
+
+def _fit(data: LearnedInput, feats: ViewFeatures) -> tuple[LearnedOutput, float]:
     start = time.perf_counter()
     s = data.s_max
-    feats = view_features(data)
     names = [*feats.names, *SLOT_FEATURES]
     n_fit = data.fit["n_segments"].to_numpy().astype(np.int64)
     exit_fit = data.fit["exit_slot"].to_numpy().astype(np.int64)
@@ -123,7 +127,8 @@ def fit_predict(data: LearnedInput) -> LearnedOutput:
     h = np.zeros((data.test.height, s))
     h[tview, tslot] = booster.predict(xt, num_iteration=booster.best_iteration)
     dist = exit_distribution(h, n_test, s)
-    return LearnedOutput(
+    loss = float(booster.best_score["validation"]["binary_logloss"])
+    out = LearnedOutput(
         scores=1.0 - dist,
         exit_dist=dist,
         watch_slots=None,
@@ -136,3 +141,4 @@ def fit_predict(data: LearnedInput) -> LearnedOutput:
             "train_seconds": round(fit_seconds, 2),
         },
     )
+    return out, loss

@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from learned._lgb import fit_booster
 from learned.base import LearnedInput, LearnedOutput
-from learned.features import view_features
+from learned.features import ViewFeatures, best_encoding
 
 FloatArray = npt.NDArray[np.float64]
 PARAMS: dict[str, Any] = {
@@ -66,13 +66,21 @@ def balanced_split(exits: npt.NDArray[np.int64], lo: int, hi: int) -> int | None
 
 
 def fit_predict(data: LearnedInput) -> LearnedOutput:
-    """Grow the tree on training views, fit one classifier per internal node, score test."""
+    """Grow the tree on training views, fit one classifier per internal node, score test;
+    the video statistics' encoding is chosen by the validation views' exit NLL."""
+    return best_encoding(data, lambda feats: _fit(data, feats))
+
+
+def _fit(data: LearnedInput, feats: ViewFeatures) -> tuple[LearnedOutput, float]:
     start = time.perf_counter()
     s = data.s_max
-    feats = view_features(data)
     exits = data.fit["exit_slot"].to_numpy().astype(np.int64)
     n_fit = data.fit["n_segments"].to_numpy().astype(np.int64)
-    n_test = data.test["n_segments"].to_numpy().astype(np.int64)
+    # Scored rows: the validation views (features from training rows), then the test views.
+    n_valid = int(data.valid.sum())
+    x_out = np.vstack([feats.fit[data.valid], feats.test])
+    n_out = np.r_[n_fit[data.valid], data.test["n_segments"].to_numpy().astype(np.int64)]
+    profile_out = np.vstack([feats.fit_length_profile[data.valid], feats.test_length_profile])
     params = {**PARAMS, "seed": data.seed, "num_threads": data.threads}
     root = Node(0, s)
     stack = [(root, 0)]
@@ -102,15 +110,17 @@ def fit_predict(data: LearnedInput) -> LearnedOutput:
             PATIENCE,
         )
         best = booster.best_iteration or booster.current_iteration()
-        p = booster.predict(feats.test, num_iteration=best)
+        p = booster.predict(x_out, num_iteration=best)
         node.m, node.rounds, internal = m, int(best), internal + 1
-        node.p_right = np.where(n_test > m, p, 0.0)
+        node.p_right = np.where(n_out > m, p, 0.0)
         node.children = [Node(node.lo, m), Node(m + 1, node.hi)]
         stack += [(c, depth + 1) for c in node.children]
-    dist = np.zeros((data.test.height, s + 1))
-    leaves = _spread(root, np.ones(data.test.height), feats.test_length_profile, n_test, dist)
-    exit_dist = dist[:, :s]
-    return LearnedOutput(
+    dist = np.zeros((len(n_out), s + 1))
+    leaves = _spread(root, np.ones(len(n_out)), profile_out, n_out, dist)
+    valid_p = dist[np.arange(n_valid), exits[data.valid]]
+    loss = float(-np.mean(np.log(np.maximum(valid_p, 1e-12))))
+    exit_dist = dist[n_valid:, :s]
+    out = LearnedOutput(
         scores=1.0 - exit_dist,
         exit_dist=exit_dist,
         watch_slots=None,
@@ -122,9 +132,11 @@ def fit_predict(data: LearnedInput) -> LearnedOutput:
             "rounds": _rounds(root),
             "criterion": "each node's classifier early-stopped on its validation views' log-loss",
             "params": {k: v for k, v in PARAMS.items() if k != "verbose"},
+            "validation_exit_nll": loss,
             "train_seconds": round(time.perf_counter() - start, 2),
         },
     )
+    return out, loss
 
 
 def _spread(

@@ -28,6 +28,10 @@ def _check_report(report: dict, names: tuple[str, ...]) -> None:
         assert "validation rows" in setting["chosen_on"] or "last 10%" in setting["chosen_on"]
         assert setting["train_seconds"] > 0
         assert setting["side_tables"] == ["video", "user"]
+        losses = setting["validation_loss_by_encoding"]
+        assert set(losses) == {"loo", "kfold"} and setting["encoding"] == min(
+            losses, key=losses.get
+        )
 
 
 def test_split_json_and_predictions(shared_data, tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from learned.features import view_features
+from learned.features import ENCODINGS, view_features
 from learned.hazard_gbdt import exit_distribution, fit_predict, profile_hazards
 
 OUTCOMES = (
@@ -60,18 +60,20 @@ def test_outcome_columns_never_enter(tiny_input):
     leaky = dataclasses.replace(
         tiny_input, fit=_with_outcomes(tiny_input.fit, 1), test=_with_outcomes(tiny_input.test, 2)
     )
-    clean_f, leaky_f = view_features(tiny_input), view_features(leaky)
-    assert not set(OUTCOMES) & set(clean_f.names)
-    np.testing.assert_array_equal(clean_f.fit, leaky_f.fit)
-    np.testing.assert_array_equal(clean_f.test, leaky_f.test)
+    for encoding in ENCODINGS:
+        clean_f, leaky_f = view_features(tiny_input, encoding), view_features(leaky, encoding)
+        assert not set(OUTCOMES) & set(clean_f.names)
+        np.testing.assert_array_equal(clean_f.fit, leaky_f.fit)
+        np.testing.assert_array_equal(clean_f.test, leaky_f.test)
     np.testing.assert_array_equal(fit_predict(tiny_input).exit_dist, fit_predict(leaky).exit_dist)
 
 
+@pytest.mark.parametrize("encoding", ENCODINGS)
 @pytest.mark.parametrize("part", ["fit", "test"])
-def test_own_exit_never_enters_own_features(tiny_input, part):
+def test_own_exit_never_enters_own_features(tiny_input, part, encoding):
     """A view's own exit slot and play time leave its own feature row unchanged (video
-    statistics are leave-one-out; user statistics use strictly earlier views)."""
-    base = view_features(tiny_input)
+    statistics leave its view out; user statistics use strictly earlier views)."""
+    base = view_features(tiny_input, encoding)
     frame = getattr(tiny_input, part)
     rng = np.random.default_rng(0)
     moved = False
@@ -83,7 +85,7 @@ def test_own_exit_never_enters_own_features(tiny_input, part):
             pl.when(pl.int_range(pl.len()) == i).then(pl.lit(v)).otherwise(pl.col(c)).alias(c)
             for c, v in (("exit_slot", new_exit), ("play_time_ms", play))
         )
-        other = view_features(dataclasses.replace(tiny_input, **{part: changed}))
+        other = view_features(dataclasses.replace(tiny_input, **{part: changed}), encoding)
         np.testing.assert_array_equal(getattr(base, part)[i], getattr(other, part)[i])
         moved |= not np.array_equal(base.fit, other.fit)
     assert moved or part == "test"  # the change did reach other training rows' statistics
