@@ -12,7 +12,7 @@ from learned.din_slot import HazardHead, fit_predict, hazard_log_probs
 from learned.neural import NeuralConfig
 from tests.learned.neural_testing import planted_log, split_input
 
-FAST = NeuralConfig(emb_dim=8, max_epochs=6, patience=6, batch_size=32, id_dropout=0.0)
+FAST = NeuralConfig(emb_dim=8, max_epochs=6, patience=24, batch_size=32, id_dropout=0.0)
 
 
 def logit(p: float) -> float:
@@ -60,7 +60,7 @@ def test_learns_a_planted_length_rule_and_is_seeded():
     np.testing.assert_allclose(out.exit_dist.sum(axis=1), 1.0, atol=1e-9)
     assert (out.exit_dist[np.arange(8)[None, :] > n[:, None]] == 0).all()
     assert (out.exit_dist.argmax(axis=1) == exit_slot).mean() > 0.9
-    assert 1 <= out.settings["best_epoch"] <= FAST.max_epochs
+    assert 0 < out.settings["best_epoch"] <= FAST.max_epochs
     assert out.settings["chosen_on"] == "validation rows (60)"
     again = fit_predict(inp, FAST)
     np.testing.assert_array_equal(out.scores, again.scores)

@@ -11,7 +11,7 @@ from learned.sasrec import ExitSoftmaxHead, SASRec, fit_predict
 from tests.learned.neural_testing import planted_log, split_input
 from training.data import Example, collate
 
-FAST = NeuralConfig(emb_dim=8, max_epochs=6, patience=6, batch_size=32, id_dropout=0.0)
+FAST = NeuralConfig(emb_dim=8, max_epochs=6, patience=24, batch_size=32, id_dropout=0.0)
 
 
 def test_loss_is_the_cross_entropy_over_real_outcomes():
