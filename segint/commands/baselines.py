@@ -220,6 +220,12 @@ def learned_names(args: argparse.Namespace) -> list[str]:
         )
     if args.threads < 1:
         raise SegintError(f"--threads must be >= 1, got {args.threads}")
+    import importlib.util
+
+    for name in names:
+        module = LEARNED[name].split(":")[0]
+        if importlib.util.find_spec(module) is None:
+            raise SegintError(f"--learned: {name} is not available (no module {module})")
     return list(dict.fromkeys(names))
 
 

@@ -35,6 +35,7 @@ def test_registry_names_the_issue_methods():
     assert set(LEARNED) == {"hazard-gbdt", "din-slot", "sasrec", "tpm", "d2q"}
     with pytest.raises(KeyError, match="hazard-gbdt"):
         get_learner("xgboost")
+    assert callable(get_learner("d2q"))
 
 
 def test_point_estimate_dist_mean_and_median():

@@ -1,0 +1,91 @@
+"""Mean ± std tables of `segint baselines --learned` reports over seeds (issue 13 results).
+
+``python -m learned.summary RESULTS SPLIT [SPLIT ...]`` reads
+``RESULTS/SPLIT-sSEED/learned-gbdt.json`` for every seed present and prints Markdown: per split
+and row subset (``paper``, ``strict``, ``paper_cold``, ``strict_cold``) one table of every
+method's metrics as mean ± std over seeds (population std, ``ddof = 0``), and the learned
+methods' training seconds. Paired comparisons with standard errors come from `segint compare`
+on the predictions files beside the reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BLOCKS = ("strict", "paper", "strict_cold", "paper_cold")
+METRICS = ("HR@1", "HR@5", "NDCG@5", "NDCG@10", "MAE", "MAE_mean", "XAUC")
+
+
+def load_reports(results: Path, split: str) -> dict[int, dict[str, Any]]:
+    """Seed -> report of every ``RESULTS/SPLIT-sSEED/learned-gbdt.json``."""
+    out = {}
+    for path in sorted(results.glob(f"{split}-s*/learned-gbdt.json")):
+        m = re.fullmatch(rf"{re.escape(split)}-s(\d+)", path.parent.name)
+        if m:
+            out[int(m.group(1))] = json.loads(path.read_text())
+    return out
+
+
+def _cell(values: list[float]) -> str:
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) == 0 or not np.isfinite(v).all():
+        return "-"
+    return f"{v.mean():.4f} ± {v.std():.4f}"
+
+
+def split_tables(split: str, reports: dict[int, dict[str, Any]]) -> str:
+    """Markdown tables of one split's reports."""
+    seeds = sorted(reports)
+    first = reports[seeds[0]]
+    rows = first["rows"]
+    lines = [
+        f"### {split} (seeds {', '.join(map(str, seeds))})",
+        "",
+        f"rows: fit {rows['train']:,}, test {rows['test']:,}, cold test {rows['test_cold']:,}",
+    ]
+    for block in BLOCKS:
+        lines += ["", f"**{block}**", "", "| method | " + " | ".join(METRICS) + " |"]
+        lines.append("|---" * (len(METRICS) + 1) + "|")
+        for method in first[block]:
+            cells = [
+                _cell([reports[s][block][method].get(m, np.nan) for s in seeds]) for m in METRICS
+            ]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    learned = [
+        name for name, st in first.get("settings", {}).items() if "fit_and_predict_seconds" in st
+    ]
+    if learned:
+        lines += ["", "| learned method | fit + predict seconds | encoding chosen (per seed) |"]
+        lines.append("|---|---|---|")
+        for name in learned:
+            secs = [reports[s]["settings"][name]["fit_and_predict_seconds"] for s in seeds]
+            enc = [str(reports[s]["settings"][name].get("encoding", "-")) for s in seeds]
+            lines.append(f"| {name} | {_cell(secs)} | {', '.join(enc)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m learned.summary", description=__doc__)
+    p.add_argument("results", type=Path, help="folder holding SPLIT-sSEED/learned-gbdt.json")
+    p.add_argument("splits", nargs="+")
+    args = p.parse_args(argv)
+    parts = []
+    for split in args.splits:
+        reports = load_reports(args.results, split)
+        if not reports:
+            sys.stderr.write(f"no reports for {split} under {args.results}\n")
+            return 2
+        parts.append(split_tables(split, reports))
+    sys.stdout.write("\n\n".join(parts) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,35 @@
+"""learned.summary: mean ± std over seeds, point-estimate methods without ranking cells."""
+
+from __future__ import annotations
+
+import json
+
+from learned.summary import main
+
+
+def _report(ndcg: float, mae: float) -> dict:
+    block = {
+        "A": {"HR@1": 0.1, "HR@5": 0.5, "NDCG@5": ndcg, "NDCG@10": 0.4, "MAE": mae,
+              "MAE_mean": mae, "XAUC": 0.7},
+        "d2q": {"MAE": mae, "MAE_mean": mae, "XAUC": 0.6},
+    }  # fmt: skip
+    return {
+        **dict.fromkeys(("paper", "strict", "paper_cold", "strict_cold"), block),
+        "rows": {"train": 10, "test": 5, "test_cold": 1},
+        "settings": {"d2q": {"fit_and_predict_seconds": 2.0, "encoding": "kfold"}},
+    }
+
+
+def test_mean_std_over_seeds(tmp_path, capsys):
+    """Two seeds with NDCG@5 0.2 and 0.4 -> 0.3000 ± 0.1000; d2q's HR cells are '-'."""
+    for seed, ndcg in ((0, 0.2), (1, 0.4)):
+        (tmp_path / f"temporal-s{seed}").mkdir()
+        (tmp_path / f"temporal-s{seed}" / "learned-gbdt.json").write_text(
+            json.dumps(_report(ndcg, 4.0))
+        )
+    assert main([str(tmp_path), "temporal"]) == 0
+    out = capsys.readouterr().out
+    assert "| A | 0.1000 ± 0.0000 | 0.5000 ± 0.0000 | 0.3000 ± 0.1000 |" in out
+    assert "| d2q | - | - | - | - | 4.0000 ± 0.0000 |" in out
+    assert "| d2q | 2.0000 ± 0.0000 | kfold, kfold |" in out
+    assert main([str(tmp_path), "random_per_user"]) == 2
