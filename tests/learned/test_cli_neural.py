@@ -7,6 +7,7 @@ import json
 import numpy as np
 import polars as pl
 
+from learned.summary import main as summary
 from segint.metrics import METRIC_NAMES
 from tests.cli import segint
 from tests.paths import KUAIRAND_FIXTURE
@@ -14,10 +15,12 @@ from tests.paths import KUAIRAND_FIXTURE
 NEURAL = ("din-slot", "sasrec")
 
 
-def test_neural_baselines_through_the_cli(shared_data, tmp_path):
+def test_neural_baselines_through_the_cli(shared_data, tmp_path, capsys):
     """Both fit on the fixture's training rows, stop on its validation rows, and appear in
-    every block of the report and in the predictions file with exit distributions."""
-    out, pred = tmp_path / "b.json", tmp_path / "p.parquet"
+    every block of the report, in the predictions file with exit distributions, and in the
+    summary tables of ``learned.summary --report learned-neural``."""
+    out = tmp_path / "random_per_user-s1" / "learned-neural.json"
+    pred = tmp_path / "p.parquet"
     proc = segint(
         "baselines",
         "--data",
@@ -54,3 +57,6 @@ def test_neural_baselines_through_the_cli(shared_data, tmp_path):
     for name in NEURAL:
         dist = np.stack(rows[f"{name}.exit_dist"].to_list())
         np.testing.assert_allclose(dist.sum(axis=1), 1.0, atol=1e-6)
+    assert summary([str(tmp_path), "random_per_user", "--report", "learned-neural"]) == 0
+    tables = capsys.readouterr().out
+    assert all(f"| {name} | " in tables for name in NEURAL)
