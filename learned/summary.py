@@ -23,10 +23,12 @@ BLOCKS = ("strict", "paper", "strict_cold", "paper_cold")
 METRICS = ("HR@1", "HR@5", "NDCG@5", "NDCG@10", "MAE", "MAE_mean", "XAUC")
 
 
-def load_reports(results: Path, split: str) -> dict[int, dict[str, Any]]:
-    """Seed -> report of every ``RESULTS/SPLIT-sSEED/learned-gbdt.json``."""
+def load_reports(
+    results: Path, split: str, name: str = "learned-gbdt"
+) -> dict[int, dict[str, Any]]:
+    """Seed -> report of every ``RESULTS/SPLIT-sSEED/NAME.json``."""
     out = {}
-    for path in sorted(results.glob(f"{split}-s*/learned-gbdt.json")):
+    for path in sorted(results.glob(f"{split}-s*/{name}.json")):
         m = re.fullmatch(rf"{re.escape(split)}-s(\d+)", path.parent.name)
         if m:
             out[int(m.group(1))] = json.loads(path.read_text())
@@ -75,10 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m learned.summary", description=__doc__)
     p.add_argument("results", type=Path, help="folder holding SPLIT-sSEED/learned-gbdt.json")
     p.add_argument("splits", nargs="+")
+    p.add_argument("--report", default="learned-gbdt", help="report file name, without .json")
     args = p.parse_args(argv)
     parts = []
     for split in args.splits:
-        reports = load_reports(args.results, split)
+        reports = load_reports(args.results, split, args.report)
         if not reports:
             sys.stderr.write(f"no reports for {split} under {args.results}\n")
             return 2
