@@ -64,12 +64,18 @@ def split_tables(split: str, reports: dict[int, dict[str, Any]]) -> str:
         name for name, st in first.get("settings", {}).items() if "fit_and_predict_seconds" in st
     ]
     if learned:
-        lines += ["", "| learned method | fit + predict seconds | encoding chosen (per seed) |"]
-        lines.append("|---|---|---|")
+        lines += [
+            "",
+            f"| learned method | fit + predict seconds (shared 2-core machine) "
+            f"| ratio to {learned[0]} in the same run | encoding chosen (per seed) |",
+            "|---|---|---|---|",
+        ]
         for name in learned:
             secs = [reports[s]["settings"][name]["fit_and_predict_seconds"] for s in seeds]
+            ref = [reports[s]["settings"][learned[0]]["fit_and_predict_seconds"] for s in seeds]
+            ratio = [a / max(b, 1e-9) for a, b in zip(secs, ref, strict=True)]
             enc = [str(reports[s]["settings"][name].get("encoding", "-")) for s in seeds]
-            lines.append(f"| {name} | {_cell(secs)} | {', '.join(enc)} |")
+            lines.append(f"| {name} | {_cell(secs)} | {_cell(ratio)} | {', '.join(enc)} |")
     return "\n".join(lines)
 
 
@@ -78,16 +84,49 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("results", type=Path, help="folder holding SPLIT-sSEED/learned-gbdt.json")
     p.add_argument("splits", nargs="+")
     p.add_argument("--report", default="learned-gbdt", help="report file name, without .json")
+    p.add_argument("--png", type=Path, help="also draw strict NDCG@5 and MAE bars here")
     args = p.parse_args(argv)
     parts = []
+    by_split = {}
     for split in args.splits:
         reports = load_reports(args.results, split, args.report)
         if not reports:
             sys.stderr.write(f"no reports for {split} under {args.results}\n")
             return 2
+        by_split[split] = reports
         parts.append(split_tables(split, reports))
     sys.stdout.write("\n\n".join(parts) + "\n")
+    if args.png is not None:
+        plot_bars(by_split, args.png)
     return 0
+
+
+def plot_bars(by_split: dict[str, dict[int, dict[str, Any]]], path: Path) -> None:
+    """Strict NDCG@5 (top) and MAE (bottom) per method, mean with ± std bars, per split."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(by_split), figsize=(6 * len(by_split), 7), squeeze=False)
+    for col, (split, reports) in enumerate(by_split.items()):
+        seeds = sorted(reports)
+        methods = [m for m in reports[seeds[0]]["strict"] if m != "Random"]
+        for row, metric in enumerate(("NDCG@5", "MAE")):
+            v = np.array(
+                [[reports[s]["strict"][m].get(metric, np.nan) for s in seeds] for m in methods]
+            )
+            ax = axes[row][col]
+            ax.barh(methods, v.mean(axis=1), xerr=v.std(axis=1), color="tab:blue")
+            finite = v[np.isfinite(v)]
+            if len(finite):
+                ax.set_xlim(finite.min() * 0.97, finite.max() * 1.02)
+            ax.invert_yaxis()
+            ax.set_title(f"{split}: strict {metric} ({len(seeds)} seeds)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -31,5 +31,5 @@ def test_mean_std_over_seeds(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| A | 0.1000 ± 0.0000 | 0.5000 ± 0.0000 | 0.3000 ± 0.1000 |" in out
     assert "| d2q | - | - | - | - | 4.0000 ± 0.0000 |" in out
-    assert "| d2q | 2.0000 ± 0.0000 | kfold, kfold |" in out
+    assert "| d2q | 2.0000 ± 0.0000 | 1.0000 ± 0.0000 | kfold, kfold |" in out
     assert main([str(tmp_path), "random_per_user"]) == 2
