@@ -79,13 +79,47 @@ def split_tables(split: str, reports: dict[int, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+COMPARED = ("HR@1", "NDCG@5", "NDCG@10", "MAE", "MAE_mean", "XAUC")
+
+
+def compare_table(paths: list[Path]) -> str:
+    """Markdown of `segint compare --json` files: strict ``A - B ± SE (verdict)`` per metric."""
+    lines = [
+        "| A - B | rows | " + " | ".join(COMPARED) + " |",
+        "|---" * (len(COMPARED) + 2) + "|",
+    ]
+    for path in paths:
+        c = json.loads(path.read_text())
+        strict = {r["metric"]: r for r in c["comparisons"] if r["protocol"] == "strict"}
+        cells = []
+        for m in COMPARED:
+            r = strict.get(m)
+            if r is None or r["diff"] != r["diff"]:  # NaN: a point estimate, no ranking
+                cells.append("-")
+            else:
+                cells.append(f"{r['diff']:+.4f} ± {r['se']:.4f} ({r['verdict']})")
+        cold = " (cold)" if c["cold_only"] else ""
+        lines.append(f"| {c['A']} - {c['B']}{cold} | {c['rows']:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m learned.summary", description=__doc__)
-    p.add_argument("results", type=Path, help="folder holding SPLIT-sSEED/learned-gbdt.json")
-    p.add_argument("splits", nargs="+")
+    p.add_argument(
+        "results", type=Path, nargs="?", help="folder holding SPLIT-sSEED/learned-gbdt.json"
+    )
+    p.add_argument("splits", nargs="*")
+    p.add_argument(
+        "--compare", type=Path, nargs="+", help="only print these `segint compare --json` files"
+    )
     p.add_argument("--report", default="learned-gbdt", help="report file name, without .json")
     p.add_argument("--png", type=Path, help="also draw strict NDCG@5 and MAE bars here")
     args = p.parse_args(argv)
+    if args.compare:
+        sys.stdout.write(compare_table(args.compare) + "\n")
+        return 0
+    if args.results is None or not args.splits:
+        p.error("give RESULTS and at least one SPLIT (or --compare FILE ...)")
     parts = []
     by_split = {}
     for split in args.splits:

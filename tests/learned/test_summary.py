@@ -33,3 +33,20 @@ def test_mean_std_over_seeds(tmp_path, capsys):
     assert "| d2q | - | - | - | - | 4.0000 ± 0.0000 |" in out
     assert "| d2q | 2.0000 ± 0.0000 | 1.0000 ± 0.0000 | kfold, kfold |" in out
     assert main([str(tmp_path), "random_per_user"]) == 2
+
+
+def test_compare_table(tmp_path, capsys):
+    """A compare file becomes one row: diff ± SE (verdict), '-' where the metric is NaN."""
+    rows = [
+        {"metric": "NDCG@5", "protocol": "strict", "diff": 0.01, "se": 0.002, "verdict": "win"},
+        {"metric": "HR@1", "protocol": "strict", "diff": float("nan"), "se": float("nan"),
+         "verdict": "-"},
+        {"metric": "NDCG@5", "protocol": "paper", "diff": 9.0, "se": 1.0, "verdict": "win"},
+    ]  # fmt: skip
+    path = tmp_path / "c.json"
+    path.write_text(
+        json.dumps({"A": "a", "B": "b", "rows": 1200, "cold_only": True, "comparisons": rows})
+    )
+    assert main(["--compare", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "| a - b (cold) | 1,200 | - | +0.0100 ± 0.0020 (win) | - |" in out
