@@ -79,6 +79,24 @@ def split_tables(split: str, reports: dict[int, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def add_method(reports: dict[int, dict[str, Any]], results: Path, split: str, spec: str) -> None:
+    """Add ``METHOD`` of ``RESULTS/SPLIT-sSEED/FILE.parquet`` (``spec`` = ``FILE:METHOD``, a
+    predictions file of the same test rows, e.g. `segint evaluate`'s) to each seed's report,
+    its metrics recomputed with `segint.predictions.metrics_from_frame`."""
+    from segint.predictions import metrics_from_frame, read_predictions
+
+    file, method = spec.split(":", 1)
+    for seed, report in reports.items():
+        frame = read_predictions(results / f"{split}-s{seed}" / f"{file}.parquet")
+        if frame.height != report["rows"]["test"]:
+            raise ValueError(f"{file}.parquet of {split} seed {seed} holds other test rows")
+        cold = frame["cold"].to_numpy()
+        for block in BLOCKS:
+            protocol = block.removesuffix("_cold")
+            rows = cold if block.endswith("_cold") else None
+            report[block][method] = metrics_from_frame(frame, method, protocol, rows)
+
+
 COMPARED = ("HR@1", "NDCG@5", "NDCG@10", "MAE", "MAE_mean", "XAUC")
 
 
@@ -113,6 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         "--compare", type=Path, nargs="+", help="only print these `segint compare --json` files"
     )
     p.add_argument("--report", default="learned-gbdt", help="report file name, without .json")
+    p.add_argument(
+        "--add",
+        action="append",
+        default=[],
+        metavar="FILE:METHOD",
+        help="add METHOD from RESULTS/SPLIT-sSEED/FILE.parquet (e.g. segint:SegInterest)",
+    )
     p.add_argument("--png", type=Path, help="also draw strict NDCG@5 and MAE bars here")
     args = p.parse_args(argv)
     if args.compare:
@@ -127,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         if not reports:
             sys.stderr.write(f"no reports for {split} under {args.results}\n")
             return 2
+        for spec in args.add:
+            add_method(reports, args.results, split, spec)
         by_split[split] = reports
         parts.append(split_tables(split, reports))
     sys.stdout.write("\n\n".join(parts) + "\n")

@@ -50,3 +50,24 @@ def test_compare_table(tmp_path, capsys):
     assert main(["--compare", str(path)]) == 0
     out = capsys.readouterr().out
     assert "| a - b (cold) | 1,200 | - | +0.0100 ± 0.0020 (win) | - |" in out
+
+
+def test_add_method_refuses_other_rows(tmp_path):
+    """--add recomputes a method from a predictions file; other test rows are refused."""
+    import pytest
+
+    from learned.summary import add_method
+    from segint.predictions import write_predictions
+    from tests.learned.test_merge import _frames
+
+    a, _ = _frames()
+    (tmp_path / "temporal-s0").mkdir()
+    write_predictions(a, tmp_path / "temporal-s0" / "segint.parquet")
+    report = _report(0.2, 4.0)
+    report["rows"]["test"] = a.height
+    reports = {0: report}
+    add_method(reports, tmp_path, "temporal", "segint:Y")
+    assert set(reports[0]["strict"]["Y"]) >= {"NDCG@5", "MAE", "XAUC"}
+    report["rows"]["test"] = a.height + 1
+    with pytest.raises(ValueError, match="other test rows"):
+        add_method(reports, tmp_path, "temporal", "segint:Y")
