@@ -94,7 +94,10 @@ def add_method(reports: dict[int, dict[str, Any]], results: Path, split: str, sp
         for block in BLOCKS:
             protocol = block.removesuffix("_cold")
             rows = cold if block.endswith("_cold") else None
-            report[block][method] = metrics_from_frame(frame, method, protocol, rows)
+            if rows is not None and not rows.any():  # no cold rows: nothing to measure
+                report[block][method] = dict.fromkeys(METRICS, float("nan"))
+            else:
+                report[block][method] = metrics_from_frame(frame, method, protocol, rows)
 
 
 COMPARED = ("HR@1", "NDCG@5", "NDCG@10", "MAE", "MAE_mean", "XAUC")
