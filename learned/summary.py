@@ -35,6 +35,11 @@ def load_reports(
     return out
 
 
+def _md(name: str) -> str:
+    """A method name as a Markdown table cell (``|N`` would end the cell)."""
+    return name.replace("|", "\\|")
+
+
 def _cell(values: list[float]) -> str:
     v = np.asarray(values, dtype=np.float64)
     if len(v) == 0 or not np.isfinite(v).all():
@@ -59,7 +64,7 @@ def split_tables(split: str, reports: dict[int, dict[str, Any]]) -> str:
             cells = [
                 _cell([reports[s][block][method].get(m, np.nan) for s in seeds]) for m in METRICS
             ]
-            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+            lines.append(f"| {_md(method)} | " + " | ".join(cells) + " |")
     learned = [
         name for name, st in first.get("settings", {}).items() if "fit_and_predict_seconds" in st
     ]
@@ -120,7 +125,8 @@ def compare_table(paths: list[Path]) -> str:
             else:
                 cells.append(f"{r['diff']:+.4f} ± {r['se']:.4f} ({r['verdict']})")
         cold = " (cold)" if c["cold_only"] else ""
-        lines.append(f"| {c['A']} - {c['B']}{cold} | {c['rows']:,} | " + " | ".join(cells) + " |")
+        pair = f"{_md(c['A'])} - {_md(c['B'])}{cold}"
+        lines.append(f"| {pair} | {c['rows']:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
