@@ -21,6 +21,9 @@ rows) are in the same order, a tied prediction counting 1/2; computed exactly in
 O(n log² n) by `xauc`. Under ``strict`` both watch-time estimates come from the distribution
 renormalised over the real outcomes.
 
+A method whose scores are NaN (a point estimate with no ranking of slots, `learned.base`)
+gets NaN ranking metrics and its MAE and XAUC as usual.
+
 `per_row_metrics` gives each row's values (NaN in the ranking metrics where a row is not
 ranked); `evaluate_scores` averages them, and `segint compare` bootstraps them, so both use
 the same ranks and tie-breaking.
@@ -166,7 +169,8 @@ def per_row_metrics(
     s = np.asarray(scores, dtype=np.float64)
     t = np.asarray(target, dtype=np.int64)
     eligible = eligible_slots(n_segments, s.shape[1], protocol)
-    ranked = t < s.shape[1]
+    # A row of NaN scores ranks nothing (a point-estimate-only method): NaN ranking metrics.
+    ranked = (t < s.shape[1]) & ~np.isnan(s).all(axis=1)
     ranks = exit_ranks(s[ranked], t[ranked], eligible[ranked], seed=seed)
     out: dict[str, npt.NDArray[np.float64]] = {}
     for k in HR_KS:

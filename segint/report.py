@@ -11,6 +11,7 @@ The JSON layout is shared by `segint baselines`, `segint evaluate` and later tas
 
 ``test_overlap_dropped`` and ``provenance`` are added by the commands (`segint.commands`).
 
+A point-estimate-only method (NaN scores, `learned.base`) has no ``HR@K``/``NDCG@K`` keys.
 ``MAE`` is the served estimate's (median exit slot), ``MAE_mean`` the expected slot's
 (`segint.metrics`). XAUC needs the test rows' ``duration_ms`` and ``play_time_ms``.
 """
@@ -23,7 +24,7 @@ import numpy as np
 import polars as pl
 
 from segint.baselines import MethodScores
-from segint.metrics import METRIC_NAMES, PROTOCOLS, evaluate_scores
+from segint.metrics import METRIC_NAMES, PROTOCOLS, RANK_METRICS, evaluate_scores
 from segint.splits import cold_mask
 from segint.watchtime import true_watch_ms
 
@@ -39,11 +40,14 @@ def evaluate_methods(
     if "duration_ms" in test.columns and "play_time_ms" in test.columns:
         dur = test["duration_ms"].to_numpy()
         watch = true_watch_ms(test["play_time_ms"].to_numpy(), dur)
+    # A point estimate (every score NaN) has no ranking of slots: no HR/NDCG keys.
+    point = {name: bool(np.isnan(s).all()) for name, (s, _) in methods.items()}
     result: dict[str, Any] = {}
     for protocol in PROTOCOLS:
         for suffix, rows in (("", slice(None)), ("_cold", cold)):
-            result[protocol + suffix] = {
-                name: evaluate_scores(
+            block = {}
+            for name, (s, d) in methods.items():
+                metrics = evaluate_scores(
                     s[rows],
                     d[rows],
                     target[rows],
@@ -53,8 +57,10 @@ def evaluate_methods(
                     duration_ms=None if dur is None else dur[rows],
                     watch_ms=None if watch is None else watch[rows],
                 )
-                for name, (s, d) in methods.items()
-            }
+                if point[name]:
+                    metrics = {k: v for k, v in metrics.items() if k not in RANK_METRICS}
+                block[name] = metrics
+            result[protocol + suffix] = block
     result["rows"] = {"train": fit.height, "test": test.height, "test_cold": int(cold.sum())}
     return result
 
@@ -74,7 +80,7 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"{'method':<22}" + "".join(f"{m:>9}" for m in METRIC_NAMES))
         for name, metrics in result[key].items():
             cells = "".join(
-                f"{metrics[m]:>9.4f}" if np.isfinite(metrics[m]) else f"{'-':>9}"
+                f"{metrics[m]:>9.4f}" if np.isfinite(metrics.get(m, np.nan)) else f"{'-':>9}"
                 for m in METRIC_NAMES
             )
             lines.append(f"{name:<22}{cells}")

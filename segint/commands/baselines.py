@@ -7,6 +7,12 @@ the training rows alone, best strict NDCG@5 over ``--prior-grid``) unless
 fitted on training + validation rows. The report's ``settings`` entry records ``a``, the grid
 and which rows chose it. ``--predictions FILE.parquet`` writes one row per test view
 (`segint.predictions`).
+
+``--learned NAME,...`` adds learned baselines (package ``learned``, imported only then): each
+is fitted on the training rows, early-stopped on the same validation rows, and appears in the
+report under its name, its ``settings`` entry recording what it chose, on which rows, and its
+training seconds. They get the KuaiRand side tables (``--video-table``, ``--user-table``; the
+bundled ones by default, ``--no-side-tables`` for none).
 """
 
 from __future__ import annotations
@@ -175,6 +181,109 @@ def report_methods(
         sys.stdout.write(f"wrote {args.predictions}\n")
 
 
+DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "kuairand_pure"
+VIDEO_TABLE = DATA_DIR / "video_features_basic_pure.csv.gz"
+USER_TABLE = DATA_DIR / "user_features_pure.csv.gz"
+
+
+def add_learned_options(p: argparse.ArgumentParser) -> None:
+    """--learned and the side tables the learned baselines read."""
+    p.add_argument(
+        "--learned",
+        help="comma-separated learned baselines to add (hazard-gbdt, din-slot, sasrec, tpm, d2q)",
+    )
+    p.add_argument("--video-table", type=Path, help=f"video side table (default {VIDEO_TABLE})")
+    p.add_argument("--user-table", type=Path, help=f"user side table (default {USER_TABLE})")
+    p.add_argument(
+        "--no-side-tables", action="store_true", help="give the learned baselines no side tables"
+    )
+    p.add_argument(
+        "--threads", type=int, default=1, help="CPU threads of the learned baselines (default 1)"
+    )
+
+
+def learned_names(args: argparse.Namespace) -> list[str]:
+    """The names of ``--learned``, checked against the registry before any data is read."""
+    if not args.learned:
+        return []
+    from learned import LEARNED
+
+    names = [n.strip() for n in args.learned.split(",") if n.strip()]
+    unknown = [n for n in names if n not in LEARNED]
+    if unknown or not names:
+        raise SegintError(
+            f"--learned: unknown baseline {unknown[0] if unknown else args.learned!r}; "
+            f"choose from {', '.join(LEARNED)}"
+        )
+    if args.threads < 1:
+        raise SegintError(f"--threads must be >= 1, got {args.threads}")
+    import importlib.util
+
+    for name in names:
+        module = LEARNED[name].split(":")[0]
+        if importlib.util.find_spec(module) is None:
+            raise SegintError(f"--learned: {name} is not available (no module {module})")
+    return list(dict.fromkeys(names))
+
+
+def fit_learned(
+    args: argparse.Namespace,
+    names: list[str],
+    fit: pl.DataFrame,
+    test: pl.DataFrame,
+    valid: npt.NDArray[np.bool_],
+    valid_rows: str,
+    s_max: int,
+) -> tuple[MethodScores, dict[str, Any]]:
+    """Fit and score each learned baseline; its settings record the validation rows and time."""
+    import logging
+    import time
+
+    from learned import LearnedInput, get_learner
+    from learned.base import to_method
+    from training.side import USER_COLUMNS, VIDEO_COLUMNS, read_side_table
+
+    if not valid.any() or valid.all():
+        raise SegintError(
+            f"learned baselines need training and validation rows, got "
+            f"{int((~valid).sum())} and {int(valid.sum())}"
+        )
+    video_table = user_table = None
+    if not args.no_side_tables:
+        vpath, upath = args.video_table or VIDEO_TABLE, args.user_table or USER_TABLE
+        if args.video_table or vpath.is_file():
+            video_table = read_side_table(vpath, "video_id", VIDEO_COLUMNS)
+        if args.user_table or upath.is_file():
+            user_table = read_side_table(upath, "user_id", USER_COLUMNS)
+    data = LearnedInput(
+        fit=fit,
+        valid=valid,
+        test=test,
+        s_max=s_max,
+        seed=args.seed,
+        video_table=video_table,
+        user_table=user_table,
+        threads=args.threads,
+    )
+    methods: MethodScores = {}
+    settings: dict[str, Any] = {}
+    for name in names:
+        logging.getLogger(__name__).info("fitting learned baseline %s", name)
+        start = time.perf_counter()
+        out = get_learner(name)(data)
+        seconds = time.perf_counter() - start
+        methods[name] = to_method(name, out, test, s_max)
+        settings[name] = {
+            **out.settings,
+            "chosen_on": valid_rows,
+            "fit_and_predict_seconds": round(seconds, 2),
+            "side_tables": [
+                k for k, t in (("video", video_table), ("user", user_table)) if t is not None
+            ],
+        }
+    return methods, settings
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "baselines", help="evaluate Random/AllPosition/UserPosition/ItemPosition(+prior)"
@@ -182,14 +291,20 @@ def register(sub: Any) -> None:
     add_source_options(p)
     add_baseline_options(p)
     p.add_argument("--bernoulli", action="store_true", help="Bernoulli-drawn scores (reference)")
+    add_learned_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     check_baseline_args(args)
+    names = learned_names(args)
     fit, test, valid, valid_rows = load_fit_test(args)
     methods, settings = fit_baselines(
         args, fit, test, valid, valid_rows, args.s_max, bernoulli=args.bernoulli
     )
+    if names:
+        more, more_settings = fit_learned(args, names, fit, test, valid, valid_rows, args.s_max)
+        methods.update(more)
+        settings.update(more_settings)
     report_methods(args, fit, test, methods, settings)
     return 0
