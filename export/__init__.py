@@ -1,4 +1,5 @@
 """ONNX export of a trained run into a versioned serving artifact.
 
-``export.manifest`` is torch-free (the service reads it); ``export.onnx`` needs torch.
+``export.manifest`` and ``export.contract`` are torch-free (the service reads them);
+``export.onnx``, ``export.ctr``, ``export.graph`` and ``export.fused`` need torch.
 """

@@ -1,7 +1,9 @@
 """Train/validation/test splits and per-row user histories.
 
-All functions take the table from `segint.data.load_table` (sorted by user, then time) and
-return numpy arrays aligned with its rows.
+The split codes (``TRAIN``, ``VALID``, ``TEST``, ``DROPPED``), the stable per-row hash of
+``random_per_user``, the ``temporal`` split, `history_index` and `cold_mask`. The split and
+history functions take the table from `segint.data.load_table` (sorted by user, then time)
+and return numpy arrays aligned with its rows.
 """
 
 from __future__ import annotations

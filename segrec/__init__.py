@@ -7,5 +7,6 @@ segint model: ``sigmoid(sum_j softmax(p)_j * y_j)`` over the video's real slots.
 Modules: `segrec.config` (the frozen model config), `segrec.labels` (effective-view label),
 `segrec.network` (backbones and integration), `segrec.data` (model inputs from a table),
 `segrec.interest` (frozen interest / ItemPosition weights), `segrec.metrics`,
-`segrec.train` (training loop and run directories), `segrec.report` (seeds, t-tests, tables).
+`segrec.train` (training loop and run directories), `segrec.report` (seeds, t-tests, tables),
+`segrec.onnx` (the CTR head as an exportable module, exported by `export.ctr`).
 """

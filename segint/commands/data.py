@@ -1,4 +1,9 @@
-"""`segint data prepare`: filter, de-duplicate and label interaction logs into Parquet."""
+"""`segint data prepare`: filter, de-duplicate and label interaction logs into Parquet.
+
+Also the one home of the data options every command shares: the filter flags
+(`add_filter_options`, `filters_from_args`) and the `segint.source.DataSource` of
+``--data/--split/--seed`` or ``--train [--test]`` (`source_from_args`).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""`segint plot heatmap`: the segment-interest heatmap of a user's view(s) of a video (Figure 6).
+"""`segint plot heatmap|calibration`: figures from a trained model or its predictions.
+
+``calibration`` draws the reliability and watch-time report of predictions files
+(`segint.calibration_report`). ``heatmap``: the segment-interest heatmap of a user's view(s)
+of a video (Figure 6).
 
     segint plot heatmap --model runs/x --data log.csv --format kuairand \\
         --user 123 --video 456 [--time T] --out heatmap.png

@@ -1,4 +1,4 @@
-"""`segint segrec train|evaluate|table`: segment-integrated video-level CTR (spec section 4).
+"""`segint segrec train|select|evaluate|table`: segment-integrated video CTR (spec section 4).
 
 * ``train``: fit a WideDeep or DIN backbone in one mode (video, segsum, segmean, segadjust,
   itemposition, segrec) on the training rows of a split (``--data FILE --split S --seed N``)
