@@ -24,6 +24,33 @@ def _check_sorted(df: pl.DataFrame) -> None:
         raise ValueError("table must be sorted by (user_id, time_ms); use load_table")
 
 
+# Columns that identify one view: a row's split depends on these (and the seed) only.
+ROW_IDENTITY = ("user_id", "video_id", "time_ms")
+_MASK64 = (1 << 64) - 1
+
+
+def _mix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """The splitmix64 finaliser: a bijection of uint64 whose every output bit depends on
+    every input bit. Plain integer arithmetic (wrapping mod 2**64), so the same on every
+    machine and every numpy/polars version (polars' own ``hash`` is documented unstable)."""
+    with np.errstate(over="ignore"):
+        x = x ^ (x >> np.uint64(30))
+        x = x * np.uint64(0xBF58476D1CE4E5B9)
+        x = x ^ (x >> np.uint64(27))
+        x = x * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def row_uniform(df: pl.DataFrame, seed: int) -> npt.NDArray[np.float64]:
+    """A number in ``[0, 1)`` for each row, a fixed function of ``(seed, user_id, video_id,
+    time_ms)``: the same row gets the same number whatever else the table holds."""
+    h = np.full(df.height, (seed & _MASK64) ^ 0x9E3779B97F4A7C15, dtype=np.uint64)
+    for col in ROW_IDENTITY:
+        values = df[col].cast(pl.Int64).to_numpy().astype(np.int64, copy=False)
+        h = _mix64(h ^ _mix64(values.view(np.uint64)))
+    return (h >> np.uint64(11)).astype(np.float64) * 2.0**-53  # top 53 bits: exact in a float
+
+
 def random_per_user(
     df: pl.DataFrame,
     seed: int = 0,
@@ -31,34 +58,31 @@ def random_per_user(
     test_frac: float = 0.10,
     min_interactions: int = 1,
 ) -> npt.NDArray[np.int8]:
-    """Per-user random split, 81/9/10 by default, reproducible from ``seed``.
+    """Per-user random split, 81/9/10 by default, reproducible from ``seed`` and stable.
 
-    Each user's rows are shuffled and laid on ``[0, 1)`` with one random offset per user
-    (systematic sampling): row ``r`` of ``n`` sits at ``(r + U) / n``. Rows below
-    ``1 - valid - test`` train, the next ``valid`` validate, the rest test. Every user's split
-    is therefore as close to the fractions as ``n`` allows and exact in expectation; unlike
-    sklearn's ``ceil(0.1 n)`` per user (the reference), a one-view user is not forced into the
-    test set, which on sparse logs (KuaiRand-Pure: 2.3 views per user) would put ~40% of all
-    rows in test. Users with fewer than ``min_interactions`` rows are dropped (-1).
+    Each row draws ``u`` in ``[0, 1)`` from a hash of ``(seed, user_id, video_id, time_ms)``
+    (`row_uniform`); rows with ``u < 1 - valid - test`` train, the next ``valid`` validate,
+    the rest test. A row's split is therefore a function of the row alone: adding rows,
+    removing rows or changing a filter never moves a surviving row to another split (a split
+    drawn from the row's position in the table would reshuffle every user). Each user's rows
+    are split 81/9/10 in expectation, independently; a one-view user is in test with
+    probability 0.10, not forced there as by the reference's ``ceil(0.1 n)`` per user, which on
+    sparse logs (KuaiRand-Pure: 2.3 views per user) would put ~40% of all rows in test. Rows
+    sharing the identity (duplicates kept with ``--keep-duplicates``) share a split. Users with
+    fewer than ``min_interactions`` rows are dropped (-1).
     """
     _check_sorted(df)
     if not (0 <= valid_frac < 1 and 0 < test_frac < 1 and valid_frac + test_frac < 1):
         raise SegintError(f"bad split fractions valid={valid_frac} test={test_frac}")
-    rng = np.random.default_rng(seed)
-    users = df["user_id"].to_numpy()
-    n = len(users)
-    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
-    counts = np.diff(np.r_[starts, n])
-    group = np.repeat(np.arange(len(starts)), counts)
-    # Random rank of each row inside its user: sort by (group, random key).
-    order = np.lexsort((rng.random(n), group))
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n) - np.repeat(starts, counts)
-    u = (rank + rng.random(len(starts))[group]) / counts[group]
-    split = np.full(n, TRAIN, dtype=np.int8)
+    u = row_uniform(df, seed)
+    split = np.full(df.height, TRAIN, dtype=np.int8)
     split[u >= 1 - valid_frac - test_frac] = VALID
     split[u >= 1 - test_frac] = TEST
-    split[counts[group] < min_interactions] = DROPPED
+    if min_interactions > 1:
+        users = df["user_id"].to_numpy()
+        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+        counts = np.diff(np.r_[starts, len(users)])
+        split[np.repeat(counts, counts) < min_interactions] = DROPPED
     return split
 
 
