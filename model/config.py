@@ -48,6 +48,13 @@ class ModelConfig:
     # log history length, has-history) computed inside the model from the history inputs and
     # added, projected, to the user token: user-level signal with no new inputs.
     history_stats: bool = False
+    # User propensity tilt (needs exit_prior > 0): per user, the residual of watched fraction
+    # against the exit prior's expected watched fraction over the history views, summed and
+    # shrunk toward 0 by ``user_tilt_shrink`` pseudo-views, moves the exit distribution toward
+    # later slots (users who watch more than the lookup expects) through a learned function
+    # of the slot's position (slot features), initialised to ``user_tilt`` on j / N. 0 = off.
+    user_tilt: float = 0.0
+    user_tilt_shrink: float = 8.0  # k0: R = sum of the history residuals / (views + k0)
     # Side-table features (training/side.py): the size of each categorical feature's table
     # (code 0 = unknown) of the video / user vocabulary rows; () = none. Set by training from
     # the side tables; the codes are id-indexed buffers (SegmentInterestModel.set_side_features).
@@ -83,6 +90,15 @@ class ModelConfig:
             raise ValueError(f"exit_prior must be a number, got {self.exit_prior!r}")
         if self.exit_prior < 0:
             raise ValueError(f"exit_prior must be >= 0 (0 = off), got {self.exit_prior}")
+        for name in ("user_tilt", "user_tilt_shrink"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if self.user_tilt > 0 and self.exit_prior <= 0:
+            raise ValueError(
+                f"user_tilt={self.user_tilt} needs exit_prior > 0 (its residuals are against "
+                f"the exit prior), got exit_prior={self.exit_prior}"
+            )
         if self.exit_prior_base not in EXIT_PRIOR_BASES:
             raise ValueError(
                 f"exit_prior_base must be one of {EXIT_PRIOR_BASES}, got {self.exit_prior_base!r}"

@@ -361,6 +361,15 @@ class InterestDecoder(nn.Module):
             self.prior_weight = nn.Parameter(torch.ones(()))
         if self.prior_by_n:
             self.register_buffer("n_exit_counts", torch.zeros(cfg.s_max + 1, cfg.s_max))
+        # User propensity tilt: logits + R * (slot_features . w), R the user's shrunk history
+        # residual (user_residual). w starts at -user_tilt on j / N: exit log-probabilities
+        # + user_tilt * R * j / N, the numpy tilt of ItemPosition+prior|N (training/propensity_tilt.py).
+        self.tilt = (
+            nn.Parameter(torch.tensor([-cfg.user_tilt, 0.0, 0.0, 0.0]))
+            if cfg.user_tilt > 0
+            else None
+        )
+        self.tilt_shrink = cfg.user_tilt_shrink
         self.mask_impossible, self.s_max = cfg.mask_impossible, cfg.s_max
 
     @torch.no_grad()
@@ -399,20 +408,59 @@ class InterestDecoder(nn.Module):
         c = cast(Tensor, self.exit_counts)[video_ids]  # (C, S)
         own: Tensor | None = None
         if exclude is not None:  # training: the row's own exit is not evidence about itself
-            own = nn.functional.one_hot(exclude.clamp(0, self.s_max - 1), self.s_max).float()
-            own = own * (exclude < self.s_max).float()[:, None]
+            own = self._one_hot(exclude)
             c = (c - own * (video_ids > 0).float()[:, None]).clamp(min=0.0)
+        return self._smoothed(c, own, n_segments).log()
+
+    def _one_hot(self, exits: Tensor) -> Tensor:
+        # (...) exit slots -> (..., S); an exit at S (no slot) is all zeros
+        own = nn.functional.one_hot(exits.clamp(0, self.s_max - 1), self.s_max).float()
+        return own * (exits < self.s_max).float()[..., None]
+
+    def _smoothed(self, c: Tensor, own: Tensor | None, n_segments: Tensor | None) -> Tensor:
+        # (..., S) exit counts -> the smoothed exit profile (c + a base) / (n + a); ``own``
+        # (..., S) is left out of the per-N counts too.
         glob = cast(Tensor, self.global_exit)
         base = glob.expand_as(c)
         if self.prior_by_n:
             n = _require(n_segments, "n_segments").clamp(0, self.s_max)
-            cn = cast(Tensor, self.n_exit_counts)[n]  # (C, S) exit counts of same-N views
+            cn = cast(Tensor, self.n_exit_counts)[n]  # (..., S) exit counts of same-N views
             if own is not None:
                 cn = (cn - own).clamp(min=0.0)
             base = (cn + glob) / (cn.sum(-1, keepdim=True) + 1.0)
         a = self.prior_strength
-        prior = (c + a * base) / (c.sum(-1, keepdim=True) + a)
-        return prior.log()
+        out: Tensor = (c + a * base) / (c.sum(-1, keepdim=True) + a)
+        return out
+
+    def user_residual(
+        self,
+        hist_ids: Tensor,  # (B, H) vocabulary rows, 0 for padding / unknown
+        hist_exits: Tensor,  # (B, H) in 0..N
+        hist_n: Tensor,  # (B, H) in 1..S
+        hist_mask: Tensor,  # (B, H) bool
+        target_ids: Tensor | None = None,  # (B,) training: the row's video ...
+        target_exits: Tensor | None = None,  # (B,) ... and exit, a fitting row of the counts
+    ) -> Tensor:
+        """(B,) R = sum over history views of (watched fraction - the exit prior's expected
+        watched fraction) / (views + user_tilt_shrink).
+
+        A history view's expectation leaves its own exit out of its video's and N's counts
+        (training rows are in them; a history view that is not a fitting row loses one count
+        of another view at its slot instead, an approximation). In training the target row is a
+        fitting row as well: a history view of the same video leaves the target's exit out too.
+        """
+        own = self._one_hot(hist_exits)  # (B, H, S)
+        c = cast(Tensor, self.exit_counts)[hist_ids] - own * (hist_ids > 0).float()[..., None]
+        if target_ids is not None and target_exits is not None:
+            same = (hist_ids == target_ids[:, None]) & (hist_ids > 0)  # (B, H)
+            c = c - same.float()[..., None] * self._one_hot(target_exits)[:, None, :]
+        p = self._smoothed(c.clamp(min=0.0), own, hist_n)  # (B, H, S)
+        n = hist_n.to(torch.float32)[..., None]  # (B, H, 1)
+        j = torch.arange(self.s_max, device=p.device, dtype=torch.float32)
+        expected = (p * torch.minimum(j, n) / n).sum(-1)  # (B, H)
+        watched = torch.minimum(hist_exits, hist_n).to(torch.float32) / n[..., 0]
+        m = hist_mask.to(torch.float32)
+        return ((watched - expected) * m).sum(1) / (m.sum(1) + self.tilt_shrink)
 
     def reset_offsets(self) -> None:
         if self.position_bias is not None:
@@ -427,9 +475,10 @@ class InterestDecoder(nn.Module):
         n_segments: Tensor,
         exclude_exit_slots: Tensor | None = None,
         slots: Tensor | None = None,
+        user_residual: Tensor | None = None,
     ) -> Tensor:
         # states: one (C, S, d) per modality -> logits (C, S); with slots (T,): (C, T, d) ->
-        # (C, T), the per-slot offsets taken at those slots.
+        # (C, T), the per-slot offsets taken at those slots. user_residual (C,) or (1,): R.
         z = torch.stack([r(x) for r, x in zip(self.reducers, states, strict=True)]).sum(0)
         z = z.squeeze(-1)  # (C, S): w_x . x + b_x summed over modalities
         for p, (a, b) in enumerate(self.pairs):
@@ -448,6 +497,10 @@ class InterestDecoder(nn.Module):
             # normalised over all S slots before the slots are taken.
             prior = self.exit_prior(video_ids, exclude_exit_slots, n_segments)
             z = z - self.prior_weight * _at(prior, slots)
+        if self.tilt is not None:
+            r = _require(user_residual, "user_residual")
+            shape = slot_features(n_segments.clamp(1, self.s_max), self.s_max, slots)
+            z = z + r[:, None] * (shape @ self.tilt)  # (C, S)
         if self.mask_impossible:
             j = torch.arange(self.s_max, device=z.device) if slots is None else slots
             j = j[None, :]
@@ -482,6 +535,11 @@ class SegmentInterestModel(nn.Module):
         video_content: Tensor | None = None,  # (B, S, Dc)
         exclude_exit_slots: Tensor | None = None,  # (B,) training rows' own exits (exit_prior)
     ) -> Tensor:
+        # The user residual reads the ids before id dropout: it is a statistic of the counts.
+        residual = self._user_residual(
+            hist_video_ids, hist_exit_slots, hist_n_segments, hist_mask, video_ids,
+            exclude_exit_slots,
+        )  # fmt: skip
         if self.training and self.cfg.id_dropout > 0:
             user_ids, hist_video_ids, video_ids = (
                 self._drop_ids(x) for x in (user_ids, hist_video_ids, video_ids)
@@ -494,7 +552,9 @@ class SegmentInterestModel(nn.Module):
             enc(v, video_mask, u, user_mask)
             for enc, v, u in zip(self._encoders(), videos, users, strict=True)
         ]
-        logits: Tensor = self.decoder(states, video_ids, n_segments, exclude_exit_slots)
+        logits: Tensor = self.decoder(
+            states, video_ids, n_segments, exclude_exit_slots, user_residual=residual
+        )
         return logits
 
     def set_side_features(
@@ -529,15 +589,27 @@ class SegmentInterestModel(nn.Module):
         hist_mask: Tensor,
         hist_content: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Self stream: per-layer user states (B, n_mod, L, M, d) and user_mask (B, M)."""
+        """Self stream: per-layer user states (B, n_mod, L, M, d) and user_mask (B, M).
+
+        With ``user_tilt`` the user's residual R rides along as one more token (M = 2 + H),
+        R in its first channel and masked out: `score` takes it off before attending, so the
+        cached user state carries it and the graphs need no extra input or output.
+        """
         self._require_self_stream("encode_user")
         users, user_mask = self._user_tokens(
             user_ids, hist_video_ids, hist_exit_slots, hist_n_segments, hist_mask, hist_content
         )
-        states = [
-            enc.encode_user(u, user_mask) for enc, u in zip(self._encoders(), users, strict=True)
-        ]
-        return torch.stack(states, dim=1), user_mask
+        out = torch.stack(
+            [enc.encode_user(u, user_mask) for enc, u in zip(self._encoders(), users, strict=True)],
+            dim=1,
+        )  # (B, n_mod, L, M, d)
+        residual = self._user_residual(hist_video_ids, hist_exit_slots, hist_n_segments, hist_mask)
+        if residual is not None:
+            carrier = nn.functional.pad(residual[:, None], (0, out.shape[-1] - 1))  # (B, d)
+            carrier = carrier[:, None, None, None, :].expand(-1, out.shape[1], out.shape[2], 1, -1)
+            out = torch.cat([out, carrier], dim=3)  # (B, n_mod, L, M + 1, d)
+            user_mask = torch.cat([user_mask, torch.zeros_like(user_mask[:, :1])], dim=1)
+        return out, user_mask
 
     def score(
         self,
@@ -556,16 +628,53 @@ class SegmentInterestModel(nn.Module):
         slot do not depend on the slots cut off.
         """
         self._require_self_stream("score")
+        residual: Tensor | None = None
+        if self.decoder.tilt is not None:  # the residual's carrier token (encode_user)
+            residual = user_states[:, 0, 0, -1, 0]  # (B,)
+            user_states, user_mask = user_states[:, :, :, :-1], user_mask[:, :-1]
         videos, video_mask = self._video_tokens(video_ids, n_segments, video_content, slot_index)
         states = [
             enc.encode_video(v, video_mask, user_states[:, i], user_mask)
             for i, (enc, v) in enumerate(zip(self._encoders(), videos, strict=True))
         ]
-        logits: Tensor = self.decoder(states, video_ids, n_segments, slots=slot_index)
+        logits: Tensor = self.decoder(
+            states, video_ids, n_segments, slots=slot_index, user_residual=residual
+        )
         return logits
 
     def _encoders(self) -> list[ModalityEncoder]:  # typed view of the ModuleDict
         return [cast(ModalityEncoder, enc) for enc in self.encoders.values()]
+
+    def _user_residual(
+        self,
+        hist_video_ids: Tensor,
+        hist_exit_slots: Tensor,
+        hist_n_segments: Tensor,
+        hist_mask: Tensor,
+        video_ids: Tensor | None = None,
+        exclude_exit_slots: Tensor | None = None,
+    ) -> Tensor | None:
+        # (B,) the user's propensity residual R (None without user_tilt); the target's exit
+        # is left out of a same-video history view's counts when it is a fitting row.
+        if self.decoder.tilt is None:
+            return None
+        ids, exits, n, mask = self._clean_history(
+            hist_video_ids, hist_exit_slots, hist_n_segments, hist_mask
+        )
+        target = video_ids if exclude_exit_slots is not None else None
+        return self.decoder.user_residual(ids, exits, n, mask, target, exclude_exit_slots)
+
+    def _clean_history(
+        self, hist_video_ids: Tensor, hist_exit_slots: Tensor, hist_n_segments: Tensor,
+        hist_mask: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+        # Padded history entries are reset to neutral values, so whatever the caller put there
+        # (ids, -1 slots, N = 0) can neither index out of range, divide by zero nor leak.
+        hist_mask = hist_mask.to(torch.bool)
+        n = torch.where(hist_mask, hist_n_segments, 1).clamp(1, self.cfg.s_max)
+        exits = torch.minimum(torch.where(hist_mask, hist_exit_slots, 0).clamp(min=0), n)
+        ids = torch.where(hist_mask, hist_video_ids, 0)
+        return ids, exits, n, hist_mask
 
     def _user_tokens(
         self,
@@ -576,12 +685,9 @@ class SegmentInterestModel(nn.Module):
         hist_mask: Tensor,
         hist_content: Tensor | None,
     ) -> tuple[list[Tensor], Tensor]:
-        hist_mask = hist_mask.to(torch.bool)
-        # Padded history entries are reset to neutral values, so whatever the caller put there
-        # (ids, -1 slots, N = 0) can neither index out of range, divide by zero nor leak.
-        n = torch.where(hist_mask, hist_n_segments, 1).clamp(1, self.cfg.s_max)
-        exits = torch.minimum(torch.where(hist_mask, hist_exit_slots, 0).clamp(min=0), n)
-        ids = torch.where(hist_mask, hist_video_ids, 0)
+        ids, exits, n, hist_mask = self._clean_history(
+            hist_video_ids, hist_exit_slots, hist_n_segments, hist_mask
+        )
         users = []
         for emb in self.embeddings.values():
             if isinstance(emb, IdEmbedding):
@@ -624,11 +730,10 @@ def _at(x: Tensor, slots: Tensor | None) -> Tensor:
 
 def _require(x: Tensor | None, name: str) -> Tensor:
     if x is None:
-        why = (
-            "exit_prior_base is 'n_segments'"
-            if name == "n_segments"
-            else ("'content' is in cfg.modalities")
-        )
+        why = {
+            "n_segments": "exit_prior_base is 'n_segments'",
+            "user_residual": "user_tilt > 0",
+        }.get(name, "'content' is in cfg.modalities")
         raise ValueError(f"{name} is required when {why}")
     return x
 

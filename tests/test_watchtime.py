@@ -15,6 +15,7 @@ from segint.watchtime import (
     fit_temperature,
     manifest_temperature,
     median_exit_slot,
+    median_mae,
     median_watch_ms,
     read_calibration,
     slot_watch_ms,
@@ -62,6 +63,39 @@ def test_temperature_fit_recovers_the_generating_temperature():
     assert cal.temperature == pytest.approx(2.0, rel=0.1)
     assert cal.nll_after < cal.nll_before == pytest.approx(exit_nll(logits, target, n_seg, 1.0))
     assert cal.rows == n and cal.served_estimate == "median"
+
+
+def test_median_mae_by_hand():
+    """The median of softmax(-logits / T) over the N + 1 outcomes against the exit slot."""
+    logits = np.log(np.array([[1.0, 1.0, 1.0, 5.0], [0.5, 0.2, 0.1, 0.2]]))
+    # row 0, N = 2: exit probabilities over slots 0..2 ∝ [1, 1, 1] -> median slot 1
+    # row 1, N = 3: ∝ [2, 5, 10, 5] / 22 -> cumulative 2/22, 7/22, 17/22: median slot 2
+    assert median_mae(logits, [2, 0], [2, 3], 1.0) == pytest.approx((1 + 2) / 2)
+    # T = 1/2 sharpens row 1 to [4, 25, 100, 25] / 154: still slot 2; row 0 stays uniform
+    assert median_mae(logits, [2, 0], [2, 3], 0.5) == pytest.approx((1 + 2) / 2)
+    assert median_mae(logits, [1, 2], [2, 3], 1.0) == 0.0
+
+
+def test_temperature_by_mae_minimises_the_validation_mae():
+    """criterion="mae": the chosen T has the lowest median MAE of the grid (ties: closest to
+    1), never above T = 1's; the NLL values are still recorded."""
+    rng = np.random.default_rng(1)
+    n, s = 600, 8
+    logits = rng.normal(0, 2, (n, s))
+    n_seg = rng.integers(1, s, n)
+    dist = exit_distribution(logits / 0.5, outcome_mask(n_seg, s))
+    target = np.array([rng.choice(s, p=p) for p in dist])
+    cal = fit_temperature(logits, target, n_seg, fitted_on="synthetic", criterion="mae")
+    grid = np.unique(np.r_[np.exp(np.linspace(np.log(0.2), np.log(5.0), 49)), 1.0])
+    maes = np.array([median_mae(logits, target, n_seg, t) for t in grid])
+    assert cal.mae_after == pytest.approx(maes.min())
+    assert cal.mae_after <= cal.mae_before
+    assert cal.mae_before == pytest.approx(median_mae(logits, target, n_seg, 1.0))
+    assert cal.criterion == "mae" and cal.temperature in grid
+    assert cal.mae_after < cal.mae_before  # sharper than the logits: T < 1 helps here
+    assert cal.nll_after == pytest.approx(exit_nll(logits, target, n_seg, cal.temperature))
+    with pytest.raises(SegintError, match="criterion"):
+        fit_temperature(logits, target, n_seg, fitted_on="x", criterion="ece")
 
 
 def test_calibration_file_round_trip(tmp_path):

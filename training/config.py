@@ -85,6 +85,10 @@ class OptimConfig:
     # After early stopping, train a fresh model on training + validation rows for the best
     # step count and ship that one (validation rows are the newest data in a temporal split).
     refit: bool = False
+    # After early stopping, refill the exit-count buffers of the chosen model (exit_prior > 0)
+    # from training + validation rows, the rows the baselines are fitted on at test time; the
+    # weights stay. `segint evaluate` scores the validation rows with training-row counts.
+    refresh_counts: bool = False
 
     def __post_init__(self) -> None:
         if not self.lr > 0 or self.weight_decay < 0 or self.grad_clip < 0:

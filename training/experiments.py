@@ -27,7 +27,9 @@ METRICS = ["HR@1", "HR@5", "NDCG@5", "HR@10", "NDCG@10", "MAE"]
 ABLATIONS: dict[str, list[str]] = {
     "default (exit_ce, L=2, self, exit prior|N)": [],
     "exit prior toward the global profile": ["model.exit_prior_base=global"],
-    "exit-count prior off": ["model.exit_prior=0"],
+    "user propensity tilt off": ["model.user_tilt=0"],
+    "exit counts of training rows only (no refresh)": ["optim.refresh_counts=false"],
+    "exit-count prior off": ["model.exit_prior=0", "model.user_tilt=0"],
     "history stats on the user token": ["model.history_stats=true"],
     "history stats + KuaiRand side tables": [
         "model.history_stats=true",

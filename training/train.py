@@ -289,6 +289,8 @@ def train(
         result = _loop(cfg, net, loader, LOSSES[cfg.loss], validator, info, dev, progress)
         if cfg.optim.refit:
             _refit(cfg, table, split, out, result.best_step, info, dev, progress)
+        elif cfg.optim.refresh_counts and prep.model_cfg.exit_prior > 0 and info.main:
+            _refresh_counts(model, table, split, prep.videos, out, dev)
         return result
     finally:
         if info.world > 1 and dist.is_initialized():
@@ -303,23 +305,8 @@ def _build(
 
     model = SegmentInterestModel(prep.model_cfg).to(dev)
     if prep.model_cfg.exit_prior > 0:  # exit counts of the training rows, identical on every rank
-        from segint.baselines import exit_counts
-
-        rows, mcfg = prep.train.rows, prep.model_cfg
-        counts = exit_counts(
-            prep.train.video_idx[rows], prep.train.exit_slot[rows], mcfg.n_videos, mcfg.s_max
-        )
-        n_table = None
-        if mcfg.exit_prior_base == "n_segments":  # the same rows' exits per segment count N
-            n_seg = prep.train.n_segments[rows]
-            n_table = torch.as_tensor(
-                exit_counts(n_seg, prep.train.exit_slot[rows], mcfg.s_max + 1, mcfg.s_max),
-                dtype=torch.float32,
-                device=dev,
-            )
-        model.decoder.set_exit_counts(
-            torch.as_tensor(counts, dtype=torch.float32, device=dev), n_table
-        )
+        t, rows = prep.train, prep.train.rows
+        set_prior_counts(model, t.video_idx[rows], t.n_segments[rows], t.exit_slot[rows], dev)
     if prep.video_side is not None or prep.user_side is not None:
         model.set_side_features(
             None if prep.video_side is None else torch.as_tensor(prep.video_side, device=dev),
@@ -345,6 +332,58 @@ def _build(
         prep.train, batch_size=cfg.optim.batch_size, sampler=sampler, collate_fn=prep.train.collate
     )
     return model, net, loader
+
+
+def set_prior_counts(
+    model: Any,
+    video_idx: npt.NDArray[np.int64],
+    n_segments: npt.NDArray[np.int64],
+    exits: npt.NDArray[np.int64],
+    dev: torch.device | str = "cpu",
+) -> None:
+    """Fill an exit_prior model's count buffers from rows given as vocabulary video rows (0 =
+    outside the vocabulary: counted toward its N only), segment counts and exit slots."""
+    from segint.baselines import exit_counts
+
+    mcfg = model.cfg
+    counts = exit_counts(video_idx, exits, mcfg.n_videos, mcfg.s_max)
+    n_table = None
+    if mcfg.exit_prior_base == "n_segments":  # the same rows' exits per segment count N
+        n_table = torch.as_tensor(
+            exit_counts(n_segments, exits, mcfg.s_max + 1, mcfg.s_max),
+            dtype=torch.float32,
+            device=dev,
+        )
+    model.decoder.set_exit_counts(torch.as_tensor(counts, dtype=torch.float32, device=dev), n_table)
+
+
+def table_counts_args(
+    table: pl.DataFrame, videos: Vocab
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """`set_prior_counts`'s row arrays of a table's rows."""
+    return (
+        videos.lookup(table["video_id"].to_numpy()),
+        table["n_segments"].to_numpy().astype(np.int64),
+        table["exit_slot"].to_numpy().astype(np.int64),
+    )
+
+
+def _refresh_counts(
+    model: Any,
+    table: pl.DataFrame,
+    split: npt.NDArray[np.int8],
+    videos: Vocab,
+    out: Path,
+    dev: torch.device,
+) -> None:
+    """The chosen checkpoint with its exit counts refilled from training + validation rows."""
+    fit = table.filter(pl.Series((split == TRAIN) | (split == VALID)))
+    model.load_state_dict(torch.load(out / checkpoint.MODEL_FILE, map_location=dev))
+    set_prior_counts(model, *table_counts_args(fit, videos), dev)
+    checkpoint.save_weights(model, out)
+    log.info("exit counts refreshed from %d training + validation rows", fit.height)
+    with (out / checkpoint.METRICS_FILE).open("a") as f:
+        f.write(json.dumps({"refresh_counts": {"rows": fit.height}}) + "\n")
 
 
 def _refit(

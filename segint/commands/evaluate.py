@@ -68,6 +68,13 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (default 1; 0 = torch's choice)"
     )
+    p.add_argument(
+        "--temperature-by",
+        choices=("mae", "nll"),
+        default="mae",
+        help="what chooses the watch-time temperature on validation rows: the served median's "
+        "MAE (default) or the exit NLL",
+    )
     p.set_defaults(func=run)
 
 
@@ -152,11 +159,20 @@ def run(args: argparse.Namespace) -> int:
     valid_data = InteractionDataset(
         table, history, valid_rows, users, videos, model_cfg.s_max, store
     )
+    refreshed = cfg.optim.refresh_counts and not cfg.optim.refit and model_cfg.exit_prior > 0
+    if refreshed:  # its counts hold the validation rows: score them with training-row counts
+        from training.train import set_prior_counts, table_counts_args
+
+        served = {k: v.clone() for k, v in model.state_dict().items()}
+        set_prior_counts(model, *table_counts_args(table[fit_rows[~valid]], videos), device)
     valid_logits = predict_logits(model, valid_data, args.batch_size, device)
+    if refreshed:
+        model.load_state_dict(served)
     valid_tab = table[valid_rows]
     calibration = fit_temperature(
-        valid_logits, valid_tab["exit_slot"], valid_tab["n_segments"], fitted_on=valid_where
-    )
+        valid_logits, valid_tab["exit_slot"], valid_tab["n_segments"], fitted_on=valid_where,
+        criterion=args.temperature_by,
+    )  # fmt: skip
     calibration.write(args.model)
     log.info(
         "watch-time temperature %.3f (validation NLL %.4f -> %.4f), wrote %s/calibration.json",

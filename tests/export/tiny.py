@@ -30,6 +30,7 @@ TINY = {
     "exit_prior": 1.0,  # as the default config: exit counts are part of the exported graph
     "exit_prior_base": "n_segments",  # the per-N exit counts too
     "history_stats": True,
+    "user_tilt": 0.7,  # the user's residual rides in one extra (masked) user-state token
     "video_side_sizes": (3, 5),  # side-feature codes are id-indexed buffers of the graph
     "user_side_sizes": (4,),
 }

@@ -503,3 +503,125 @@ def test_side_features_are_id_indexed_buffers():
         tiny_config(video_side_sizes=(0,))
     with pytest.raises(ValueError, match="'id' modality"):
         tiny_config(modalities=("content",), user_side_sizes=(2,))
+
+
+def tilt_model(**overrides) -> SegmentInterestModel:
+    """A user_tilt model whose exit counts come from random (video, N, exit) views."""
+    model = build(exit_prior=4.0, exit_prior_base="n_segments", user_tilt=2.0, **overrides)
+    g = torch.Generator().manual_seed(7)
+    videos = torch.randint(1, N_VIDEOS, (60,), generator=g)
+    n_seg = (videos % S) + 1  # one N per video
+    exits = (torch.rand(60, generator=g) * (n_seg + 1)).long()
+    n_table = torch.as_tensor(exit_counts(n_seg.numpy(), exits.numpy(), S + 1, S)).float()
+    model.decoder.set_exit_counts(counts_of(videos, exits), n_table)
+    return model
+
+
+def test_user_residual_by_hand():
+    """R = sum over real history views of (min(exit, N) / N - sum_j p_j min(j, N) / N) /
+    (views + k0), p the exit prior's profile with the view's own exit left out; in training a
+    same-video view leaves the target's exit out too; an empty history gives 0."""
+    model = tilt_model(user_tilt_shrink=3.0).eval()
+    dec = model.decoder
+    ids = torch.tensor([[1, 2, 0, 5], [0, 0, 0, 0]])
+    n = torch.tensor([[2, 3, 4, 6], [1, 1, 1, 1]])
+    exits = torch.tensor([[2, 0, 1, 3], [0, 0, 0, 0]])
+    mask = torch.tensor([[True, True, True, False], [False, False, False, False]])
+
+    def expected(v: int, nn_: int, e: int, extra: int | None = None) -> float:
+        c = dec.exit_counts[v].clone()
+        cn = dec.n_exit_counts[nn_].clone()
+        if e < S:
+            c[e] -= 1 if v > 0 else 0
+            cn[e] -= 1
+        if extra is not None:
+            c[extra] -= 1
+        c, cn = c.clamp(min=0), cn.clamp(min=0)
+        base = (cn + dec.global_exit) / (cn.sum() + 1.0)
+        p = (c + 4.0 * base) / (c.sum() + 4.0)
+        j = torch.arange(S, dtype=torch.float32)
+        return float((p * torch.minimum(j, torch.tensor(float(nn_))) / nn_).sum())
+
+    resid = [min(e, k) / k - expected(v, k, e) for v, k, e in [(1, 2, 2), (2, 3, 0), (0, 4, 1)]]
+    got = dec.user_residual(ids, exits, n, mask)
+    torch.testing.assert_close(got, torch.tensor([sum(resid) / (3 + 3.0), 0.0]))
+    # Training: the target (video 2, exit 1) is a fitting row; the view of video 2 drops it.
+    got = dec.user_residual(ids, exits, n, mask, torch.tensor([2, 2]), torch.tensor([1, 1]))
+    resid[1] = 0 - expected(2, 3, 0, extra=1)
+    torch.testing.assert_close(got, torch.tensor([sum(resid) / (3 + 3.0), 0.0]))
+
+
+def test_user_residual_matches_the_numpy_check():
+    """The model's per-view residual is the one training/propensity_tilt.py measured the
+    signal with (the same lookup, the same leave-one-out), on a random log. They differ only
+    by the model's one pseudo-view of the global profile in each per-N profile: ~1/200 of a
+    profile at ~200 views per N here (thousands per N on KuaiRand), hence the tolerance."""
+    import polars as pl
+
+    from training.propensity_tilt import fractions, lookup
+
+    g = torch.Generator().manual_seed(3)
+    videos = torch.randint(1, N_VIDEOS, (1500,), generator=g)
+    n_seg = (videos % S) + 1
+    exits = (torch.rand(1500, generator=g) * (n_seg + 1)).long()
+    table = pl.DataFrame(
+        {"video_id": videos.numpy(), "n_segments": n_seg.numpy(), "exit_slot": exits.numpy()}
+    )
+    fit = torch.rand(1500, generator=g) < 0.8
+    model = build(exit_prior=4.0, exit_prior_base="n_segments", user_tilt=1.0, user_tilt_shrink=0)
+    n_table = exit_counts(n_seg[fit].numpy(), exits[fit].numpy(), S + 1, S)
+    model.decoder.set_exit_counts(
+        counts_of(videos[fit], exits[fit]), torch.as_tensor(n_table).float()
+    )
+    obs, frac = fractions(table, S)
+    dist = lookup(table, fit.numpy(), 4.0, S)
+    want = obs - (dist * frac).sum(1)
+    # Each view alone as a one-view history (k0 = 0): R is that view's residual.
+    rows = fit.nonzero()[:, 0]  # fitting rows: leave-one-out applies to them
+    got = model.decoder.user_residual(
+        videos[rows, None], exits[rows, None], n_seg[rows, None], torch.ones(len(rows), 1).bool()
+    )
+    torch.testing.assert_close(got, torch.as_tensor(want[rows.numpy()]).float(), atol=3e-3, rtol=0)
+
+
+def test_user_tilt_enters_the_logits_and_keeps_the_cache_split():
+    """user_tilt: logits gain R * (slot_features . w), w a parameter starting at -user_tilt
+    on j / N; encode_user carries R in one extra masked token, so score(encode_user(...)) ==
+    forward(...), also with one cached user broadcast over candidates."""
+    model = tilt_model(dropout=0.0).eval()
+    batch = make_batch(model.cfg, seed=6)
+    assert "decoder.tilt" in dict(model.named_parameters())
+    torch.testing.assert_close(model.decoder.tilt, torch.tensor([-2.0, 0.0, 0.0, 0.0]))
+    with torch.no_grad():
+        full = model(**batch)
+        states, mask = model.encode_user(**user_part(batch))
+        assert states.shape[3] == 2 + H and mask.shape == (B, 2 + H) and not mask[:, -1].any()
+        r = model.decoder.user_residual(
+            *model._clean_history(
+                batch["hist_video_ids"], batch["hist_exit_slots"], batch["hist_n_segments"],
+                batch["hist_mask"],
+            )
+        )  # fmt: skip
+        torch.testing.assert_close(states[:, :, :, -1, 0], r[:, None, None].expand(-1, 1, 2))
+        torch.testing.assert_close(model.score(states, mask, **video_part(batch)), full)
+        one = {k: v[3:4] for k, v in user_part(batch).items()}
+        cands = video_part(batch)
+        wide = model.score(*model.encode_user(**one), **cands)
+        copies = {k: v[3:4].expand(B, *v.shape[1:]) for k, v in user_part(batch).items()}
+        torch.testing.assert_close(wide, model(**copies, **cands), atol=1e-5, rtol=0)
+        model.decoder.tilt.zero_()
+        flat = model(**batch)
+    shape = slot_features(batch["n_segments"], S) @ torch.tensor([-2.0, 0.0, 0.0, 0.0])
+    real = torch.arange(S)[None, :] <= batch["n_segments"][:, None]
+    torch.testing.assert_close((full - flat)[real], (r[:, None] * shape)[real])
+    assert (r[~batch["hist_mask"].any(1)] == 0).all() and (r != 0).any()
+
+
+def test_user_tilt_config_is_checked():
+    with pytest.raises(ValueError, match="exit_prior > 0"):
+        tiny_config(user_tilt=1.0)
+    with pytest.raises(ValueError, match="user_tilt_shrink"):
+        tiny_config(exit_prior=1.0, user_tilt=1.0, user_tilt_shrink=-1.0)
+    with pytest.raises(ValueError, match="user_tilt"):
+        tiny_config(exit_prior=1.0, user_tilt=True)
+    assert build(exit_prior=1.0).decoder.tilt is None

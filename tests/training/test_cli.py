@@ -72,6 +72,49 @@ def test_train_and_evaluate_on_a_split(log_csv: Path, tmp_path: Path, capsys) ->
     assert (run / "calibration.json").is_file()
 
 
+def test_evaluate_calibrates_a_refreshed_run_with_training_row_counts(
+    log_csv: Path, tmp_path: Path
+) -> None:
+    """optim.refresh_counts: the validation rows that fit the temperature are scored with the
+    training rows' exit counts (they are in the shipped counts), the test rows with the
+    shipped (training + validation) counts."""
+    from segint.splits import TRAIN, VALID
+    from segint.watchtime import exit_nll
+    from training.inference import predict_logits
+    from training.train import set_prior_counts, table_counts_args
+
+    run, report_path = tmp_path / "run", tmp_path / "report.json"
+    common = ["--data", str(log_csv), "--format", "canonical"]
+    train = ["train", *common, "--config", str(TINY), "--out", str(run), "--no-progress"]
+    assert main([*train, "--set", "optim.refresh_counts=true"]) == 0
+    assert main(["evaluate", "--model", str(run), *common, "--json", str(report_path)]) == 0
+    calibration = json.loads((run / "calibration.json").read_text())
+    table = load_table(log_csv, "canonical")
+    cfg = load_run_config(run)
+    split = assign_split(table, cfg.data.split, cfg.data.seed)
+    model, model_cfg, users, videos = load_model(run)
+    history = history_index(table, cfg.data.history_len)
+
+    def data(rows: np.ndarray) -> InteractionDataset:
+        return InteractionDataset(table, history, rows, users, videos, model_cfg.s_max)
+
+    test = evaluate_dataset(model, data(np.flatnonzero(split == TEST)), 64, "cpu", seed=0)
+    report = json.loads(report_path.read_text())
+    assert report["strict"]["SegInterest(T=1)"]["NDCG@5"] == pytest.approx(
+        test["strict"]["NDCG@5"], abs=1e-12
+    )
+    valid_rows = np.flatnonzero(split == VALID)
+    vt = table[valid_rows]
+    served = exit_nll(
+        predict_logits(model, data(valid_rows), 64, "cpu"), vt["exit_slot"], vt["n_segments"], 1.0
+    )
+    set_prior_counts(model, *table_counts_args(table.filter(pl.Series(split == TRAIN)), videos))
+    logits = predict_logits(model, data(valid_rows), 64, "cpu")
+    honest = exit_nll(logits, vt["exit_slot"], vt["n_segments"], 1.0)
+    assert calibration["nll_before"] == pytest.approx(honest, rel=1e-6)
+    assert served != pytest.approx(honest, rel=1e-6)  # the shipped counts would have differed
+
+
 def _two_files(tmp_path: Path) -> tuple[Path, Path, pl.DataFrame, pl.DataFrame]:
     log = make_log(n_users=30, n_videos=25, seed=3)
     cut = int(log["time_ms"].quantile(0.7))

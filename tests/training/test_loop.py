@@ -185,6 +185,30 @@ def test_exit_counts_come_from_the_training_rows(table: pl.DataFrame, tmp_path: 
     _assert_exit_counts(model, table, split == TRAIN, videos)
 
 
+def test_refresh_counts_ships_train_and_valid_counts_with_the_chosen_weights(
+    table: pl.DataFrame, tmp_path: Path
+) -> None:
+    """optim.refresh_counts: the checkpoint keeps the early-stopped weights and vocabulary but
+    its exit counts are those of training + validation rows (the baselines' fitting rows)."""
+    plain, fresh = tmp_path / "plain", tmp_path / "fresh"
+    _train_tiny(table, plain, "optim.max_epochs=1")
+    _train_tiny(table, fresh, "optim.max_epochs=1", "optim.refresh_counts=true")
+    cfg = load_run_config(fresh)
+    split = assign_split(table, cfg.data.split, cfg.data.seed)
+    a, _, _, videos_a = load_model(plain)
+    b, _, _, videos_b = load_model(fresh)
+    assert np.array_equal(videos_a.ids, videos_b.ids)
+    _assert_exit_counts(b, table, np.isin(split, (TRAIN, VALID)), videos_b)
+    _assert_exit_counts(a, table, split == TRAIN, videos_a)
+    wa, wb = a.state_dict(), b.state_dict()
+    for name in wa:
+        if "exit_counts" not in name and "global_exit" not in name:
+            torch.testing.assert_close(wa[name], wb[name], msg=name)
+    assert _metrics(fresh)[-1] == {
+        "refresh_counts": {"rows": int(np.isin(split, (TRAIN, VALID)).sum())}
+    }
+
+
 def test_n_prior_stats_and_side_features_are_trained_saved_and_reloaded(
     table: pl.DataFrame, tmp_path: Path
 ) -> None:
