@@ -298,7 +298,15 @@ def scorer_variant(artifact: Path, model: Any, layout: str) -> Path:
 
 
 # The ORT-stage levers, each against the served graph (fp32, level all, heads-first layout).
-LEVERS = ("fp32", "fp32_stacked", "fp32_preoptimized", "fp32_basic_opt", "int8_dynamic")
+LEVERS = (
+    "fp32",
+    "fp32_skipln_fusion",
+    "fp32_stacked",
+    "before_graph",
+    "fp32_preoptimized",
+    "fp32_basic_opt",
+    "int8_dynamic",
+)
 
 
 def ort_stage(
@@ -308,10 +316,14 @@ def ort_stage(
     (all levers interleaved, round by round, in this one process), and the useful FLOPs (each
     candidate's own N + 1 slots).
 
-    Levers: ``fp32`` the served scorer (`export.fused` heads-first layout, optimisation level
-    all); ``fp32_stacked`` the previous export (stacked-projection attention); ``fp32_preoptimized``
-    the served scorer saved by ORT after level-all optimisation and loaded with optimisation
-    off; ``fp32_basic_opt`` level basic; ``int8_dynamic`` dynamic int8 quantisation.
+    Levers: ``fp32`` the served scorer and session (`export.fused` heads-first layout,
+    optimisation level all less `service.ranker.DISABLED_OPTIMIZERS`); ``fp32_skipln_fusion``
+    the same with every level-all transformer (ORT's SkipLayerNormalization fusion included);
+    ``fp32_stacked`` the previous export (stacked-projection attention); ``before_graph`` the
+    previous export with every transformer (the graph stage before this lever set);
+    ``fp32_preoptimized`` the served scorer saved by ORT after optimisation and loaded with
+    optimisation off; ``fp32_basic_opt`` level basic; ``int8_dynamic`` dynamic int8
+    quantisation (served session options).
     """
     import onnxruntime as ort
     import torch
@@ -320,7 +332,7 @@ def ort_stage(
 
     from export.manifest import Manifest
     from segint.segments import n_segments as count_segments
-    from service.ranker import buckets
+    from service.ranker import DISABLED_OPTIMIZERS, buckets
 
     m = Manifest.read(artifact)
     s_max, h = m.s_max, m.history_len
@@ -337,13 +349,23 @@ def ort_stage(
     }
     level = ort.GraphOptimizationLevel
 
-    def session(path: Path, opt: Any = level.ORT_ENABLE_ALL, save: Path | None = None) -> Any:
+    def session(
+        path: Path,
+        opt: Any = level.ORT_ENABLE_ALL,
+        save: Path | None = None,
+        disabled: tuple[str, ...] = DISABLED_OPTIMIZERS,
+    ) -> Any:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
         opts.graph_optimization_level = opt
         if save is not None:
             opts.optimized_model_filepath = str(save)
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(
+            str(path),
+            opts,
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=list(disabled),
+        )
 
     states, mask = session(artifact / "user_encoder.onnx").run(None, user)
     int8 = CACHE / f"{artifact.name}-scorer.int8.onnx"
@@ -351,11 +373,12 @@ def ort_stage(
         quantize_dynamic(artifact / "scorer.onnx", int8, weight_type=QuantType.QInt8)
     preopt = CACHE / f"{artifact.name}-scorer.ort-all.onnx"
     session(artifact / "scorer.onnx", save=preopt)
+    stacked = scorer_variant(artifact, model, "stacked") if model is not None else None
     sessions = {
         "fp32": session(artifact / "scorer.onnx"),
-        "fp32_stacked": session(scorer_variant(artifact, model, "stacked"))
-        if model is not None
-        else None,
+        "fp32_skipln_fusion": session(artifact / "scorer.onnx", disabled=()),
+        "fp32_stacked": session(stacked) if stacked else None,
+        "before_graph": session(stacked, disabled=()) if stacked else None,
         "fp32_preoptimized": session(preopt, level.ORT_DISABLE_ALL),
         "fp32_basic_opt": session(artifact / "scorer.onnx", level.ORT_ENABLE_BASIC),
         "int8_dynamic": session(int8),
