@@ -7,9 +7,10 @@ videos (their ids and durations from the bundled log: N = 14.3 segments on avera
 
 1. The 1-thread fp32 GEMM peak P (numpy, 2048^3, best of 5), measured in this run.
 2. The ORT stage in process (one user's cached states, C candidates, 1 ORT thread): padded
-   (one run of all S slots) vs ragged (length buckets, `service.ranker.buckets`); graph
-   optimisation level basic vs all; int8 dynamic quantisation of the scorer; PyTorch eager
-   fp32 vs bf16 (autocast). Useful FLOPs F per request = the scorer's FLOPs on each
+   (one run of all S slots) vs ragged (length buckets, `service.ranker.buckets`); the graph
+   levers of `ort_stage` (the previous export, SkipLayerNormFusion, a pre-optimised file,
+   level basic, int8 dynamic quantisation); PyTorch eager fp32 vs bf16 (autocast). All of
+   them interleaved round by round, with paired time ratios against the served scorer. Useful FLOPs F per request = the scorer's FLOPs on each
    candidate's own N + 1 slots (``torch.utils.flop_counter`` on exact-width runs); efficiency
    = F / time / P.
 3. ``POST /score`` through a real uvicorn server (one worker, ``--server-threads`` ORT
