@@ -7,9 +7,10 @@ videos (their ids and durations from the bundled log: N = 14.3 segments on avera
 
 1. The 1-thread fp32 GEMM peak P (numpy, 2048^3, best of 5), measured in this run.
 2. The ORT stage in process (one user's cached states, C candidates, 1 ORT thread): padded
-   (one run of all S slots) vs ragged (length buckets, `service.ranker.buckets`); graph
-   optimisation level basic vs all; int8 dynamic quantisation of the scorer; PyTorch eager
-   fp32 vs bf16 (autocast). Useful FLOPs F per request = the scorer's FLOPs on each
+   (one run of all S slots) vs ragged (length buckets, `service.ranker.buckets`); the graph
+   levers of `ort_stage` (the previous export, SkipLayerNormFusion, a pre-optimised file,
+   level basic, int8 dynamic quantisation); PyTorch eager fp32 vs bf16 (autocast). All of
+   them interleaved round by round, with paired time ratios against the served scorer. Useful FLOPs F per request = the scorer's FLOPs on each
    candidate's own N + 1 slots (``torch.utils.flop_counter`` on exact-width runs); efficiency
    = F / time / P.
 3. ``POST /score`` through a real uvicorn server (one worker, ``--server-threads`` ORT
@@ -263,22 +264,68 @@ def capacity_probe(url: str, bodies: list[bytes], n: int = 30) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def median_ms(fn: Any, repeats: int) -> float:
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+def interleaved_ms(fns: dict[str, Any], repeats: int) -> dict[str, list[float]]:
+    """Each function's times (ms) over ``repeats`` rounds; every round runs every function once,
+    in a rotated order, so load on a shared machine falls on all of them alike."""
+    names = list(fns)
+    for name in names:  # warm-up
+        fns[name]()
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            fns[name]()
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def paired_ratio(a: list[float], b: list[float], seed: int = 0) -> tuple[float, float]:
+    """Median over rounds of a / b (same round), with a bootstrap standard error over rounds."""
+    x = np.asarray(a) / np.asarray(b)
+    rng = np.random.default_rng(seed)
+    boot = [np.median(x[rng.integers(0, len(x), len(x))]) for _ in range(1000)]
+    return float(np.median(x)), float(np.std(boot))
+
+
+def scorer_variant(artifact: Path, model: Any, layout: str) -> Path:
+    """The artifact's scorer exported with another ``export.fused`` layout (cached)."""
+    from export.onnx import export_model
+
+    out = CACHE / f"{artifact.name}-scorer-{layout}"
+    if not (out / "scorer.onnx").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        export_model(model, out, layout=layout)
+    return out / "scorer.onnx"
+
+
+# The ORT-stage levers, each against the served graph (fp32, level all, heads-first layout).
+LEVERS = (
+    "fp32",
+    "fp32_skipln_fusion",
+    "fp32_stacked",
+    "before_graph",
+    "fp32_preoptimized",
+    "fp32_basic_opt",
+    "int8_dynamic",
+)
 
 
 def ort_stage(
     artifact: Path, model: Any, videos: tuple[np.ndarray, np.ndarray], candidates: int, repeats: int
 ) -> dict[str, Any]:
-    """The scorer stage for one user x C real candidates, 1 thread: every graph lever's median
-    time, and the useful FLOPs (each candidate's own N + 1 slots)."""
+    """The scorer stage for one user x C real candidates, 1 thread: every graph lever's time
+    (all levers interleaved, round by round, in this one process), and the useful FLOPs (each
+    candidate's own N + 1 slots).
+
+    Levers: ``fp32`` the served scorer and session (`export.fused` heads-first layout,
+    optimisation level all less `service.ranker.DISABLED_OPTIMIZERS`); ``fp32_skipln_fusion``
+    the same with every level-all transformer (ORT's SkipLayerNormalization fusion included);
+    ``fp32_stacked`` the previous export (stacked-projection attention); ``before_graph`` the
+    previous export with every transformer (the graph stage before this lever set);
+    ``fp32_preoptimized`` the served scorer saved by ORT after optimisation and loaded with
+    optimisation off; ``fp32_basic_opt`` level basic; ``int8_dynamic`` dynamic int8
+    quantisation (served session options).
+    """
     import onnxruntime as ort
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -286,7 +333,7 @@ def ort_stage(
 
     from export.manifest import Manifest
     from segint.segments import n_segments as count_segments
-    from service.ranker import buckets
+    from service.ranker import DISABLED_OPTIMIZERS, buckets
 
     m = Manifest.read(artifact)
     s_max, h = m.s_max, m.history_len
@@ -301,22 +348,40 @@ def ort_stage(
         "hist_n_segments": rng.integers(3, s_max, (1, h)),
         "hist_mask": np.ones((1, h), bool),
     }
+    level = ort.GraphOptimizationLevel
 
-    def session(path: Path, level: Any = ort.GraphOptimizationLevel.ORT_ENABLE_ALL) -> Any:
+    def session(
+        path: Path,
+        opt: Any = level.ORT_ENABLE_ALL,
+        save: Path | None = None,
+        disabled: tuple[str, ...] = DISABLED_OPTIMIZERS,
+    ) -> Any:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
-        opts.graph_optimization_level = level
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        opts.graph_optimization_level = opt
+        if save is not None:
+            opts.optimized_model_filepath = str(save)
+        return ort.InferenceSession(
+            str(path),
+            opts,
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=list(disabled),
+        )
 
     states, mask = session(artifact / "user_encoder.onnx").run(None, user)
     int8 = CACHE / f"{artifact.name}-scorer.int8.onnx"
     if not int8.exists():
         quantize_dynamic(artifact / "scorer.onnx", int8, weight_type=QuantType.QInt8)
+    preopt = CACHE / f"{artifact.name}-scorer.ort-all.onnx"
+    session(artifact / "scorer.onnx", save=preopt)
+    stacked = scorer_variant(artifact, model, "stacked") if model is not None else None
     sessions = {
         "fp32": session(artifact / "scorer.onnx"),
-        "fp32_basic_opt": session(
-            artifact / "scorer.onnx", ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        ),
+        "fp32_skipln_fusion": session(artifact / "scorer.onnx", disabled=()),
+        "fp32_stacked": session(stacked) if stacked else None,
+        "before_graph": session(stacked, disabled=()) if stacked else None,
+        "fp32_preoptimized": session(preopt, level.ORT_DISABLE_ALL),
+        "fp32_basic_opt": session(artifact / "scorer.onnx", level.ORT_ENABLE_BASIC),
         "int8_dynamic": session(int8),
     }
     plan_ragged = buckets(nseg, s_max)
@@ -337,10 +402,11 @@ def ort_stage(
             )
 
     out: dict[str, Any] = {"candidates": candidates, "runs_ragged": len(plan_ragged)}
-    times: dict[str, float] = {}
+    fns: dict[str, Any] = {}
     for name, sess in sessions.items():
-        times[f"{name}_padded"] = median_ms(lambda s=sess: run_ort(s, plan_padded), repeats)
-        times[f"{name}_ragged"] = median_ms(lambda s=sess: run_ort(s, plan_ragged), repeats)
+        if sess is not None:
+            fns[f"{name}_padded"] = lambda s=sess: run_ort(s, plan_padded)
+            fns[f"{name}_ragged"] = lambda s=sess: run_ort(s, plan_ragged)
     torch.set_num_threads(1)
     t_states, t_mask = torch.from_numpy(states), torch.from_numpy(mask)
     t_vids, t_nseg = torch.from_numpy(vids), torch.from_numpy(nseg)
@@ -355,15 +421,23 @@ def ort_stage(
                 )
 
     if model is not None:
-        times["torch_fp32_ragged"] = median_ms(lambda: run_torch(plan_ragged), repeats)
-        times["torch_bf16_ragged"] = median_ms(lambda: run_torch(plan_ragged, True), repeats)
+        fns["torch_fp32_ragged"] = lambda: run_torch(plan_ragged)
+        fns["torch_bf16_ragged"] = lambda: run_torch(plan_ragged, True)
         flops = {}
         for name, plan in (("useful", plan_exact), ("padded", plan_padded)):
             with FlopCounterMode(display=False) as counter:
                 run_torch(plan)
             flops[name] = int(counter.get_total_flops())
         out["flops"] = flops
-    out["ms"] = times
+    rounds = interleaved_ms(fns, repeats)
+    out["ms"] = {name: statistics.median(t) for name, t in rounds.items()}
+    # paired time ratios against the served graph, ragged: < 1 = faster than fp32
+    out["ratio_vs_fp32_ragged"] = {
+        name: paired_ratio(t, rounds["fp32_ragged"])
+        for name, t in rounds.items()
+        if name != "fp32_ragged"
+    }
+    out["rounds"] = repeats
     return out
 
 
@@ -470,6 +544,9 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=20, help="in-process timing repeats")
     p.add_argument("--server-threads", type=int, default=1, help="ORT intra-op threads")
     p.add_argument("--skip-padded-server", action="store_true", help="ragged server only")
+    p.add_argument(
+        "--stage-only", action="store_true", help="peak and ORT stage only (no HTTP servers)"
+    )
     p.add_argument("--redis-url", help="default: SEGINT_TEST_REDIS_URL or 127.0.0.1:6379/15")
     p.add_argument("--out", type=Path, default=ROOT / "reports" / "bench" / "service.json")
     args = p.parse_args()
@@ -487,8 +564,10 @@ def main() -> int:
     stage = {c: ort_stage(artifact, model, videos, c, args.repeats) for c in (100, 500)}
     if pin:
         os.sched_setaffinity(0, {1})  # the generator; the server gets core 0
-    servers = {"ragged": serve_and_load(artifact, manifest, videos, args, url_redis, True, pin)}
-    if not args.skip_padded_server:
+    servers = {}
+    if not args.stage_only:
+        servers["ragged"] = serve_and_load(artifact, manifest, videos, args, url_redis, True, pin)
+    if not args.skip_padded_server and not args.stage_only:
         servers["padded"] = serve_and_load(artifact, manifest, videos, args, url_redis, False, pin)
     result: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -530,24 +609,28 @@ def report(r: dict[str, Any]) -> str:
         f"before, {r['machine']['loadavg_after'][0]:.1f} after; 1-thread fp32 GEMM peak P = "
         f"{peak:.1f} GFLOP/s",
         "",
-        "ORT stage (in process, 1 thread, median ms):",
+        "ORT stage (in process, 1 thread, median ms; levers interleaved round by round in one process):",
         "",
-        "| C | lever | padded | ragged | useful GFLOP | efficiency (ragged) |",
-        "|---|---|---|---|---|---|",
+        "| C | lever | padded | ragged | ragged time / fp32 ragged (paired, +- SE) | useful "
+        "GFLOP | efficiency (ragged) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for c, st in r["ort_stage"].items():
         useful = st.get("flops", {}).get("useful", 0)
-        for lever in ("fp32", "fp32_basic_opt", "int8_dynamic"):
+        for lever in LEVERS:
+            if f"{lever}_ragged" not in st["ms"]:
+                continue
             pad, rag = st["ms"][f"{lever}_padded"], st["ms"][f"{lever}_ragged"]
             eff = useful / (rag * 1e-3) / (peak * 1e9) if useful else float("nan")
+            ratio, se = st.get("ratio_vs_fp32_ragged", {}).get(f"{lever}_ragged", (1.0, 0.0))
             lines.append(
                 f"| {c} | {lever} | {pad:.2f} | {rag:.2f} ({st['runs_ragged']} runs) | "
-                f"{useful / 1e9:.3f} | {eff:.1%} |"
+                f"{ratio:.3f} +- {se:.3f} | {useful / 1e9:.3f} | {eff:.1%} |"
             )
         if "torch_fp32_ragged" in st["ms"]:
             lines.append(
                 f"| {c} | torch eager fp32 / bf16 | | {st['ms']['torch_fp32_ragged']:.2f} / "
-                f"{st['ms']['torch_bf16_ragged']:.2f} | | |"
+                f"{st['ms']['torch_bf16_ragged']:.2f} | | | |"
             )
     lines += [
         "",

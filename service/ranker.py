@@ -50,6 +50,12 @@ _CPU = "CPUExecutionProvider"
 # of 64, 150, 300, 600 and 1,500 slots' overhead gave 14, 8, 6, 4 and 3 runs, and the most
 # runs was fastest (attention is quadratic in a run's width, a run's fixed cost is small).
 RUN_OVERHEAD_SLOTS = 64
+# ORT graph transformers left out of every session (level ALL otherwise). ORT's fused
+# SkipLayerNormalization kernel is slower than the Add + LayerNormalization it replaces on our
+# d = 32 rows: scorer, 500 KuaiRand candidates, 1 thread, interleaved in one process on a
+# loaded 2-core machine, time ratio 0.857 +- 0.017 with the fusion off (bench/bench_service.py,
+# lever fp32_skipln_fusion).
+DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
 
 @dataclass
@@ -400,7 +406,12 @@ def _open_session(path: Path, cuda: bool, threads: int, spinning: bool) -> ort.I
         # are expected; we log our own one-line warning instead. 2 = ORT's default severity.
         ort.set_default_logger_severity(4)
     try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        return ort.InferenceSession(
+            str(path),
+            sess_options=opts,
+            providers=providers,
+            disabled_optimizers=list(DISABLED_OPTIMIZERS),
+        )
     except Exception as e:  # ORT raises its own exception types for bad files
         raise ArtifactError(f"{path}: ONNX Runtime cannot load it ({e})") from None
     finally:

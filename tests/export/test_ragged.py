@@ -180,11 +180,13 @@ def test_buckets_are_the_cheapest_contiguous_plan() -> None:
     assert cost(buckets(n, 40, overhead)) == best
 
 
-def test_fused_attention_copy_matches_the_model() -> None:
-    """export.fused's stacked-projection attention (what scorer.onnx is exported from) gives
-    model.score's logits, padded and ragged, within the parity tolerance."""
+@pytest.mark.parametrize("layout", ["heads_first", "stacked"])
+def test_fused_attention_copy_matches_the_model(layout: str) -> None:
+    """export.fused's inference forms (heads_first: what scorer.onnx is exported from;
+    stacked: the previous one) give model.score's logits, padded and ragged, within the parity
+    tolerance."""
     model = tiny_model("self")
-    fused = fused_copy(model)
+    fused = fused_copy(model, layout)
     states, mask = user_state(seed=7)
     cand = candidates([1, 4, 3, 2, 5, 2, 4, 1], seed=8)  # N + 1 <= S - 1 slots
     with torch.no_grad():
@@ -193,4 +195,7 @@ def test_fused_attention_copy_matches_the_model() -> None:
         ragged = fused.score(states, mask, **cand, slot_index=torch.arange(S - 1)).numpy()
     np.testing.assert_allclose(got, want, atol=ATOL, rtol=RTOL)
     assert_same_real_slots(ragged, want, cand["n_segments"].numpy())
-    assert any(type(b.attn).__name__ == "FusedCrossAttention" for b in fused.encoders["id"].video)
+    kind = {"heads_first": "FusedVideoEncoder", "stacked": "FusedCrossAttention"}[layout]
+    encoder = fused.encoders["id"]
+    parts = [encoder, *(getattr(b, "attn", b) for b in encoder.video)]
+    assert any(type(p).__name__ == kind for p in parts)
