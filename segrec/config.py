@@ -50,6 +50,9 @@ class SegRecConfig:
     # (`segrec.labels.thresholds_by_n`); adds the feature P(effective) = P(play > threshold)
     # under the exit distribution. Empty: no such feature.
     effective_thresholds: tuple[float, ...] = ()
+    # DIN, mode features: the dense interest features enter through a linear term on the output
+    # logit (like WideDeep's wide part) instead of the Dice MLP.
+    dense_linear: bool = False
     # Platt scaling of the output logit, (scale, bias), fitted on validation rows after training
     # (`segrec.train.fit_platt`); (1, 0) is the identity. AUC-neutral; it moves LogLoss only.
     calibration: tuple[float, float] = (1.0, 0.0)
@@ -89,6 +92,8 @@ class SegRecConfig:
             )
         if not all(isinstance(v, int | float) and 0.0 < v < float("inf") for v in t):
             raise ValueError(f"effective_thresholds must be positive and finite, got {t!r}")
+        if self.dense_linear and (self.backbone != "din" or self.mode != "features"):
+            raise ValueError("dense_linear applies to backbone din in mode features")
         c = self.calibration
         if len(c) != 2 or not all(isinstance(v, int | float) for v in c) or not c[0] > 0.0:
             raise ValueError(f"calibration must be (scale > 0, bias), got {c!r}")
@@ -103,10 +108,11 @@ class SegRecConfig:
     @property
     def method(self) -> str:
         """Name of the method in result tables: the mode, plus "+temp" with a learned temperature
-        or "+eff" with the P(effective) feature."""
+        or "+eff" with the P(effective) feature, "+lin" with DIN's linear dense term."""
         if self.learn_temperature:
             return f"{self.mode}+temp"
-        return f"{self.mode}+eff" if self.effective_thresholds else self.mode
+        name = f"{self.mode}+eff" if self.effective_thresholds else self.mode
+        return f"{name}+lin" if self.dense_linear else name
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SegRecConfig:

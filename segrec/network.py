@@ -331,7 +331,10 @@ class DIN(nn.Module):
         self.attention = mlp(4 * d, cfg.att_hidden, cfg.activation, 0.0)
         n_in = (2 + self.fields.n_target_fields) * d  # user, target fields, attended history
         self.n_dense = n_dense(cfg)
-        self.out = mlp(n_in + self.n_dense, cfg.hidden, cfg.activation, cfg.dropout)
+        # dense features into the MLP, or (cfg.dense_linear) a linear term on the logit
+        self.dense_linear = nn.Linear(self.n_dense, 1, bias=False) if cfg.dense_linear else None
+        n_mlp_dense = 0 if cfg.dense_linear else self.n_dense
+        self.out = mlp(n_in + n_mlp_dense, cfg.hidden, cfg.activation, cfg.dropout)
         # Mode survival also scores slot N (the completion outcome).
         self.with_completion = cfg.mode == "survival"
 
@@ -367,6 +370,11 @@ class DIN(nn.Module):
         pairs = slot_real[:, :, None] & hist_mask[:, None, :]  # (B, S', H)
         interest = self.attend(q, k, pairs)  # (B, S', d)
         user = f.user(user_ids)[:, None, :].expand(b, s, d)
+        if self.dense_linear is not None:
+            if dense is None:
+                raise ValueError("this backbone takes dense interest features (B, F)")
+            y = self.out(torch.cat([user, *target, interest], dim=-1)).squeeze(-1)  # (B, 1)
+            return y + self.dense_linear(dense)  # (B, 1): S' = 1 in mode features
         extra = _dense_fields(dense, self.n_dense > 0, s)
         return self.out(torch.cat([user, *target, interest, *extra], dim=-1)).squeeze(-1)
 

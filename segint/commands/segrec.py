@@ -88,6 +88,11 @@ def register(sub: Any) -> None:
         help="mode features: add P(play > the label's threshold) under the exit distribution",
     )
     t.add_argument(
+        "--dense-linear",
+        action="store_true",
+        help="DIN, mode features: the interest features enter as a linear term on the logit",
+    )
+    t.add_argument(
         "--calibrate",
         action="store_true",
         help="Platt-scale the output logit on the validation rows after training",
@@ -285,6 +290,7 @@ def run_train(args: argparse.Namespace) -> int:
             effective_thresholds=thresholds_by_n(label, args.s_max)
             if args.effective_feature
             else (),
+            dense_linear=args.dense_linear,
         )
     except ValueError as e:
         raise SegintError(str(e)) from None

@@ -166,3 +166,21 @@ def test_features_mode_with_the_effective_feature(backbone: str) -> None:
     assert n_dense(cfg) == N_INTEREST_FEATURES + 1
     out = SegRecModel(cfg)(**batch())
     assert out.shape == (B,) and torch.isfinite(out).all()
+
+
+def test_din_dense_linear_adds_a_linear_term() -> None:
+    """dense_linear: DIN's logit = MLP(without the features) + w . features."""
+    from dataclasses import replace
+
+    from segrec.network import SegRecModel
+
+    base = model("din", "features")
+    m = SegRecModel(replace(base.cfg, dense_linear=True)).eval()
+    x = batch()
+    f = interest_features(x["interest_logits"], x["n_segments"])
+    with torch.no_grad():
+        m.backbone.dense_linear.weight.zero_()
+        y0 = m(**x)
+        m.backbone.dense_linear.weight[0, 2] = 1.5  # completion probability column
+        y1 = m(**x)
+    assert torch.allclose(y1 - y0, 1.5 * f[:, 2], atol=1e-5)

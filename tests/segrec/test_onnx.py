@@ -32,10 +32,11 @@ SERVED = {"effective_thresholds": (1.05, 0.8, 0.8, 0.5, 0.5, 0.3, 0.3), "calibra
         ("din", "survival", {}),
         ("widedeep", "features", SERVED),
         ("din", "features", SERVED),
+        ("din", "features", {**SERVED, "dense_linear": True}),
     ],
 )
 def test_export_matches_torch(
-    tmp_path: Path, backbone: str, mode: str, extra: dict[str, tuple[float, ...]]
+    tmp_path: Path, backbone: str, mode: str, extra: dict[str, object]
 ) -> None:
     """Parity within 1e-5: float32 on both sides, the only difference is kernel summation order.
 

@@ -5,7 +5,8 @@
 # their interest inputs must not contain their own exits), P(effective) feature, Platt
 # scaling on validation rows. KuaiRand-Pure 04-25..30, temporal split.
 # usage: [BACKBONES="widedeep din"] run_variants3.sh MODE[,MODE...] SEED...
-#   MODE: video | features | features-eff (features + --effective-feature); every run --calibrate
+#   MODE: video | features | features-eff (features + --effective-feature) | features-lin,
+#   features-eff-lin (DIN: + --dense-linear); every run --calibrate
 #   interest model: OMP_NUM_THREADS=1 nice -n 10 segint train --data $D --format kuairand \
 #       --split temporal --seed 0 --set optim.max_epochs=1 --set optim.refresh_counts=false \
 #       --out runs/segrec3/interest_temporal
@@ -24,6 +25,8 @@ for s in "$@"; do
       extra="--calibrate"
       case $m in
         features-eff) mode=features; extra="$extra --effective-feature" ;;
+        features-lin) mode=features; extra="$extra --dense-linear" ;;
+        features-eff-lin) mode=features; extra="$extra --effective-feature --dense-linear" ;;
         *) mode=$m ;;
       esac
       OMP_NUM_THREADS=1 nice -n 10 .venv/bin/segint segrec train --backbone $b --mode $mode --seed $s \
