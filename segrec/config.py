@@ -46,9 +46,20 @@ class SegRecConfig:
     dropout: float = 0.0  # dropout in the deep MLPs
     content_dim: int = 0  # Dc: per-segment content feature width (0 = no content field)
     learn_temperature: bool = False  # segrec/itemposition: w = softmax(t * p), t learned, init 1
+    # Mode features: the label's view-ratio threshold of a video with N segments, index N - 1
+    # (`segrec.labels.thresholds_by_n`); adds the feature P(effective) = P(play > threshold)
+    # under the exit distribution. Empty: no such feature.
+    effective_thresholds: tuple[float, ...] = ()
+    # DIN, mode features: the dense interest features enter through a linear term on the output
+    # logit (like WideDeep's wide part) instead of the Dice MLP.
+    dense_linear: bool = False
+    # Platt scaling of the output logit, (scale, bias), fitted on validation rows after training
+    # (`segrec.train.fit_platt`); (1, 0) is the identity. AUC-neutral; it moves LogLoss only.
+    calibration: tuple[float, float] = (1.0, 0.0)
 
     def __post_init__(self) -> None:
-        for name in ("hidden", "att_hidden"):  # JSON gives lists; keep the config hashable
+        for name in ("hidden", "att_hidden", "effective_thresholds", "calibration"):
+            # JSON gives lists; keep the config hashable
             if isinstance(getattr(self, name), list):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.backbone not in BACKBONES:
@@ -73,6 +84,19 @@ class SegRecConfig:
             raise ValueError(
                 f"learn_temperature applies to modes segrec / itemposition, not {self.mode}"
             )
+        t = self.effective_thresholds
+        if t and (self.mode != "features" or len(t) != self.s_max):
+            raise ValueError(
+                f"effective_thresholds needs mode features and s_max ({self.s_max}) values, "
+                f"got {len(t)} in mode {self.mode}"
+            )
+        if not all(isinstance(v, int | float) and 0.0 < v < float("inf") for v in t):
+            raise ValueError(f"effective_thresholds must be positive and finite, got {t!r}")
+        if self.dense_linear and (self.backbone != "din" or self.mode != "features"):
+            raise ValueError("dense_linear applies to backbone din in mode features")
+        c = self.calibration
+        if len(c) != 2 or not all(isinstance(v, int | float) for v in c) or not c[0] > 0.0:
+            raise ValueError(f"calibration must be (scale > 0, bias), got {c!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -83,8 +107,12 @@ class SegRecConfig:
 
     @property
     def method(self) -> str:
-        """Name of the method in result tables: the mode, plus "+temp" with a learned temperature."""
-        return f"{self.mode}+temp" if self.learn_temperature else self.mode
+        """Name of the method in result tables: the mode, plus "+temp" with a learned temperature
+        or "+eff" with the P(effective) feature, "+lin" with DIN's linear dense term."""
+        if self.learn_temperature:
+            return f"{self.mode}+temp"
+        name = f"{self.mode}+eff" if self.effective_thresholds else self.mode
+        return f"{name}+lin" if self.dense_linear else name
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SegRecConfig:
@@ -98,4 +126,6 @@ class SegRecConfig:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["hidden"], out["att_hidden"] = list(self.hidden), list(self.att_hidden)
+        out["effective_thresholds"] = list(self.effective_thresholds)
+        out["calibration"] = list(self.calibration)
         return out

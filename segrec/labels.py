@@ -110,3 +110,16 @@ def fit_label(
         for b in range(len(edges_s) - 1)
     )
     return EffectiveViewLabel(tuple(float(e) for e in edges_s), medians)
+
+
+def thresholds_by_n(label: EffectiveViewLabel, s_max: int) -> tuple[float, ...]:
+    """(s_max,) the view-ratio threshold of a video with N = 1..s_max segments (index N - 1).
+
+    The exported graph knows N = ceil(duration / 5 s), not the duration, so a video of N
+    segments is taken to last (N - 0.5) * 5 s, the middle of its possible durations; only a
+    duration within 2.5 s of a bucket edge can get the neighbouring bucket's threshold.
+    """
+    from segint.segments import SEGMENT_MS
+
+    mid_ms = (np.arange(1, s_max + 1, dtype=np.float64) - 0.5) * SEGMENT_MS
+    return tuple(float(t) for t in label.threshold(mid_ms))

@@ -85,13 +85,22 @@ SURVIVAL_FRACTIONS = (0.25, 0.5, 0.75)
 N_INTEREST_FEATURES = 5 + len(SURVIVAL_FRACTIONS)
 
 
-def interest_features(logits: Tensor, n_segments: Tensor) -> Tensor:
+def interest_features(
+    logits: Tensor, n_segments: Tensor, thresholds: Tensor | None = None
+) -> Tensor:
     """(B, S) interest logits -> (B, F) per-candidate summaries of the exit distribution, in [0, 1].
 
     Columns: expected watched fraction, median watched fraction, completion probability,
     early-exit mass (exit in slot 0), entropy / log(#outcomes), then P(watched fraction >= f)
     for f in SURVIVAL_FRACTIONS. Leaving in slot j < N counts as watching ``(j + 0.5) / N`` of
     the video (mid-segment; the graph knows N, not the duration), completing as 1.
+
+    With ``thresholds`` (S,) (the label's view-ratio threshold t of a video of N segments at
+    index N - 1) a last column P(effective) = P(play > t * duration) is the direct estimate of
+    the label: the duration is taken as N - 0.5 segments, so the threshold falls at T = t (N - 0.5)
+    segments; slot j < N (play uniform within it) counts for ``clamp(j + 1 - T, 0, 1)`` and the
+    completion slot for 1. Past 1.0 (0-30 s videos: replays) the completion mass is the closest
+    the exit distribution comes: the label is a subset of it.
     """
     q = exit_probs(logits, n_segments)  # (B, S)
     s = q.shape[1]
@@ -107,6 +116,10 @@ def interest_features(logits: Tensor, n_segments: Tensor) -> Tensor:
     entropy = -(q * torch.log(q.clamp(min=1e-12))).sum(-1) / torch.log(outcomes)
     reach = [(q * (frac >= f).float()).sum(-1) for f in SURVIVAL_FRACTIONS]
     cols = [expected, median, completion, q[:, 0], entropy, *reach]
+    if thresholds is not None:
+        t = thresholds[(n_segments - 1).clamp(min=0, max=s - 1)][:, None]  # (B, 1)
+        share = torch.where(j < n, (j + 1.0 - t * (n - 0.5)).clamp(0.0, 1.0), torch.ones_like(q))
+        cols.append((q * share).sum(-1))  # q is 0 past slot N
     return torch.stack(cols, dim=-1)  # (B, F)
 
 
@@ -248,7 +261,9 @@ class Fields(nn.Module):
 
 def n_dense(cfg: SegRecConfig) -> int:
     """F: dense inputs of the backbone (the interest features in mode "features", else 0)."""
-    return N_INTEREST_FEATURES if cfg.mode == "features" else 0
+    if cfg.mode != "features":
+        return 0
+    return N_INTEREST_FEATURES + (1 if cfg.effective_thresholds else 0)
 
 
 class WideDeep(nn.Module):
@@ -316,7 +331,10 @@ class DIN(nn.Module):
         self.attention = mlp(4 * d, cfg.att_hidden, cfg.activation, 0.0)
         n_in = (2 + self.fields.n_target_fields) * d  # user, target fields, attended history
         self.n_dense = n_dense(cfg)
-        self.out = mlp(n_in + self.n_dense, cfg.hidden, cfg.activation, cfg.dropout)
+        # dense features into the MLP, or (cfg.dense_linear) a linear term on the logit
+        self.dense_linear = nn.Linear(self.n_dense, 1, bias=False) if cfg.dense_linear else None
+        n_mlp_dense = 0 if cfg.dense_linear else self.n_dense
+        self.out = mlp(n_in + n_mlp_dense, cfg.hidden, cfg.activation, cfg.dropout)
         # Mode survival also scores slot N (the completion outcome).
         self.with_completion = cfg.mode == "survival"
 
@@ -352,6 +370,11 @@ class DIN(nn.Module):
         pairs = slot_real[:, :, None] & hist_mask[:, None, :]  # (B, S', H)
         interest = self.attend(q, k, pairs)  # (B, S', d)
         user = f.user(user_ids)[:, None, :].expand(b, s, d)
+        if self.dense_linear is not None:
+            if dense is None:
+                raise ValueError("this backbone takes dense interest features (B, F)")
+            y = self.out(torch.cat([user, *target, interest], dim=-1)).squeeze(-1)  # (B, 1)
+            return y + self.dense_linear(dense)  # (B, 1): S' = 1 in mode features
         extra = _dense_fields(dense, self.n_dense > 0, s)
         return self.out(torch.cat([user, *target, interest, *extra], dim=-1)).squeeze(-1)
 
@@ -390,6 +413,9 @@ class SegRecModel(nn.Module):
         self.slot_weight = nn.Parameter(torch.ones(cfg.s_max)) if cfg.mode == "segadjust" else None
         # Optional sharpness of the interest weights, log-parametrised so that t stays > 0.
         self.log_temperature = nn.Parameter(torch.zeros(())) if cfg.learn_temperature else None
+        # Constants of the config, not weights: kept out of the state dict (persistent=False).
+        thresholds = torch.tensor(cfg.effective_thresholds, dtype=torch.float32)
+        self.register_buffer("effective_thresholds", thresholds, persistent=False)
 
     def slot_logits(
         self,
@@ -433,7 +459,8 @@ class SegRecModel(nn.Module):
         if self.cfg.mode == "features":
             if interest_logits is None:
                 raise ValueError("mode features needs interest_logits (B, S)")
-            dense = interest_features(interest_logits, n_segments)  # (B, F)
+            t = self.get_buffer("effective_thresholds") if self.cfg.effective_thresholds else None
+            dense = interest_features(interest_logits, n_segments, t)  # (B, F)
         y = self.slot_logits(
             user_ids,
             video_ids,
@@ -446,10 +473,15 @@ class SegRecModel(nn.Module):
             dense,
         )
         if not self.cfg.slotted:
-            return y[:, 0]
+            return self.calibrate(y[:, 0])
         if self.log_temperature is not None and interest_logits is not None:
             interest_logits = interest_logits * self.log_temperature.exp()
         w = slot_weights(
             self.cfg.mode, n_segments, self.cfg.s_max, interest_logits, self.slot_weight
         )
-        return integrate(y, w)
+        return self.calibrate(integrate(y, w))
+
+    def calibrate(self, logit: Tensor) -> Tensor:
+        """(B,) Platt scaling ``a * logit + b`` of the config (skipped when it is the identity)."""
+        a, b = self.cfg.calibration
+        return logit if (a, b) == (1.0, 0.0) else logit * a + b

@@ -88,6 +88,31 @@ def predict(
     return np.concatenate(out) if out else np.zeros(0)
 
 
+def fit_platt(labels: npt.ArrayLike, probs: npt.ArrayLike) -> tuple[float, float]:
+    """(a, b) minimising the log loss of ``sigmoid(a * logit(p) + b)`` on the given rows.
+
+    Newton's method on the two parameters (convex); called with *validation* rows. The scale
+    is kept > 0 (a non-positive fit would reverse the ranking) and the result is rounded to
+    1e-6 so that the config stays readable. Returns (1, 0) when the rows hold one class.
+    """
+    y = np.asarray(labels, dtype=np.float64)
+    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-7, 1 - 1e-7)
+    if len(y) == 0 or y.min() == y.max():
+        return 1.0, 0.0
+    x = np.stack([np.log(p / (1 - p)), np.ones_like(p)], axis=1)  # (n, 2)
+    w = np.array([1.0, 0.0])
+    for _ in range(50):
+        q = 1.0 / (1.0 + np.exp(-(x @ w)))
+        grad = x.T @ (q - y)
+        hess = (x * (q * (1 - q))[:, None]).T @ x + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        w = w - step
+        if np.abs(step).max() < 1e-10:
+            break
+    a = max(float(w[0]), 1e-3)
+    return round(a, 6), round(float(w[1]), 6)
+
+
 def train_segrec(
     cfg: SegRecConfig,
     inputs: SegRecInputs,

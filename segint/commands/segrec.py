@@ -23,7 +23,7 @@ import json
 import logging
 import math
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,21 @@ def register(sub: Any) -> None:
         action="store_true",
         help="segrec/itemposition: softmax(t p), t learned",
     )
+    t.add_argument(
+        "--effective-feature",
+        action="store_true",
+        help="mode features: add P(play > the label's threshold) under the exit distribution",
+    )
+    t.add_argument(
+        "--dense-linear",
+        action="store_true",
+        help="DIN, mode features: the interest features enter as a linear term on the logit",
+    )
+    t.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="Platt-scale the output logit on the validation rows after training",
+    )
     t.add_argument("--lr", type=finite_float, default=1e-3)
     t.add_argument("--batch-size", type=int, default=512)
     t.add_argument("--max-epochs", type=int, default=20)
@@ -104,6 +119,11 @@ def register(sub: Any) -> None:
     _source_options(e, evaluate=True)
     e.add_argument("--interest-model", type=Path, help="override the runs' interest model")
     e.add_argument("--json", type=Path, help="write the results here")
+    e.add_argument(
+        "--uncalibrated",
+        action="store_true",
+        help="ignore the runs' Platt scaling (train --calibrate): the raw backbone output",
+    )
     e.add_argument(
         "--bootstrap",
         type=int,
@@ -238,7 +258,7 @@ def run_train(args: argparse.Namespace) -> int:
     from segint.vocab import Vocab
     from segrec.config import SegRecConfig
     from segrec.data import build_inputs
-    from segrec.labels import fit_label
+    from segrec.labels import fit_label, thresholds_by_n
     from segrec.train import TrainOptions, train_segrec, write_run
 
     set_threads(args.threads)
@@ -277,6 +297,10 @@ def run_train(args: argparse.Namespace) -> int:
             activation=args.activation,
             dropout=args.dropout,
             learn_temperature=args.learn_temperature,
+            effective_thresholds=thresholds_by_n(label, args.s_max)
+            if args.effective_feature
+            else (),
+            dense_linear=args.dense_linear,
         )
     except ValueError as e:
         raise SegintError(str(e)) from None
@@ -293,15 +317,40 @@ def run_train(args: argparse.Namespace) -> int:
     if crossfit is not None:
         crossfit = {**crossfit, "dir": str(Path(crossfit["dir"]).resolve())}
     write_run(args.out, cfg, label, users, videos, source, opts, interest, crossfit)
-    _, result = train_segrec(
+    model, result = train_segrec(
         cfg, inputs, train_rows, valid_rows, opts, args.out, not args.no_progress
     )
+    if args.calibrate:
+        _calibrate(args.out, model, inputs, valid_rows)
     sys.stdout.write(
         f"trained {args.backbone}/{args.mode} for {result.epochs} epochs on {result.train_rows:,} rows "
         f"in {result.elapsed_s:.1f} s\nbest validation AUC {result.best_auc:.4f} at epoch "
         f"{result.best_epoch} on {result.valid_rows:,} rows\nwrote {args.out}/\n"
     )
     return 0
+
+
+def _calibrate(out: Path, model: Any, inputs: Any, valid_rows: Any) -> None:
+    """Fit Platt scaling on the validation rows and store it in the run's config."""
+    from segrec.metrics import ctr_metrics
+    from segrec.train import RUN_FILE, fit_platt, predict
+
+    probs = predict(model, inputs, valid_rows)
+    labels = inputs.label[valid_rows]
+    a, b = fit_platt(labels, probs)
+    model.cfg = replace(model.cfg, calibration=(a, b))
+    after = ctr_metrics(labels, predict(model, inputs, valid_rows))
+    run = json.loads((out / RUN_FILE).read_text())
+    run["model"] = model.cfg.to_dict()
+    (out / RUN_FILE).write_text(json.dumps(run, indent=2))
+    log.info(
+        "Platt scaling a=%.4f b=%.4f on %d validation rows: LogLoss %.4f -> %.4f",
+        a,
+        b,
+        len(valid_rows),
+        ctr_metrics(labels, probs)["LogLoss"],
+        after["LogLoss"],
+    )
 
 
 def _crossfit_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -382,6 +431,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if len(test_rows) == 0:
             raise SegintError(f"no test rows in {source}")
         cfg = run.cfg
+        if args.uncalibrated:
+            cfg = run.model.cfg = replace(cfg, calibration=(1.0, 0.0))
         if (key, cfg.history_len) not in histories:
             histories[key, cfg.history_len] = history_index(table, cfg.history_len)
         interest = args.interest_model or (Path(run.interest_model) if run.interest_model else None)

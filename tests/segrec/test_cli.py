@@ -262,3 +262,30 @@ def test_select_picks_the_best_validation_auc(
     (runs[0] / "metrics.jsonl").write_text("")
     assert main(["segrec", "select", "--model", *map(str, runs)]) == 2
     assert "no validation AUC" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_effective_feature_and_platt_scaling(
+    tmp_path: Path, fixture_log: Path, interest_run: Path
+) -> None:
+    """`--effective-feature --calibrate`: the run stores the per-N thresholds and a Platt
+    scaling fitted on validation rows; evaluate applies it (same AUC, other LogLoss) unless
+    `--uncalibrated`."""
+    out = tmp_path / "features-eff"
+    args = ["segrec", "train", "--backbone", "widedeep", "--mode", "features"]
+    args += ["--data", str(fixture_log), "--format", "kuairand", "--out", str(out), *FAST]
+    args += ["--interest-model", str(interest_run), *CROSSFIT]
+    assert main([*args, "--effective-feature", "--calibrate"]) == 0
+    run = load_run(out)
+    assert run.cfg.method == "features+eff"
+    assert len(run.cfg.effective_thresholds) == run.cfg.s_max
+    assert run.cfg.effective_thresholds[0] == run.label.medians[0]  # N = 1: the 0-30 s bucket
+    assert run.cfg.calibration != (1.0, 0.0) and run.cfg.calibration[0] > 0
+    results = {}
+    for flag in ([], ["--uncalibrated"]):
+        js = tmp_path / f"eval{len(flag)}.json"
+        ev = ["segrec", "evaluate", "--model", str(out), "--data", str(fixture_log)]
+        assert main([*ev, "--format", "kuairand", "--json", str(js), *flag]) == 0
+        results[len(flag)] = json.loads(js.read_text())["runs"][0]["metrics"]
+    assert results[0]["AUC"] == pytest.approx(results[1]["AUC"], abs=1e-9)  # monotone map
+    assert results[0]["LogLoss"] != pytest.approx(results[1]["LogLoss"], abs=1e-9)

@@ -118,3 +118,69 @@ def test_features_mode_reads_the_interest_logits(backbone: str) -> None:
     assert not torch.allclose(m(**x), m(**x3))
     with pytest.raises(ValueError, match="interest_logits"):
         m(**{k: v for k, v in x.items() if k != "interest_logits"})
+
+
+@pytest.mark.parametrize(
+    ("t", "want"),
+    [
+        # T = 0.5 * (3 - 0.5) = 1.25 segments: slot 1 counts for 2 - 1.25 = 0.75, slot 2 and
+        # completion fully: 0.2 * 0.75 + 0.3 + 0.4
+        (0.5, 0.85),
+        # above 1.0 (0-30 s videos, replays): only the completion mass is left
+        (1.2, 0.4),
+        # a threshold at the very start: every outcome but part of slot 0
+        (0.1, 0.1 * (1 - 0.25) + 0.2 + 0.3 + 0.4),
+    ],
+)
+def test_effective_probability_by_hand(t: float, want: float) -> None:
+    """P(play > t * duration), duration taken as N - 0.5 = 2.5 segments, uniform within a slot."""
+    p, n = hand_logits()
+    thresholds = torch.full((5,), 9.0)
+    thresholds[2] = t  # index N - 1
+    f = interest_features(p, n, thresholds)[0]
+    assert f.shape == (N_INTEREST_FEATURES + 1,)
+    assert torch.allclose(f[:-1], interest_features(p, n)[0])  # the other columns unchanged
+    assert f[-1].item() == pytest.approx(want, abs=1e-6)
+
+
+def test_effective_thresholds_follow_the_label_buckets() -> None:
+    """N segments = a (N - 0.5) * 5 s video: N = 1..6 in the 0-30 s bucket, N = 7 in 30-60 s."""
+    from segrec.labels import EffectiveViewLabel, thresholds_by_n
+
+    label = EffectiveViewLabel((0, 30, 60, 200), (1.05, 0.85, 0.3))
+    t = thresholds_by_n(label, 40)
+    assert t[:6] == (1.05,) * 6
+    assert t[6:12] == (0.85,) * 6
+    assert t[12:] == (0.3,) * 28
+
+
+@pytest.mark.parametrize("backbone", ["widedeep", "din"])
+def test_features_mode_with_the_effective_feature(backbone: str) -> None:
+    """The extra dense column widens the backbone; the model runs and its output is finite."""
+    from dataclasses import replace
+
+    base = model(backbone, "features")
+    cfg = replace(base.cfg, effective_thresholds=(0.5,) * S)
+    from segrec.network import SegRecModel, n_dense
+
+    assert n_dense(cfg) == N_INTEREST_FEATURES + 1
+    out = SegRecModel(cfg)(**batch())
+    assert out.shape == (B,) and torch.isfinite(out).all()
+
+
+def test_din_dense_linear_adds_a_linear_term() -> None:
+    """dense_linear: DIN's logit = MLP(without the features) + w . features."""
+    from dataclasses import replace
+
+    from segrec.network import SegRecModel
+
+    base = model("din", "features")
+    m = SegRecModel(replace(base.cfg, dense_linear=True)).eval()
+    x = batch()
+    f = interest_features(x["interest_logits"], x["n_segments"])
+    with torch.no_grad():
+        m.backbone.dense_linear.weight.zero_()
+        y0 = m(**x)
+        m.backbone.dense_linear.weight[0, 2] = 1.5  # completion probability column
+        y1 = m(**x)
+    assert torch.allclose(y1 - y0, 1.5 * f[:, 2], atol=1e-5)

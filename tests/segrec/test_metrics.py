@@ -112,3 +112,34 @@ def test_paired_bootstrap_difference_and_error() -> None:
     assert d == pytest.approx(auc(y, p_good) - auc(y, p_bad)) and d > 5 * se > 0
     _, se_small = paired_bootstrap(y[:400], p_good[:400], p_bad[:400], n_boot=200)["AUC"]
     assert se_small > 2 * se
+
+
+def test_platt_recovers_a_known_scaling() -> None:
+    """Labels drawn from sigmoid(2 z - 0.5) with z = logit(p): the fit finds (2, -0.5)."""
+    from segrec.train import fit_platt
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=200_000)
+    y = (rng.random(z.size) < 1 / (1 + np.exp(-(2 * z - 0.5)))).astype(np.float64)
+    a, b = fit_platt(y, 1 / (1 + np.exp(-z)))
+    assert a == pytest.approx(2.0, abs=0.03)
+    assert b == pytest.approx(-0.5, abs=0.03)
+    assert fit_platt(np.ones(5), np.full(5, 0.3)) == (1.0, 0.0)  # one class: identity
+
+
+def test_calibration_shifts_the_logit_only() -> None:
+    """SegRecModel applies a * logit + b after the backbone; (1, 0) leaves it untouched."""
+    from dataclasses import replace
+
+    import torch
+
+    from segrec.network import SegRecModel
+    from tests.segrec.test_network import batch, model
+
+    m = model("widedeep", "video")
+    x = batch()
+    raw = m(**x)
+    scaled = SegRecModel(replace(m.cfg, calibration=(0.5, 0.25)))
+    scaled.load_state_dict(m.state_dict())
+    scaled.eval()
+    assert torch.allclose(scaled(**x), 0.5 * raw + 0.25, atol=1e-6)

@@ -17,26 +17,35 @@ from segrec.network import SegRecModel
 from segrec.onnx import INPUTS, CTRHead
 from tests.segrec.test_network import batch
 
+# features with the P(effective) column and a Platt scaling: both constants of the config
+SERVED = {"effective_thresholds": (1.05, 0.8, 0.8, 0.5, 0.5, 0.3, 0.3), "calibration": (0.8, 0.1)}
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("backbone", "mode"),
+    ("backbone", "mode", "extra"),
     [
-        ("widedeep", "segrec"),
-        ("din", "segrec"),
-        ("widedeep", "features"),
-        ("din", "features"),
-        ("din", "survival"),
+        ("widedeep", "segrec", {}),
+        ("din", "segrec", {}),
+        ("widedeep", "features", {}),
+        ("din", "features", {}),
+        ("din", "survival", {}),
+        ("widedeep", "features", SERVED),
+        ("din", "features", SERVED),
+        ("din", "features", {**SERVED, "dense_linear": True}),
     ],
 )
-def test_export_matches_torch(tmp_path: Path, backbone: str, mode: str) -> None:
+def test_export_matches_torch(
+    tmp_path: Path, backbone: str, mode: str, extra: dict[str, object]
+) -> None:
     """Parity within 1e-5: float32 on both sides, the only difference is kernel summation order.
 
     Checked at the export batch and at other batch / history sizes, including one user
     without any history (DIN then has no (slot, view) pair at all).
     """
     torch.manual_seed(0)
-    model = SegRecModel(SegRecConfig(backbone, mode, n_users=11, n_videos=17, s_max=7, emb_dim=6))
+    cfg = SegRecConfig(backbone, mode, n_users=11, n_videos=17, s_max=7, emb_dim=6, **extra)  # type: ignore[arg-type]
+    model = SegRecModel(cfg)
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.3)
     model.eval()
