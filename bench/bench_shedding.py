@@ -1,8 +1,11 @@
 """Load shedding at twice the saturation rate: accepted latency and how fast the rest is shed.
 
 1. Unloaded: sequential ``POST /score`` requests (1 user x ``--candidates`` candidates) to a
-   real uvicorn server; their p50/p99, and the saturation rate = 1 / mean service time (one
-   inference slot: the server cannot do more).
+   real uvicorn server; their p50/p99. Saturation: the throughput of a closed loop of
+   ``--concurrency`` clients for a few seconds (the server always has work, nothing queues
+   without bound), measured on the no-shedding server; both servers are offered ``--factor``
+   x that one rate. With two or more cores the server is pinned to core 0 (one core, as each
+   deployed replica has) and the load generator to core 1 (``--no-pin`` to let them float).
 2. Open loop at ``--factor`` (2) x saturation for ``--duration`` s, twice: with the service's
    shedding settings (``--queue-max``, ``--deadline-ms``; default: the service defaults) and
    with shedding off (a queue of 100,000 and a deadline of an hour). Request i is sent at
@@ -21,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -73,11 +77,33 @@ def unloaded(url: str, reqs: list[bytes], n: int) -> dict[str, float]:
         "p50_ms": float(np.percentile(ms, 50)),
         "p99_ms": float(np.percentile(ms, 99)),
         "mean_ms": float(ms.mean()),
-        "saturation_rps": float(1e3 / ms.mean()),
+        "sequential_rps": float(1e3 / ms.mean()),
     }
 
 
 _JSON = {"content-type": "application/json"}
+
+
+async def closed_loop(url: str, reqs: list[bytes], concurrency: int, duration: float) -> float:
+    """Requests per second answered by ``concurrency`` clients that each send the next request
+    as soon as the previous one is answered: the server's saturation throughput."""
+    loop = asyncio.get_running_loop()
+    count = 0
+    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+        end = loop.time() + duration
+
+        async def worker(k: int) -> None:
+            nonlocal count
+            i = k
+            while loop.time() < end:
+                r = await client.post("/score", content=reqs[i % len(reqs)], headers=_JSON)
+                r.raise_for_status()
+                count += 1
+                i += concurrency
+
+        t0 = loop.time()
+        await asyncio.gather(*(worker(k) for k in range(concurrency)))
+        return count / (loop.time() - t0)
 
 
 async def open_loop(url: str, reqs: list[bytes], rate: float, duration: float) -> dict[str, Any]:
@@ -162,6 +188,11 @@ def main() -> int:
     p.add_argument("--users", type=int, default=20)
     p.add_argument("--factor", type=float, default=2.0, help="offered rate / saturation rate")
     p.add_argument("--duration", type=float, default=15.0, help="seconds of open-loop load")
+    p.add_argument("--concurrency", type=int, default=4, help="closed-loop clients (saturation)")
+    p.add_argument("--saturation-s", type=float, default=5.0, help="seconds of closed loop")
+    p.add_argument(
+        "--no-pin", action="store_true", help="do not pin server (core 0) and generator (core 1)"
+    )
     p.add_argument("--unloaded", type=int, default=200, help="sequential requests")
     p.add_argument("--queue-max", type=int, default=defaults["inference_queue_max"].default)
     p.add_argument(
@@ -196,6 +227,12 @@ def main() -> int:
     report: dict[str, Any] = {"config": config | {"artifact": str(artifact)}}
     tmp = ROOT / "reports" / "bench" / ".tmp"
     tmp.mkdir(parents=True, exist_ok=True)
+    pin = not args.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
+    wrap = ["taskset", "-c", "0"] if pin else None
+    if pin:
+        os.sched_setaffinity(0, {1})
+    report["pinned"] = pin
+    rate = 0.0
     for name, env in configs.items():
         if name == "shedding":
             # Chosen from the no-shedding server's unloaded requests, never the loaded ones.
@@ -204,9 +241,14 @@ def main() -> int:
             )
             env = env | {"SEGINT_REQUEST_DEADLINE_MS": f"{deadline:.1f}"}
             report["deadline_ms"] = deadline
-        with uvicorn_server(base_env | env, tmp) as server:
+        with uvicorn_server(base_env | env, tmp, wrap=wrap) as server:
             base = unloaded(server.url, reqs, args.unloaded)
-            rate = args.factor * base["saturation_rps"]
+            if name == "no_shedding":
+                sat = asyncio.run(
+                    closed_loop(server.url, reqs, args.concurrency, args.saturation_s)
+                )
+                report["saturation_rps"] = sat
+                rate = args.factor * sat
             print(f"[{name}] unloaded {base}; offering {rate:.0f} req/s", flush=True)
             load0 = os.getloadavg()[0]
             loaded = asyncio.run(open_loop(server.url, reqs, rate, args.duration))
