@@ -257,7 +257,7 @@ def train_step(
     if isinstance(net, SegmentInterestModel):
         net = SegmentInterestTrain(net)
     # Leave-one-out: the row's own exit is left out of the exit-count prior and the residual.
-    logits = net(**batch.inputs(), exit_slots=batch.exit_slot)  # (B, S)
+    logits = net(batch)  # (B, S)
     loss: torch.Tensor = loss_fn(logits, batch.exit_slot, batch.n_segments)
     optimizer.zero_grad(set_to_none=True)
     torch.autograd.backward(loss)

@@ -4,23 +4,28 @@
 `SegmentInterestTrain` wraps it for the training step (torchrec's ``DLRMTrain`` pattern) and
 owns the two training-only behaviours:
 
-- **Leave-one-out** (``exit_slots``): a training row is one of the views the exit-count prior
+- **Leave-one-out** (``Batch.exit_slot``, the label): a training row is one of the views the exit-count prior
   and the user residual are counted from, so it is scored with its own exit left out of both;
   otherwise the prior hands the model its label (tests/training/test_leave_one_out.py).
 - **Id dropout** (``cfg.id_dropout``, training mode only): a share of user, history-video and
   video ids become "unknown" (row 0), so the unknown rows of the id and per-video profile
   tables learn what a cold id looks like and the model leans less on memorising sparse ids.
 
+It takes the training `Batch` (torchrec's ``DLRMTrain.forward(batch)``), so a new model input
+added to `Batch` and to the model's ``forward`` / ``encode`` reaches it with no edit here.
 The wrapper has no parameters of its own: its state is the model's, which is what a checkpoint
 saves (`training.checkpoint.save_weights` is given the model, not the wrapper).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import Tensor, nn
 
 from model.network import SegmentInterestModel
+from training.data import Batch
 
 
 class SegmentInterestTrain(nn.Module):
@@ -31,39 +36,30 @@ class SegmentInterestTrain(nn.Module):
         self.model = model
         self.id_dropout = model.cfg.id_dropout
 
-    def forward(
-        self,
-        user_ids: Tensor,  # (B,)
-        hist_video_ids: Tensor,  # (B, H)
-        hist_exit_slots: Tensor,  # (B, H)
-        hist_n_segments: Tensor,  # (B, H)
-        hist_mask: Tensor,  # (B, H) True = real history entry
-        video_ids: Tensor,  # (B,)
-        n_segments: Tensor,  # (B,)
-        exit_slots: Tensor,  # (B,) the rows' own exits, left out of the counts
-        hist_content: Tensor | None = None,  # (B, H, Dc)
-        video_content: Tensor | None = None,  # (B, S, Dc)
-    ) -> Tensor:
+    def forward(self, batch: Batch) -> Tensor:
+        # batch: the model's inputs (`Batch.inputs()`) and the rows' own exits ``exit_slot``,
+        # left out of the counts. Any other input passes through to the model unchanged.
         m = self.model
         # The user residual reads the ids before id dropout: it is a statistic of the counts.
         residual = m.user_residual(
-            hist_video_ids, hist_exit_slots, hist_n_segments, hist_mask, video_ids, exit_slots
-        )
-        if self.training and self.id_dropout > 0:
-            user_ids, hist_video_ids, video_ids = (
-                self._drop_ids(x) for x in (user_ids, hist_video_ids, video_ids)
-            )
-        states = m.encode(
-            user_ids, hist_video_ids, hist_exit_slots, hist_n_segments, hist_mask, video_ids,
-            n_segments, hist_content, video_content,
+            batch.hist_video_ids, batch.hist_exit_slots, batch.hist_n_segments, batch.hist_mask,
+            batch.video_ids, batch.exit_slot,
         )  # fmt: skip
+        if self.training and self.id_dropout > 0:
+            batch = replace(
+                batch,
+                user_ids=self._drop_ids(batch.user_ids),
+                hist_video_ids=self._drop_ids(batch.hist_video_ids),
+                video_ids=self._drop_ids(batch.video_ids),
+            )
+        states = m.encode(**batch.inputs())  # one (B, S, d) per modality
         prior = None
         if m.decoder.prior_strength > 0:  # of the (possibly dropped) ids, own exit left out
-            prior = m.decoder.exit_prior(video_ids, exit_slots, n_segments)  # (B, S)
+            prior = m.decoder.exit_prior(batch.video_ids, batch.exit_slot, batch.n_segments)
         logits: Tensor = m.decoder(
-            states, video_ids, n_segments, user_residual=residual, prior=prior
+            states, batch.video_ids, batch.n_segments, user_residual=residual, prior=prior
         )
-        return logits
+        return logits  # (B, S)
 
     def _drop_ids(self, ids: Tensor) -> Tensor:
         drop = torch.rand(ids.shape, device=ids.device) < self.id_dropout

@@ -31,7 +31,7 @@ def test_train_step_scores_rows_with_their_own_exit_left_out(table: pl.DataFrame
     loss_fn = LOSSES[cfg.loss]
     with torch.no_grad():
         left_out = loss_fn(
-            net(**batch.inputs(), exit_slots=batch.exit_slot),
+            net(batch),
             batch.exit_slot,
             batch.n_segments,
         ).item()

@@ -7,6 +7,7 @@ import torch
 from model import SegmentInterestModel
 from tests.model.model_testing import B, make_batch, tiny_config
 from tests.model.test_model_network import counts_of
+from training.data import Batch
 from training.wrapper import SegmentInterestTrain
 
 
@@ -25,9 +26,9 @@ def test_id_dropout_only_in_the_wrapper_in_training():
     with torch.no_grad():
         plain = model.eval()(**batch)
         assert torch.equal(model.train()(**batch), plain)  # dropout 0: train mode is the same
-        assert torch.equal(net.eval()(**batch, exit_slots=exits), plain)
+        assert torch.equal(net.eval()(Batch(**batch, exit_slot=exits)), plain)
         torch.manual_seed(0)
-        assert not torch.equal(net.train()(**batch, exit_slots=exits), plain)
+        assert not torch.equal(net.train()(Batch(**batch, exit_slot=exits)), plain)
 
 
 def test_wrapper_is_the_model_without_counts_to_leave_out():
@@ -35,7 +36,7 @@ def test_wrapper_is_the_model_without_counts_to_leave_out():
     model = build(dropout=0.0).eval()
     batch = make_batch(model.cfg, seed=3)
     with torch.no_grad():
-        got = SegmentInterestTrain(model).eval()(**batch, exit_slots=batch["n_segments"] // 2)
+        got = SegmentInterestTrain(model).eval()(Batch(**batch, exit_slot=batch["n_segments"] // 2))
         assert torch.equal(got, model(**batch))
 
 
@@ -48,7 +49,7 @@ def test_leave_one_out_changes_only_counted_videos():
     with torch.no_grad():
         model.decoder.set_exit_counts(counts_of(batch["video_ids"], exits))
         full = model(**batch)
-        left_out = SegmentInterestTrain(model).eval()(**batch, exit_slots=exits)
+        left_out = SegmentInterestTrain(model).eval()(Batch(**batch, exit_slot=exits))
     known = batch["video_ids"] > 0
     assert known.any() and (~known).any()
     assert torch.equal(left_out[~known], full[~known])
