@@ -1,27 +1,29 @@
 """ModelConfig: the frozen, validated configuration of the segment interest model.
 
 The model is always rebuilt from this config (checkpoints hold state_dict + config), so every
-field that changes the parameter set or the computation lives here. ``from_dict`` / ``to_dict``
-map it to and from the plain dicts of the YAML files; unknown keys are errors.
+field that changes the parameter set or the computation lives here. `ModelSpec` is its
+architecture part, what a training config sets (``model:`` in configs/*.yaml); `ModelConfig`
+adds the sizes taken from the data (vocabularies, slots, history length, side tables).
+``from_dict`` / ``to_dict`` map both to and from the plain dicts of the YAML files; unknown
+keys are errors.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 MODALITIES = ("id", "content")
 USER_STREAMS = ("self", "cross")
 EXIT_PRIOR_BASES = ("global", "n_segments")
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    n_users: int  # user-ID table rows, including row 0 = unknown user
-    n_videos: int  # video-ID table rows, including row 0 = unknown video
-    s_max: int = 40  # S: slots on the segment axis (videos shorter than s_max * 5 s)
-    history_len: int = 20  # H: most recent history views the model takes
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    """The architecture: every `ModelConfig` field but the sizes training takes from the data
+    (vocabularies, side tables, ``data.s_max`` / ``data.history_len``). `TrainConfig.model`."""
+
     d_model: int = 64  # d: token width
     n_heads: int = 4  # attention heads (d_model must divide evenly)
     n_layers: int = 2  # L: user-video cross-attention layers per modality (0 = no encoder)
@@ -55,11 +57,6 @@ class ModelConfig:
     # of the slot's position (slot features), initialised to ``user_tilt`` on j / N. 0 = off.
     user_tilt: float = 0.0
     user_tilt_shrink: float = 8.0  # k0: R = sum of the history residuals / (views + k0)
-    # Side-table features (training/side.py): the size of each categorical feature's table
-    # (code 0 = unknown) of the video / user vocabulary rows; () = none. Set by training from
-    # the side tables; the codes are id-indexed buffers (SegmentInterestModel.set_side_features).
-    video_side_sizes: tuple[int, ...] = ()
-    user_side_sizes: tuple[int, ...] = ()
     fusion_heads: int = 2  # heads of the bilinear fusion across modalities (paper eq. 6)
     mask_impossible: bool = True  # slots j > N get a constant +1e4 logit ("never the exit")
     reference_last_layer_bug: bool = False  # quirk: encoder returns the last layer's *input*
@@ -67,25 +64,20 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         # YAML gives lists; keep the dataclass hashable and frozen with a tuple.
-        for name in ("modalities", "video_side_sizes", "user_side_sizes"):
-            if isinstance(getattr(self, name), list):
-                object.__setattr__(self, name, tuple(getattr(self, name)))
-        for name in ("n_users", "n_videos", "s_max", "history_len", "d_model", "n_heads"):
+        if isinstance(self.modalities, list):
+            object.__setattr__(self, "modalities", tuple(self.modalities))
+        for name in ("d_model", "n_heads", "ffn_dim", "fusion_heads"):
             _check_int(name, getattr(self, name), minimum=1)
-        _check_int("ffn_dim", self.ffn_dim, minimum=1)
         _check_int("n_layers", self.n_layers, minimum=0)
         _check_int("content_dim", self.content_dim, minimum=0)
-        _check_int("fusion_heads", self.fusion_heads, minimum=1)
-        if self.s_max < 2:
-            raise ValueError(
-                f"s_max must be >= 2 (a view has N + 1 >= 2 outcomes), got {self.s_max}"
-            )
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float):
-            raise ValueError(f"dropout must be a number, got {self.dropout!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "id_dropout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value}")
         if isinstance(self.exit_prior, bool) or not isinstance(self.exit_prior, int | float):
             raise ValueError(f"exit_prior must be a number, got {self.exit_prior!r}")
         if self.exit_prior < 0:
@@ -103,10 +95,6 @@ class ModelConfig:
             raise ValueError(
                 f"exit_prior_base must be one of {EXIT_PRIOR_BASES}, got {self.exit_prior_base!r}"
             )
-        if isinstance(self.id_dropout, bool) or not isinstance(self.id_dropout, int | float):
-            raise ValueError(f"id_dropout must be a number, got {self.id_dropout!r}")
-        if not 0.0 <= self.id_dropout < 1.0:
-            raise ValueError(f"id_dropout must be in [0, 1), got {self.id_dropout}")
         if not isinstance(self.modalities, tuple) or not self.modalities:
             raise ValueError(f"modalities must be a non-empty list, got {self.modalities!r}")
         unknown = [m for m in self.modalities if m not in MODALITIES]
@@ -136,24 +124,11 @@ class ModelConfig:
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        for name in ("video_side_sizes", "user_side_sizes"):
-            sizes = getattr(self, name)
-            if not isinstance(sizes, tuple):
-                raise ValueError(f"{name} must be a list of integers, got {sizes!r}")
-            for size in sizes:
-                _check_int(name, size, minimum=1)
-            if sizes and "id" not in self.modalities:
-                raise ValueError(f"{name} needs the 'id' modality (side features join its tokens)")
         if self.reference_last_layer_bug and self.n_layers < 1:
             raise ValueError("reference_last_layer_bug needs n_layers >= 1, got n_layers=0")
 
-    @property
-    def n_user_tokens(self) -> int:
-        """M at the configured history length: the user token plus one token per view."""
-        return 1 + self.history_len if self.history_tokens else 1
-
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+    def from_dict(cls, data: dict[str, Any]) -> Self:
         """Build from a plain (YAML) dict; unknown keys raise ValueError naming them."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
@@ -164,9 +139,78 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for YAML (tuples become lists)."""
         out = dataclasses.asdict(self)
-        for name in ("modalities", "video_side_sizes", "user_side_sizes"):
-            out[name] = list(getattr(self, name))
-        return out
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig(ModelSpec):
+    """A `ModelSpec` plus the sizes the model is built for: what a checkpoint is rebuilt from."""
+
+    n_users: int  # user-ID table rows, including row 0 = unknown user
+    n_videos: int  # video-ID table rows, including row 0 = unknown video
+    s_max: int = 40  # S: slots on the segment axis (videos shorter than s_max * 5 s)
+    history_len: int = 20  # H: most recent history views the model takes
+    # Side-table features (training/side.py): the size of each categorical feature's table
+    # (code 0 = unknown) of the video / user vocabulary rows; () = none. Set by training from
+    # the side tables; the codes are id-indexed buffers (SegmentInterestModel.set_side_features).
+    video_side_sizes: tuple[int, ...] = ()
+    user_side_sizes: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("video_side_sizes", "user_side_sizes"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        for name in ("n_users", "n_videos", "s_max", "history_len"):
+            _check_int(name, getattr(self, name), minimum=1)
+        if self.s_max < 2:
+            raise ValueError(
+                f"s_max must be >= 2 (a view has N + 1 >= 2 outcomes), got {self.s_max}"
+            )
+        super().__post_init__()
+        for name in ("video_side_sizes", "user_side_sizes"):
+            sizes = getattr(self, name)
+            if not isinstance(sizes, tuple):
+                raise ValueError(f"{name} must be a list of integers, got {sizes!r}")
+            for size in sizes:
+                _check_int(name, size, minimum=1)
+            if sizes and "id" not in self.modalities:
+                raise ValueError(f"{name} needs the 'id' modality (side features join its tokens)")
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: ModelSpec,
+        *,
+        n_users: int,
+        n_videos: int,
+        s_max: int,
+        history_len: int,
+        video_side_sizes: tuple[int, ...] = (),
+        user_side_sizes: tuple[int, ...] = (),
+    ) -> ModelConfig:
+        """``spec`` built for these vocabularies, slots, history length and side tables."""
+        return cls(
+            **{f.name: getattr(spec, f.name) for f in dataclasses.fields(ModelSpec)},
+            n_users=n_users,
+            n_videos=n_videos,
+            s_max=s_max,
+            history_len=history_len,
+            video_side_sizes=video_side_sizes,
+            user_side_sizes=user_side_sizes,
+        )
+
+    @property
+    def n_user_tokens(self) -> int:
+        """M at the configured history length: the user token plus one token per view."""
+        return 1 + self.history_len if self.history_tokens else 1
+
+
+# The ModelConfig fields a ModelSpec leaves to the data (training fills them in).
+SIZE_FIELDS = tuple(
+    f.name
+    for f in dataclasses.fields(ModelConfig)
+    if f.name not in {g.name for g in dataclasses.fields(ModelSpec)}
+)
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:

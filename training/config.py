@@ -6,8 +6,9 @@ A config file has these sections (see ``configs/base.yaml``)::
     optim:    lr, weight_decay, batch_size, eval_batch_size, max_epochs, grad_clip, eval_every,
               patience, valid_protocol, seed
     loss:     bpr_max | pairwise | bce | exit_ce
-    model:    any `model.config.ModelConfig` field except n_users / n_videos (taken from the
-              vocabularies) and s_max / history_len (taken from ``data``, so they cannot disagree)
+    model:    a `model.config.ModelSpec`: any `ModelConfig` field except the sizes taken from
+              the data (n_users / n_videos and the side-table sizes from the vocabularies,
+              s_max / history_len from ``data``, so they cannot disagree)
     features: store, l1_normalize (optional; the segment feature store of a content model)
 
 Overrides are ``SECTION.KEY=VALUE`` strings (``loss=VALUE`` for the top-level key), given on
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,20 +29,14 @@ from typing import Any
 
 import yaml
 
+from model.config import SIZE_FIELDS, ModelConfig, ModelSpec
 from segint.errors import SegintError
 from segint.metrics import PROTOCOLS
 from segint.splits import SPLIT_METHODS
 
 LOSSES = ("bpr_max", "pairwise", "bce", "exit_ce")
-# ModelConfig fields the training code fills in itself.
-DERIVED_MODEL_FIELDS = (
-    "n_users",
-    "n_videos",
-    "s_max",
-    "history_len",
-    "video_side_sizes",
-    "user_side_sizes",
-)
+# ModelConfig fields the training code fills in itself (not in ModelSpec).
+DERIVED_MODEL_FIELDS = SIZE_FIELDS
 # data.split of a run trained with `--train FILE`: validation = the file's last 10% by time.
 TRAIN_FILE = "train_file"
 # Config sections that are mappings (``loss`` is a top-level string).
@@ -126,14 +120,12 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: str = "bpr_max"  # training loss from model.loss
-    # ModelConfig fields (minus DERIVED_MODEL_FIELDS); a read-only mapping keeps this frozen.
-    model: Mapping[str, Any] = field(default_factory=lambda: types.MappingProxyType({}))
+    model: ModelSpec = field(default_factory=ModelSpec)  # the architecture, sizes aside
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        object.__setattr__(self, "model", types.MappingProxyType(dict(self.model)))
 
     def model_config(
         self,
@@ -141,19 +133,17 @@ class TrainConfig:
         n_videos: int,
         video_side_sizes: tuple[int, ...] = (),
         user_side_sizes: tuple[int, ...] = (),
-    ) -> Any:
+    ) -> ModelConfig:
         """The `ModelConfig` for vocabularies of ``n_users`` / ``n_videos`` rows (and the
         side-feature table sizes, `training.side.side_codes`)."""
-        from model.config import ModelConfig
-
-        return ModelConfig(
+        return ModelConfig.from_spec(
+            self.model,
             n_users=n_users,
             n_videos=n_videos,
             s_max=self.data.s_max,
             history_len=self.data.history_len,
             video_side_sizes=video_side_sizes,
             user_side_sizes=user_side_sizes,
-            **self.model,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -162,26 +152,14 @@ class TrainConfig:
             "data": dataclasses.asdict(self.data),
             "optim": dataclasses.asdict(self.optim),
             "loss": self.loss,
-            "model": {k: list(v) if isinstance(v, tuple) else v for k, v in self.model.items()},
+            "model": self.model.to_dict(),
             "features": dataclasses.asdict(self.features),
         }
 
 
-def _model_field_types() -> dict[str, Any]:
-    from model.config import ModelConfig
-
-    hints = typing.get_type_hints(ModelConfig)
-    return {
-        f.name: hints[f.name]
-        for f in dataclasses.fields(ModelConfig)
-        if f.name not in DERIVED_MODEL_FIELDS
-    }
-
-
 def _section_types(section: str) -> dict[str, Any]:
-    if section == "model":
-        return _model_field_types()
-    cls = {"data": DataConfig, "optim": OptimConfig, "features": FeaturesConfig}[section]
+    cls = {"data": DataConfig, "optim": OptimConfig, "model": ModelSpec,
+           "features": FeaturesConfig}[section]  # fmt: skip
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
@@ -250,10 +228,9 @@ def from_dict(raw: Mapping[str, Any]) -> TrainConfig:
             data=DataConfig(**sections["data"]),
             optim=OptimConfig(**sections["optim"]),
             loss=_coerce(loss, str, "loss"),
-            model=sections["model"],
+            model=ModelSpec(**sections["model"]),
             features=FeaturesConfig(**sections["features"]),
         )
-        cfg.model_config(n_users=2, n_videos=2)  # let ModelConfig check its own fields now
     except ValueError as e:
         raise SegintError(f"bad config: {e}") from None
     return cfg
@@ -308,7 +285,7 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Train
     return from_dict(apply_overrides(raw, overrides))
 
 
-def save_config(cfg: TrainConfig, model_cfg: Any, path: str | Path) -> None:
+def save_config(cfg: TrainConfig, model_cfg: ModelConfig, path: str | Path) -> None:
     """Write the resolved config: the training sections plus the full `ModelConfig`.
 
     The ``model`` section of the written file holds every ModelConfig field (vocabulary sizes

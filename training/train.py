@@ -34,6 +34,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
 from tqdm import tqdm
 
+from model.config import ModelConfig
+from model.network import SegmentInterestModel
 from segint.errors import DataError, SegintError
 from segint.splits import TRAIN, VALID, history_index
 from segint.vocab import Vocab
@@ -42,6 +44,7 @@ from training.config import TrainConfig
 from training.data import Batch, InteractionDataset, build_vocabs, open_content_store
 from training.inference import evaluate_dataset
 from training.side import USER_COLUMNS, VIDEO_COLUMNS, read_side_table, side_codes
+from training.wrapper import SegmentInterestTrain
 
 log = logging.getLogger(__name__)
 VALID_METRIC = "NDCG@5"
@@ -187,7 +190,7 @@ class Prepared:
 
     users: Vocab
     videos: Vocab
-    model_cfg: Any  # model.config.ModelConfig
+    model_cfg: ModelConfig
     train: InteractionDataset
     valid: InteractionDataset
     video_side: npt.NDArray[np.int64] | None = None  # (n_videos, K) side codes, or None
@@ -246,9 +249,15 @@ def train_step(
     batch: Batch,
     grad_clip: float,
 ) -> torch.Tensor:
-    """One optimizer step on one batch (already on the device); returns the detached loss."""
-    # The row's own exit is left out of the exit-count prior (exit_prior models only).
-    logits = net(**batch.inputs(), exclude_exit_slots=batch.exit_slot)  # (B, S)
+    """One optimizer step on one batch (already on the device); returns the detached loss.
+
+    ``net`` is the training view (`SegmentInterestTrain`, DDP-wrapped under torchrun); a bare
+    `SegmentInterestModel` (bench/bench_training.py) is wrapped here.
+    """
+    if isinstance(net, SegmentInterestModel):
+        net = SegmentInterestTrain(net)
+    # Leave-one-out: the row's own exit is left out of the exit-count prior and the residual.
+    logits = net(batch)  # (B, S)
     loss: torch.Tensor = loss_fn(logits, batch.exit_slot, batch.n_segments)
     optimizer.zero_grad(set_to_none=True)
     torch.autograd.backward(loss)
@@ -299,10 +308,9 @@ def train(
 
 def _build(
     cfg: TrainConfig, prep: Prepared, info: Dist, dev: torch.device
-) -> tuple[torch.nn.Module, torch.nn.Module, DataLoader[Any]]:
-    """The model, the module to step (DDP-wrapped under torchrun) and the training loader."""
-    from model.network import SegmentInterestModel
-
+) -> tuple[SegmentInterestModel, torch.nn.Module, DataLoader[Any]]:
+    """The model, the module to step (its training view `SegmentInterestTrain`, DDP-wrapped
+    under torchrun) and the training loader."""
     model = SegmentInterestModel(prep.model_cfg).to(dev)
     if prep.model_cfg.exit_prior > 0:  # exit counts of the training rows, identical on every rank
         t, rows = prep.train, prep.train.rows
@@ -318,7 +326,7 @@ def _build(
         # Some parameters get no gradient in some configurations (the last layer's user
         # stream, or the whole last layer with reference_last_layer_bug).
         net: torch.nn.Module = DistributedDataParallel(
-            model,
+            SegmentInterestTrain(model),
             device_ids=[dev.index] if dev.type == "cuda" else None,
             find_unused_parameters=True,
         )
@@ -326,7 +334,7 @@ def _build(
             prep.train, info.world, info.rank, shuffle=True, seed=cfg.optim.seed
         )
     else:
-        net = model
+        net = SegmentInterestTrain(model)
         sampler = RandomSampler(prep.train, generator=torch.Generator().manual_seed(cfg.optim.seed))
     loader = DataLoader(
         prep.train, batch_size=cfg.optim.batch_size, sampler=sampler, collate_fn=prep.train.collate
@@ -335,7 +343,7 @@ def _build(
 
 
 def set_prior_counts(
-    model: Any,
+    model: SegmentInterestModel,
     video_idx: npt.NDArray[np.int64],
     n_segments: npt.NDArray[np.int64],
     exits: npt.NDArray[np.int64],
@@ -369,7 +377,7 @@ def table_counts_args(
 
 
 def _refresh_counts(
-    model: Any,
+    model: SegmentInterestModel,
     table: pl.DataFrame,
     split: npt.NDArray[np.int8],
     videos: Vocab,

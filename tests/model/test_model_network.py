@@ -268,25 +268,6 @@ def test_attention_logit_dropout_switch():
         torch.testing.assert_close(plain(**batch), quirk(**batch), rtol=0, atol=0)
 
 
-def test_id_dropout_only_in_training():
-    """id_dropout replaces ids by the unknown row in training mode only; eval is unaffected."""
-    model = build(id_dropout=0.5, dropout=0.0)
-    batch = make_batch(model.cfg, seed=1)
-    model.eval()
-    with torch.no_grad():
-        a, b = model(**batch), model(**batch)
-    assert torch.equal(a, b)
-    ref = build(id_dropout=0.0, dropout=0.0)
-    ref.load_state_dict(model.state_dict())
-    ref.eval()
-    with torch.no_grad():
-        assert torch.equal(ref(**batch), a)
-    model.train()
-    torch.manual_seed(0)
-    with torch.no_grad():
-        assert not torch.equal(model(**batch), a)
-
-
 def counts_of(videos: torch.Tensor, exits: torch.Tensor) -> torch.Tensor:
     """(N_VIDEOS, S) exit counts of (video, exit) pairs, as training builds them."""
     return torch.as_tensor(exit_counts(videos.numpy(), exits.numpy(), N_VIDEOS, S)).float()
@@ -401,7 +382,7 @@ def test_exit_prior_by_n_keeps_the_user_encoder_and_scorer_split():
 
 def test_exit_prior_enters_the_logits_with_a_learned_weight():
     """The prior lowers the interest of slots where the video's viewers left; the weight is a
-    parameter; forward's exclude_exit_slots changes only the rows of counted videos."""
+    parameter (leave-one-out: tests/training/test_wrapper.py)."""
     model = build(exit_prior=1.0, dropout=0.0).eval()
     batch = make_batch(model.cfg, seed=2)
     with torch.no_grad():
@@ -415,10 +396,6 @@ def test_exit_prior_enters_the_logits_with_a_learned_weight():
     assert (after[known][:, 0] < before[known][:, 0]).all()
     assert "decoder.prior_weight" in dict(model.named_parameters())
     assert "decoder.exit_counts" in model.state_dict()
-    with torch.no_grad():
-        left_out = model(**batch, exclude_exit_slots=torch.zeros(B, dtype=torch.long))
-    assert torch.equal(left_out[~known], after[~known])
-    assert not torch.equal(left_out[known], after[known])
 
 
 def test_exit_prior_config_is_checked():

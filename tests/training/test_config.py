@@ -36,8 +36,8 @@ def test_overrides_are_converted_to_the_field_types() -> None:
         ],
     )
     assert cfg.optim.lr == pytest.approx(3e-4) and isinstance(cfg.optim.lr, float)
-    assert cfg.model["d_model"] == 32 and cfg.model["position_bias"] is False
-    assert cfg.model["modalities"] == ("id",)
+    assert cfg.model.d_model == 32 and cfg.model.position_bias is False
+    assert cfg.model.modalities == ("id",)
     assert cfg.data.history_len == 3 and cfg.loss == "pairwise"
     assert cfg.optim.batch_size == 13  # untouched keys keep the file's value
 

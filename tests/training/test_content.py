@@ -98,7 +98,9 @@ def test_open_content_store_checks(small: tuple[Path, Path], tmp_path: Path) -> 
     with pytest.raises(SegintError, match="not a segment feature store"):
         open_content_store(tmp_path, content)
     with pytest.raises(SegintError, match="width 8.*content_dim is 4"):
-        open_content_store(small[1], ModelConfig(3, 3, modalities=("content",), content_dim=4))
+        open_content_store(
+            small[1], ModelConfig(n_users=3, n_videos=3, modalities=("content",), content_dim=4)
+        )
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str], match: str) -> None:

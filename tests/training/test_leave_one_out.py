@@ -21,7 +21,8 @@ def test_train_step_scores_rows_with_their_own_exit_left_out(table: pl.DataFrame
 
     The tiny config has an exit-count prior (exit_prior 1 pseudo-view), no dropout and no id
     dropout, so both losses are deterministic; the first assertion checks that they differ on
-    this batch, so the test can tell them apart.
+    this batch, so the test can tell them apart. ``net`` is the training view
+    (`SegmentInterestTrain`) that `_build` hands the loop; ``model`` its exported module.
     """
     cfg = load_config(TINY, ["model.exit_prior=1.0", "model.id_dropout=0.0"])
     prep = prepare(cfg, table, assign_split(table, cfg.data.split, cfg.data.seed))
@@ -30,11 +31,11 @@ def test_train_step_scores_rows_with_their_own_exit_left_out(table: pl.DataFrame
     loss_fn = LOSSES[cfg.loss]
     with torch.no_grad():
         left_out = loss_fn(
-            net(**batch.inputs(), exclude_exit_slots=batch.exit_slot),
+            net(batch),
             batch.exit_slot,
             batch.n_segments,
         ).item()
-        included = loss_fn(net(**batch.inputs()), batch.exit_slot, batch.n_segments).item()
+        included = loss_fn(model(**batch.inputs()), batch.exit_slot, batch.n_segments).item()
     assert abs(left_out - included) > 1e-3 * abs(included)
     stepped = train_step(net, make_optimizer(model, cfg), loss_fn, batch, cfg.optim.grad_clip)
     assert stepped.item() == pytest.approx(left_out, rel=1e-5)

@@ -1,0 +1,208 @@
+"""The segment interest decoder (paper eqs. 6-7) and the exit-count prior it carries.
+
+Shape legend (as in model/network.py): B batch rows, C candidate videos, S slots, H history
+views, T slots of a ragged run, d token width, k fusion heads.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import torch
+from torch import Tensor, nn
+
+from model.config import ModelConfig
+from model.embeddings import require, slot_features
+
+# Logit of the impossible outcomes j > N: "certainly not the exit", ranked after every real slot.
+IMPOSSIBLE_LOGIT = 1e4
+
+
+class InterestDecoder(nn.Module):
+    """Per-slot logits from the modality outputs (eqs. 6-7) plus per-video exit profiles."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d, k, n_mod = cfg.d_model, cfg.fusion_heads, len(cfg.modalities)
+        self.reducers = nn.ModuleList(nn.Linear(d, 1) for _ in range(n_mod))  # w_x . x + b_x
+        # FinalMLP-style bilinear term per modality pair: sum_heads x_h^T W_h y_h (eq. 6).
+        self.pairs = [(a, b) for a in range(n_mod) for b in range(a + 1, n_mod)]
+        self.bilinear = (
+            nn.Parameter(torch.zeros(len(self.pairs), k, d // k, d // k)) if self.pairs else None
+        )
+        self.fusion_heads = k
+        # Per-slot offset (eq. 7) for each segment count N: where viewers leave depends on the
+        # slot *and* the video's length (slot 3 is the end of a 4-segment video). Rows N = 0..S.
+        # Neutral start (zeros), unlike the reference's (j + 1) w_j + b_j with w = b = 1, which
+        # makes its loss ~0 from the first step.
+        self.position_bias = (
+            nn.Parameter(torch.zeros(cfg.s_max + 1, cfg.s_max)) if cfg.position_bias else None
+        )
+        self.profile = nn.Embedding(cfg.n_videos, cfg.s_max) if cfg.video_profile else None
+        # Exit-count prior: minus log((c_vj + a g_j) / (n_v + a)) from the training rows' exit
+        # counts c (a buffer: part of the checkpoint and of the exported graph, never trained),
+        # times a learned weight. Row 0 (unknown video) has no counts, so it is the global profile g.
+        self.prior_strength = cfg.exit_prior
+        # exit_prior_base "n_segments": the pseudo-views are of the profile of the training
+        # views with the video's segment count N (exit counts per N, rows N = 0..S, a buffer),
+        # itself smoothed by one pseudo-view of g so that an N without views falls back to g.
+        self.prior_by_n = cfg.exit_prior > 0 and cfg.exit_prior_base == "n_segments"
+        if cfg.exit_prior > 0:
+            self.register_buffer("exit_counts", torch.zeros(cfg.n_videos, cfg.s_max))
+            self.register_buffer("global_exit", torch.full((cfg.s_max,), 1.0 / cfg.s_max))
+            self.prior_weight = nn.Parameter(torch.ones(()))
+        if self.prior_by_n:
+            self.register_buffer("n_exit_counts", torch.zeros(cfg.s_max + 1, cfg.s_max))
+        # User propensity tilt: logits + R * (slot_features . w), R the user's shrunk history
+        # residual (user_residual). w starts at -user_tilt on j / N: exit log-probabilities
+        # + user_tilt * R * j / N, the numpy tilt of ItemPosition+prior|N (training/propensity_tilt.py).
+        self.tilt = (
+            nn.Parameter(torch.tensor([-cfg.user_tilt, 0.0, 0.0, 0.0]))
+            if cfg.user_tilt > 0
+            else None
+        )
+        self.tilt_shrink = cfg.user_tilt_shrink
+        self.mask_impossible, self.s_max = cfg.mask_impossible, cfg.s_max
+
+    @torch.no_grad()
+    def set_exit_counts(self, table: Tensor, n_table: Tensor | None = None) -> None:
+        """Fill the exit-count buffer from the fitting rows' (n_videos, S) exit counts per video
+        and slot (`segint.baselines.exit_counts`); row 0 (unknown video) is kept empty.
+
+        ``n_table`` (S + 1, S): the same rows' exit counts per segment count N, required with
+        ``exit_prior_base == "n_segments"`` (and refused without it).
+        """
+        if self.prior_strength <= 0:
+            raise ValueError("set_exit_counts needs exit_prior > 0")
+        if self.prior_by_n != (n_table is not None):
+            raise ValueError(
+                "set_exit_counts takes n_table (exit counts per N) exactly when "
+                "exit_prior_base is 'n_segments'"
+            )
+        counts = cast(Tensor, self.exit_counts)
+        counts.copy_(table)
+        counts[0] = 0.0
+        total = counts.sum(0)
+        glob = total / total.sum().clamp(min=1.0)
+        cast(Tensor, self.global_exit).copy_(glob.clamp(min=1e-6) / glob.clamp(min=1e-6).sum())
+        if n_table is not None:
+            cast(Tensor, self.n_exit_counts).copy_(n_table)
+
+    def exit_prior(
+        self, video_ids: Tensor, exclude: Tensor | None, n_segments: Tensor | None = None
+    ) -> Tensor:
+        """(C,) -> (C, S) log smoothed exit profile; ``exclude`` (C,) leaves one view out.
+
+        With ``exit_prior_base == "n_segments"`` the smoothing profile is that of the video's
+        segment count ``n_segments`` (C,) (required then); the left-out view is removed from
+        the per-N counts too.
+        """
+        c = cast(Tensor, self.exit_counts)[video_ids]  # (C, S)
+        own: Tensor | None = None
+        if exclude is not None:  # training: the row's own exit is not evidence about itself
+            own = self._one_hot(exclude)
+            c = (c - own * (video_ids > 0).float()[:, None]).clamp(min=0.0)
+        return self._smoothed(c, own, n_segments).log()
+
+    def _one_hot(self, exits: Tensor) -> Tensor:
+        # (...) exit slots -> (..., S); an exit at S (no slot) is all zeros
+        own = nn.functional.one_hot(exits.clamp(0, self.s_max - 1), self.s_max).float()
+        return own * (exits < self.s_max).float()[..., None]
+
+    def _smoothed(self, c: Tensor, own: Tensor | None, n_segments: Tensor | None) -> Tensor:
+        # (..., S) exit counts -> the smoothed exit profile (c + a base) / (n + a); ``own``
+        # (..., S) is left out of the per-N counts too.
+        glob = cast(Tensor, self.global_exit)
+        base = glob.expand_as(c)
+        if self.prior_by_n:
+            n = require(n_segments, "n_segments").clamp(0, self.s_max)
+            cn = cast(Tensor, self.n_exit_counts)[n]  # (..., S) exit counts of same-N views
+            if own is not None:
+                cn = (cn - own).clamp(min=0.0)
+            base = (cn + glob) / (cn.sum(-1, keepdim=True) + 1.0)
+        a = self.prior_strength
+        out: Tensor = (c + a * base) / (c.sum(-1, keepdim=True) + a)
+        return out
+
+    def user_residual(
+        self,
+        hist_ids: Tensor,  # (B, H) vocabulary rows, 0 for padding / unknown
+        hist_exits: Tensor,  # (B, H) in 0..N
+        hist_n: Tensor,  # (B, H) in 1..S
+        hist_mask: Tensor,  # (B, H) bool
+        target_ids: Tensor | None = None,  # (B,) training: the row's video ...
+        target_exits: Tensor | None = None,  # (B,) ... and exit, a fitting row of the counts
+    ) -> Tensor:
+        """(B,) R = sum over history views of (watched fraction - the exit prior's expected
+        watched fraction) / (views + user_tilt_shrink).
+
+        A history view's expectation leaves its own exit out of its video's and N's counts
+        (training rows are in them; a history view that is not a fitting row loses one count
+        of another view at its slot instead, an approximation). In training the target row is a
+        fitting row as well: a history view of the same video leaves the target's exit out too.
+        """
+        own = self._one_hot(hist_exits)  # (B, H, S)
+        c = cast(Tensor, self.exit_counts)[hist_ids] - own * (hist_ids > 0).float()[..., None]
+        if target_ids is not None and target_exits is not None:
+            same = (hist_ids == target_ids[:, None]) & (hist_ids > 0)  # (B, H)
+            c = c - same.float()[..., None] * self._one_hot(target_exits)[:, None, :]
+        p = self._smoothed(c.clamp(min=0.0), own, hist_n)  # (B, H, S)
+        n = hist_n.to(torch.float32)[..., None]  # (B, H, 1)
+        j = torch.arange(self.s_max, device=p.device, dtype=torch.float32)
+        expected = (p * torch.minimum(j, n) / n).sum(-1)  # (B, H)
+        watched = torch.minimum(hist_exits, hist_n).to(torch.float32) / n[..., 0]
+        m = hist_mask.to(torch.float32)
+        return ((watched - expected) * m).sum(1) / (m.sum(1) + self.tilt_shrink)
+
+    def reset_offsets(self) -> None:
+        if self.position_bias is not None:
+            nn.init.zeros_(self.position_bias)
+        if self.profile is not None:
+            nn.init.zeros_(self.profile.weight)
+
+    def forward(
+        self,
+        states: list[Tensor],
+        video_ids: Tensor,
+        n_segments: Tensor,
+        slots: Tensor | None = None,
+        user_residual: Tensor | None = None,
+        prior: Tensor | None = None,
+    ) -> Tensor:
+        # states: one (C, S, d) per modality -> logits (C, S); with slots (T,): (C, T, d) ->
+        # (C, T), the per-slot offsets taken at those slots. user_residual (C,) or (1,): R.
+        # prior (C, S): the log exit prior to use, default exit_prior(video_ids) of all the
+        # counts (training.wrapper passes the leave-one-out one).
+        z = torch.stack([r(x) for r, x in zip(self.reducers, states, strict=True)]).sum(0)
+        z = z.squeeze(-1)  # (C, S): w_x . x + b_x summed over modalities
+        for p, (a, b) in enumerate(self.pairs):
+            w = cast(Tensor, self.bilinear)[p]  # (k, d/k, d/k)
+            xa = torch.unflatten(states[a], -1, (self.fusion_heads, -1))  # (C, S, k, d/k)
+            xb = torch.unflatten(states[b], -1, (self.fusion_heads, -1))
+            xw = (xa.unsqueeze(-2) @ w).squeeze(-2)  # (C, S, k, 1, d/k) @ (k, d/k, d/k)
+            z = z + (xw * xb).sum(dim=(-2, -1))
+        if self.position_bias is not None:
+            z = z + _at(self.position_bias[n_segments.clamp(0, self.s_max)], slots)  # (C, S)
+        if self.profile is not None:
+            # (C, S): what ItemPosition captures, learned
+            z = z + _at(self.profile(video_ids), slots)
+        if self.prior_strength > 0:
+            # Interest is "not leaving": a likely exit slot gets a lower logit. The prior is
+            # normalised over all S slots before the slots are taken.
+            if prior is None:
+                prior = self.exit_prior(video_ids, None, n_segments)
+            z = z - self.prior_weight * _at(prior, slots)
+        if self.tilt is not None:
+            r = require(user_residual, "user_residual")
+            shape = slot_features(n_segments.clamp(1, self.s_max), self.s_max, slots)
+            z = z + r[:, None] * (shape @ self.tilt)  # (C, S)
+        if self.mask_impossible:
+            j = torch.arange(self.s_max, device=z.device) if slots is None else slots
+            j = j[None, :]
+            z = z.masked_fill(j > n_segments[:, None], IMPOSSIBLE_LOGIT)
+        return z
+
+
+def _at(x: Tensor, slots: Tensor | None) -> Tensor:
+    # (C, S) -> (C, T): the columns of a ragged run's slots (all of them without one)
+    return x if slots is None else x.index_select(-1, slots)
