@@ -112,6 +112,7 @@ async def open_loop(url: str, reqs: list[bytes], rate: float, duration: float) -
     done: list[tuple[int, float]] = []  # (status or -1, latency s)
     retry_after: set[str] = set()
     limits = httpx.Limits(max_connections=2048, max_keepalive_connections=2048)
+    cpu0 = time.process_time()
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
         start = loop.time() + 0.2
 
@@ -129,6 +130,7 @@ async def open_loop(url: str, reqs: list[bytes], rate: float, duration: float) -
 
         await asyncio.gather(*(one(i) for i in range(n)))
         elapsed = loop.time() - start
+    client_cpu = (time.process_time() - cpu0) / elapsed
     st = np.array([d[0] for d in done])
     lat = np.array([d[1] for d in done]) * 1e3
     ok, shed = lat[st == 200], lat[st == 503]
@@ -149,6 +151,9 @@ async def open_loop(url: str, reqs: list[bytes], rate: float, duration: float) -
         "shed_p99_ms": pct(shed, 99),
         "shed_max_ms": float(shed.max()) if len(shed) else None,
         "retry_after_values": sorted(retry_after),
+        # the load generator's CPU time / wall time: near 1.0 on its own core means the
+        # client, not the server, may be what delays requests
+        "client_cpu_share": client_cpu,
     }
 
 
