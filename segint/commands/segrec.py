@@ -25,7 +25,7 @@ import math
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -46,15 +46,56 @@ from segint.splits import (
 )
 from segrec.config import BACKBONES, INTEREST_MODES, MODES
 
+if TYPE_CHECKING:
+    from segrec.train_config import SegRecTrainConfig
+
+# `segint segrec train` flag (argparse dest) -> the config key it is a shorthand for.
+_SHORTHANDS = {
+    "split": "data.split",
+    "seed": "data.seed",
+    "min_interactions": "data.min_interactions",
+    "s_max": "data.s_max",
+    "bucket_edges": "data.bucket_edges",
+    "backbone": "model.backbone",
+    "mode": "model.mode",
+    "history_len": "model.history_len",
+    "emb_dim": "model.emb_dim",
+    "hidden": "model.hidden",
+    "activation": "model.activation",
+    "dropout": "model.dropout",
+    "learn_temperature": "model.learn_temperature",
+    "effective_feature": "model.effective_feature",
+    "dense_linear": "model.dense_linear",
+    "lr": "optim.lr",
+    "batch_size": "optim.batch_size",
+    "max_epochs": "optim.max_epochs",
+    "patience": "optim.patience",
+    "calibrate": "optim.calibrate",
+    "cross_fit": "crossfit.k",
+    "cross_fit_epochs": "crossfit.epochs",
+}
+
 log = logging.getLogger(__name__)
+# The resolved `segrec.train_config.SegRecTrainConfig` of a run (`--config` reads it back).
+TRAIN_CONFIG_FILE = "train_config.yaml"
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("segrec", help="SegRec: segment-weighted video CTR (train/evaluate/table)")
     actions = p.add_subparsers(dest="segrec_command", metavar="ACTION", parser_class=type(p))
     t = actions.add_parser("train", help="train one backbone x mode")
-    t.add_argument("--backbone", required=True, choices=BACKBONES)
-    t.add_argument("--mode", required=True, choices=MODES)
+    t.add_argument("--config", type=Path, help="YAML config (default configs/segrec.yaml)")
+    t.add_argument(
+        "--set",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. --set optim.lr=3e-4 model.hidden=[64,32] crossfit.k=0",
+    )
+    # Shorthands for config keys (`_SHORTHANDS`); None = not given, the config decides.
+    t.add_argument("--backbone", choices=BACKBONES, help="model.backbone (required)")
+    t.add_argument("--mode", choices=MODES, help="model.mode (required)")
     t.add_argument(
         "--interest-model",
         type=Path,
@@ -63,15 +104,15 @@ def register(sub: Any) -> None:
     t.add_argument(
         "--cross-fit",
         type=int,
-        default=5,
         metavar="K",
-        help="interest inputs of training rows from K fold models that did not train on them "
-        "(default 5; 0 = the interest model's own, in-sample)",
+        help="crossfit.k: interest inputs of training rows from K fold models that did not "
+        "train on them (default 5; 0 = the interest model's own, in-sample)",
     )
     t.add_argument(
         "--cross-fit-epochs",
         type=int,
-        help="max epochs of each fold model (default: the interest run's optim.max_epochs)",
+        help="crossfit.epochs: max epochs of each fold model (default: the interest run's "
+        "optim.max_epochs)",
     )
     t.add_argument(
         "--cross-fit-dir",
@@ -80,40 +121,46 @@ def register(sub: Any) -> None:
     )
     _source_options(t, evaluate=False)
     t.add_argument("--out", required=True, type=Path, help="run directory to write")
-    t.add_argument("--bucket-edges", default="0,30,60,90,120,150,180,200", help="seconds")
-    t.add_argument("--emb-dim", type=int, default=32)
-    t.add_argument("--hidden", default="64", help="deep MLP widths, comma separated")
-    t.add_argument("--history-len", type=int, default=20, help="DIN: history views")
-    t.add_argument("--activation", choices=("dice", "prelu"), default="dice", help="DIN MLPs")
-    t.add_argument("--dropout", type=finite_float, default=0.0)
+    t.add_argument("--bucket-edges", help="data.bucket_edges: seconds, comma separated")
+    t.add_argument("--emb-dim", type=int, help="model.emb_dim")
+    t.add_argument("--hidden", help="model.hidden: deep MLP widths, comma separated")
+    t.add_argument("--history-len", type=int, help="model.history_len: DIN history views")
+    t.add_argument("--activation", choices=("dice", "prelu"), help="model.activation: DIN MLPs")
+    t.add_argument("--dropout", type=finite_float, help="model.dropout")
     t.add_argument(
         "--learn-temperature",
         action="store_true",
-        help="segrec/itemposition: softmax(t p), t learned",
+        default=None,
+        help="model.learn_temperature: segrec/itemposition: softmax(t p), t learned",
     )
     t.add_argument(
         "--effective-feature",
         action="store_true",
-        help="mode features: add P(play > the label's threshold) under the exit distribution",
+        default=None,
+        help="model.effective_feature: mode features: add P(play > the label's threshold) "
+        "under the exit distribution",
     )
     t.add_argument(
         "--dense-linear",
         action="store_true",
-        help="DIN, mode features: the interest features enter as a linear term on the logit",
+        default=None,
+        help="model.dense_linear: DIN, mode features: the interest features enter as a "
+        "linear term on the logit",
     )
     t.add_argument(
         "--calibrate",
         action="store_true",
-        help="Platt-scale the output logit on the validation rows after training",
+        default=None,
+        help="optim.calibrate: Platt-scale the output logit on the validation rows",
     )
-    t.add_argument("--lr", type=finite_float, default=1e-3)
-    t.add_argument("--batch-size", type=int, default=512)
-    t.add_argument("--max-epochs", type=int, default=20)
-    t.add_argument("--patience", type=int, default=3, help="epochs without better valid AUC")
+    t.add_argument("--lr", type=finite_float, help="optim.lr")
+    t.add_argument("--batch-size", type=int, help="optim.batch_size")
+    t.add_argument("--max-epochs", type=int, help="optim.max_epochs")
+    t.add_argument("--patience", type=int, help="optim.patience: epochs without better valid AUC")
     t.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch's choice)")
     t.add_argument("--no-progress", action="store_true")
     add_filter_options(t)
-    t.set_defaults(func=run_train)
+    t.set_defaults(func=run_train, s_max=None)  # --s-max: data.s_max
     e = actions.add_parser("evaluate", help="test metrics of trained runs (seeds: mean, spread)")
     e.add_argument("--model", required=True, type=Path, nargs="+", help="SegRec run dirs")
     _source_options(e, evaluate=True)
@@ -147,13 +194,10 @@ def register(sub: Any) -> None:
 
 def _source_options(p: argparse.ArgumentParser, evaluate: bool) -> None:
     p.add_argument("--data", help="one log to split (with --split / --seed)")
-    p.add_argument(
-        "--split", choices=SPLIT_METHODS, default=None if evaluate else "random_per_user"
-    )
-    p.add_argument(
-        "--seed", type=int, default=None if evaluate else 0, help="split (and init) seed"
-    )
-    p.add_argument("--min-interactions", type=int, default=None if evaluate else 1)
+    # train: shorthands of data.split / data.seed / data.min_interactions
+    p.add_argument("--split", choices=SPLIT_METHODS)
+    p.add_argument("--seed", type=int, help="split (and init) seed")
+    p.add_argument("--min-interactions", type=int)
     p.add_argument("--train", help="training log (train: last 10%% by time validates)")
     if evaluate:
         p.add_argument("--test", help="test log (with --train)")
@@ -253,6 +297,34 @@ def _weight_logits(
     return out
 
 
+def _train_config(args: argparse.Namespace) -> SegRecTrainConfig:
+    """The config of ``--config`` (default ``configs/segrec.yaml``), then ``--set``, then the
+    shorthand flags that were given."""
+    from segrec.train_config import DEFAULT_CONFIG, apply_overrides, from_dict, read_yaml
+
+    config = args.config
+    if config is None and DEFAULT_CONFIG.is_file():
+        config = DEFAULT_CONFIG
+    raw = apply_overrides(read_yaml(config) if config is not None else {}, args.set)
+    if args.cross_fit_epochs is not None and args.cross_fit_epochs < 1:
+        raise SegintError(f"--cross-fit-epochs must be >= 1, got {args.cross_fit_epochs}")
+    for dest, key in _SHORTHANDS.items():
+        value = getattr(args, dest)
+        if value is None:
+            continue
+        if dest == "hidden":
+            value = _csv(value, int, "hidden")
+        elif dest == "bucket_edges":
+            value = _csv(value, float, "bucket-edges")
+        section, name = key.split(".")
+        raw.setdefault(section, {})[name] = value
+    cfg = from_dict(raw)
+    for name in ("backbone", "mode"):
+        if not getattr(cfg.model, name):
+            raise SegintError(f"give --{name} (config key model.{name})")
+    return cfg
+
+
 def run_train(args: argparse.Namespace) -> int:
     from segint.commands.train import set_threads
     from segint.vocab import Vocab
@@ -260,18 +332,24 @@ def run_train(args: argparse.Namespace) -> int:
     from segrec.data import build_inputs
     from segrec.labels import fit_label, thresholds_by_n
     from segrec.train import TrainOptions, train_segrec, write_run
+    from segrec.train_config import save_config
 
     set_threads(args.threads)
-    if args.train and args.min_interactions != 1:
+    run_cfg = _train_config(args)
+    data, m, optim = run_cfg.data, run_cfg.model, run_cfg.optim
+    if args.train and data.min_interactions != 1:
         raise SegintError("--min-interactions applies to --data splits only")
+    # the data source reads these from the namespace, as in every other command
+    args.split, args.seed = data.split, data.seed
+    args.min_interactions, args.s_max = data.min_interactions, data.s_max
     source = _source_from_args(args)
     filters = Filters(**source["filters"])
     opts = TrainOptions(
-        lr=args.lr,
-        batch_size=args.batch_size,
-        max_epochs=args.max_epochs,
-        patience=args.patience,
-        seed=args.seed,
+        lr=optim.lr,
+        batch_size=optim.batch_size,
+        max_epochs=optim.max_epochs,
+        patience=optim.patience,
+        seed=data.seed,
     )
     table, split = _load(source, filters)
     train_rows, valid_rows = np.flatnonzero(split == TRAIN), np.flatnonzero(split == VALID)
@@ -281,34 +359,30 @@ def run_train(args: argparse.Namespace) -> int:
         )
     tr = table[train_rows]
     try:
-        label = fit_label(
-            tr["play_time_ms"], tr["duration_ms"], _csv(args.bucket_edges, float, "bucket-edges")
-        )
+        label = fit_label(tr["play_time_ms"], tr["duration_ms"], list(data.bucket_edges))
         users, videos = Vocab(tr["user_id"]), Vocab(tr["video_id"])
         cfg = SegRecConfig(
-            backbone=args.backbone,
-            mode=args.mode,
+            backbone=m.backbone,
+            mode=m.mode,
             n_users=len(users),
             n_videos=len(videos),
-            s_max=args.s_max,
-            history_len=args.history_len,
-            emb_dim=args.emb_dim,
-            hidden=tuple(_csv(args.hidden, int, "hidden")),
-            activation=args.activation,
-            dropout=args.dropout,
-            learn_temperature=args.learn_temperature,
-            effective_thresholds=thresholds_by_n(label, args.s_max)
-            if args.effective_feature
-            else (),
-            dense_linear=args.dense_linear,
+            s_max=data.s_max,
+            history_len=m.history_len,
+            emb_dim=m.emb_dim,
+            hidden=m.hidden,
+            activation=m.activation,
+            dropout=m.dropout,
+            learn_temperature=m.learn_temperature,
+            effective_thresholds=thresholds_by_n(label, data.s_max) if m.effective_feature else (),
+            dense_linear=m.dense_linear,
         )
     except ValueError as e:
         raise SegintError(str(e)) from None
     rows = np.concatenate([train_rows, valid_rows])
-    used = args.mode in INTEREST_MODES and args.interest_model is not None
-    crossfit = _crossfit_from_args(args) if used else None
+    used = m.mode in INTEREST_MODES and args.interest_model is not None
+    crossfit = _crossfit(run_cfg, args.interest_model, args.cross_fit_dir) if used else None
     weights = _weight_logits(
-        args.mode, args.interest_model, table, split, rows, source, cfg.s_max, crossfit
+        m.mode, args.interest_model, table, split, rows, source, cfg.s_max, crossfit
     )
     inputs = build_inputs(
         table, history_index(table, cfg.history_len), users, videos, label, cfg.s_max, weights
@@ -317,13 +391,14 @@ def run_train(args: argparse.Namespace) -> int:
     if crossfit is not None:
         crossfit = {**crossfit, "dir": str(Path(crossfit["dir"]).resolve())}
     write_run(args.out, cfg, label, users, videos, source, opts, interest, crossfit)
+    save_config(run_cfg, args.out / TRAIN_CONFIG_FILE)
     model, result = train_segrec(
         cfg, inputs, train_rows, valid_rows, opts, args.out, not args.no_progress
     )
-    if args.calibrate:
+    if optim.calibrate:
         _calibrate(args.out, model, inputs, valid_rows)
     sys.stdout.write(
-        f"trained {args.backbone}/{args.mode} for {result.epochs} epochs on {result.train_rows:,} rows "
+        f"trained {m.backbone}/{m.mode} for {result.epochs} epochs on {result.train_rows:,} rows "
         f"in {result.elapsed_s:.1f} s\nbest validation AUC {result.best_auc:.4f} at epoch "
         f"{result.best_epoch} on {result.valid_rows:,} rows\nwrote {args.out}/\n"
     )
@@ -353,17 +428,16 @@ def _calibrate(out: Path, model: Any, inputs: Any, valid_rows: Any) -> None:
     )
 
 
-def _crossfit_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
-    """``{"k", "epochs", "dir"}`` of ``--cross-fit K`` (None when K is 0, i.e. in-sample)."""
-    k = args.cross_fit
+def _crossfit(
+    run_cfg: SegRecTrainConfig, interest_model: Path, folder: Path | None
+) -> dict[str, Any] | None:
+    """``{"k", "epochs", "dir"}`` of ``crossfit.k`` (None when it is 0, i.e. in-sample)."""
+    k = run_cfg.crossfit.k
     if k == 0:
         return None
-    if k < 2:
-        raise SegintError(f"--cross-fit must be 0 (off) or >= 2 folds, got {k}")
-    if args.cross_fit_epochs is not None and args.cross_fit_epochs < 1:
-        raise SegintError(f"--cross-fit-epochs must be >= 1, got {args.cross_fit_epochs}")
-    folder = args.cross_fit_dir or args.interest_model / f"crossfit_k{k}"
-    return {"k": k, "epochs": args.cross_fit_epochs, "dir": str(folder)}
+    epochs = run_cfg.crossfit.epochs or None  # None: the interest run's optim.max_epochs
+    folder = folder or interest_model / f"crossfit_k{k}"
+    return {"k": k, "epochs": epochs, "dir": str(folder)}
 
 
 def _eval_source(args: argparse.Namespace, trained: dict[str, Any]) -> dict[str, Any]:
