@@ -5,6 +5,8 @@
   or of a file (``--train FILE``; its last 10% by time validate, as `segint train` does).
   Mode ``segrec`` takes frozen weights from ``--interest-model``, which must have been trained
   on the same split: its exit-slot training signal nearly determines the label.
+  Configured by ``--config FILE`` (default ``configs/segrec.yaml``) and ``--set SECTION.KEY=VALUE``
+  (`segrec.train_config`); ``--lr``, ``--emb-dim``, ... are shorthands for those keys.
 * ``evaluate``: AUC / F1 / LogLoss of one or more runs on the test rows (``--data`` re-creates
   each run's split; ``--train FILE --test FILE`` scores the test file), plus per duration
   bucket; several runs of one method give the seeds' mean and spread.
