@@ -23,22 +23,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from learned._lgb import fit_booster
+from learned._lgb import GBDT_PARAMS, fit_booster
 from learned.base import LearnedInput, LearnedOutput
 from learned.features import ViewFeatures, best_encoding
 
 FloatArray = npt.NDArray[np.float64]
-PARAMS: dict[str, Any] = {
-    "objective": "regression",
-    "learning_rate": 0.05,
-    "num_leaves": 31,
-    "min_data_in_leaf": 50,
-    "feature_fraction": 0.8,
-    "bagging_fraction": 0.8,
-    "bagging_freq": 1,
-    "lambda_l2": 1.0,
-    "verbose": -1,
-}
+PARAMS: dict[str, Any] = {"objective": "regression", **GBDT_PARAMS}
 MAX_ROUNDS = 1000
 PATIENCE = 50
 

@@ -34,7 +34,7 @@ import yaml
 from segint.errors import SegintError
 from segint.splits import SPLIT_METHODS
 from segrec.config import ACTIVATIONS, BACKBONES, MODES
-from training.config import _coerce, read_yaml
+from training.config import coerce_value, copy_sections, parse_override, read_yaml
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "segrec.yaml"
 SECTIONS = ("data", "model", "optim", "crossfit")
@@ -134,11 +134,11 @@ def _types(section: str) -> dict[str, Any]:
 
 
 def _value(value: Any, typ: Any, key: str) -> Any:
-    """`training.config._coerce`, plus one number for a list (``model.hidden=64``)."""
+    """`training.config.coerce_value`, plus one number for a list (``model.hidden=64``)."""
     one = isinstance(value, int | float) and not isinstance(value, bool)
     if typing.get_origin(typ) is tuple and one:
         value = [value]
-    return _coerce(value, typ, key)
+    return coerce_value(value, typ, key)
 
 
 def from_dict(raw: Mapping[str, Any]) -> SegRecTrainConfig:
@@ -166,15 +166,9 @@ def from_dict(raw: Mapping[str, Any]) -> SegRecTrainConfig:
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Return a copy of ``raw`` with ``SECTION.KEY=VALUE`` overrides applied."""
-    out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
+    out = copy_sections(raw)
     for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise SegintError(f"override {item!r} is not KEY=VALUE (e.g. optim.lr=3e-4)")
-        try:
-            value = yaml.safe_load(text) if text else ""
-        except yaml.YAMLError:
-            value = text
+        key, value = parse_override(item)
         path = key.split(".")
         if len(path) != 2 or path[0] not in SECTIONS:
             raise SegintError(

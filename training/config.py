@@ -164,7 +164,7 @@ def _section_types(section: str) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-def _coerce(value: Any, typ: Any, key: str) -> Any:
+def coerce_value(value: Any, typ: Any, key: str) -> Any:
     """Convert a YAML value to ``typ`` (int, float, bool, str, tuple[str, ...])."""
     bad = SegintError(
         f"config key {key!r}: expected {getattr(typ, '__name__', typ)}, got {value!r}"
@@ -174,7 +174,9 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
         if not isinstance(items, list | tuple):
             raise bad
         (item_type, *_) = typing.get_args(typ)
-        return tuple(_coerce(v.strip() if isinstance(v, str) else v, item_type, key) for v in items)
+        return tuple(
+            coerce_value(v.strip() if isinstance(v, str) else v, item_type, key) for v in items
+        )
     if typ is bool:
         if isinstance(value, bool):
             return value
@@ -221,13 +223,15 @@ def from_dict(raw: Mapping[str, Any]) -> TrainConfig:
                     " (set by training; use data.* instead)" if key in DERIVED_MODEL_FIELDS else ""
                 )
                 raise SegintError(f"unknown config key '{section}.{key}'{derived}")
-        sections[section] = {k: _coerce(v, types_[k], f"{section}.{k}") for k, v in values.items()}
+        sections[section] = {
+            k: coerce_value(v, types_[k], f"{section}.{k}") for k, v in values.items()
+        }
     loss = raw.get("loss", TrainConfig.loss)
     try:
         cfg = TrainConfig(
             data=DataConfig(**sections["data"]),
             optim=OptimConfig(**sections["optim"]),
-            loss=_coerce(loss, str, "loss"),
+            loss=coerce_value(loss, str, "loss"),
             model=ModelSpec(**sections["model"]),
             features=FeaturesConfig(**sections["features"]),
         )
@@ -236,17 +240,29 @@ def from_dict(raw: Mapping[str, Any]) -> TrainConfig:
     return cfg
 
 
+def parse_override(item: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> (key, value parsed as YAML, or the raw text when it is not YAML);
+    shared by every command configured by YAML + ``--set``."""
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise SegintError(f"override {item!r} is not KEY=VALUE (e.g. optim.lr=3e-4)")
+    try:
+        value = yaml.safe_load(text) if text else ""
+    except yaml.YAMLError:
+        value = text
+    return key, value
+
+
+def copy_sections(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a raw config whose section mappings can be edited without touching ``raw``."""
+    return {k: dict(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
+
+
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Return a copy of ``raw`` with ``SECTION.KEY=VALUE`` overrides applied."""
-    out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
+    out = copy_sections(raw)
     for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise SegintError(f"override {item!r} is not KEY=VALUE (e.g. optim.lr=3e-4)")
-        try:
-            value = yaml.safe_load(text) if text else ""
-        except yaml.YAMLError:
-            value = text
+        key, value = parse_override(item)
         path = key.split(".")
         if path == ["loss"]:
             out["loss"] = value
