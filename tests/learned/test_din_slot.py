@@ -10,7 +10,7 @@ import torch
 
 from learned.din_slot import HazardHead, fit_predict, hazard_log_probs
 from learned.neural import NeuralConfig
-from tests.learned.neural_testing import planted_log, split_input
+from tests.learned.neural_testing import assert_learns_planted_rule
 
 FAST = NeuralConfig(emb_dim=8, max_epochs=6, patience=24, batch_size=32, id_dropout=0.0)
 
@@ -52,15 +52,6 @@ def test_loss_is_the_binary_cross_entropy_of_the_reached_slots():
 def test_learns_a_planted_length_rule_and_is_seeded():
     """On a log where N decides the exit slot, the fitted distribution finds the rule; the
     same seed gives the same scores; the settings name the validation rows."""
-    inp = split_input(planted_log(), seed=3)
-    out = fit_predict(inp, FAST)
-    n = inp.test["n_segments"].to_numpy()
-    exit_slot = inp.test["exit_slot"].to_numpy()
-    assert out.scores.shape == out.exit_dist.shape == (inp.test.height, inp.s_max)
-    np.testing.assert_allclose(out.exit_dist.sum(axis=1), 1.0, atol=1e-9)
-    assert (out.exit_dist[np.arange(8)[None, :] > n[:, None]] == 0).all()
-    assert (out.exit_dist.argmax(axis=1) == exit_slot).mean() > 0.9
+    _, out = assert_learns_planted_rule(fit_predict, FAST, seed=3)
     assert 0 < out.settings["best_epoch"] <= FAST.max_epochs
     assert out.settings["chosen_on"] == "validation rows (60)"
-    again = fit_predict(inp, FAST)
-    np.testing.assert_array_equal(out.scores, again.scores)

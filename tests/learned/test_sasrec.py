@@ -8,7 +8,7 @@ import torch
 
 from learned.neural import NeuralConfig
 from learned.sasrec import ExitSoftmaxHead, SASRec, fit_predict
-from tests.learned.neural_testing import planted_log, split_input
+from tests.learned.neural_testing import assert_learns_planted_rule
 from training.data import Example, collate
 
 FAST = NeuralConfig(emb_dim=8, max_epochs=6, patience=24, batch_size=32, id_dropout=0.0)
@@ -44,13 +44,4 @@ def test_padding_and_history_order_reach_the_output_only_where_real():
 def test_learns_a_planted_length_rule_and_is_seeded():
     """On a log where N decides the exit slot, the fitted distribution finds the rule; the
     same seed gives the same scores."""
-    inp = split_input(planted_log(), seed=1)
-    out = fit_predict(inp, FAST)
-    n = inp.test["n_segments"].to_numpy()
-    exit_slot = inp.test["exit_slot"].to_numpy()
-    assert out.scores.shape == out.exit_dist.shape == (inp.test.height, inp.s_max)
-    np.testing.assert_allclose(out.exit_dist.sum(axis=1), 1.0, atol=1e-9)
-    assert (out.exit_dist[np.arange(8)[None, :] > n[:, None]] == 0).all()
-    assert (out.exit_dist.argmax(axis=1) == exit_slot).mean() > 0.9
-    again = fit_predict(inp, FAST)
-    np.testing.assert_array_equal(out.scores, again.scores)
+    assert_learns_planted_rule(fit_predict, FAST, seed=1)
