@@ -63,19 +63,19 @@ class Row:
 
 @dataclass
 class _File:
-    values: npt.NDArray[np.float64]  # (n, 2, K): per-row metric values of A and B
+    values: npt.NDArray[np.float64]  # (n, M, K): per-row metric values of A, B1, B2, ...
     truth: npt.NDArray[np.float64]  # (n,) observed watch ms
-    pred: npt.NDArray[np.float64]  # (n, 2) expected watch ms of A and B (strict)
+    pred: npt.NDArray[np.float64]  # (n, M) expected watch ms of A, B1, ... (strict)
     rows_key: int  # hash of the (user, video, time) sequence: equal = the same rows
 
 
-def _prepare(frame: pl.DataFrame, path: str | Path, a: str, b: str) -> _File:
+def _prepare(frame: pl.DataFrame, path: str | Path, methods: list[str]) -> _File:
     target = frame["exit_slot"].to_numpy()
     n_seg = frame["n_segments"].to_numpy()
     dur = frame["duration_ms"].to_numpy()
     seed = int(frame["tie_seed"][0])
     cols, preds = [], []
-    for method in (a, b):
+    for method in methods:
         scores, dist = method_arrays(frame, method, path)
         per = [
             per_row_metrics(scores, dist, target, n_seg, protocol, seed) for protocol in PROTOCOLS
@@ -89,7 +89,7 @@ def _prepare(frame: pl.DataFrame, path: str | Path, a: str, b: str) -> _File:
 
 
 def _pooled_means(files: list[_File], idx: list[npt.NDArray[np.int64]]) -> npt.NDArray[np.float64]:
-    """(2, K) NaN-aware means of A's and B's per-row values over the selected rows."""
+    """(M, K) NaN-aware means of each method's per-row values over the selected rows."""
     total = np.zeros(files[0].values.shape[1:])
     count = np.zeros_like(total)
     for f, i in zip(files, idx, strict=True):
@@ -103,12 +103,62 @@ def _pooled_means(files: list[_File], idx: list[npt.NDArray[np.int64]]) -> npt.N
 
 
 def _pooled_xauc(files: list[_File], idx: list[npt.NDArray[np.int64]]) -> npt.NDArray[np.float64]:
-    """(2,) row-weighted mean over files of A's and B's XAUC."""
+    """(M,) row-weighted mean over files of each method's XAUC."""
+    n_methods = files[0].pred.shape[1]
     vals = np.array(
-        [[xauc(f.truth[i], f.pred[i, m]) for m in (0, 1)] for f, i in zip(files, idx, strict=True)]
+        [
+            [xauc(f.truth[i], f.pred[i, m]) for m in range(n_methods)]
+            for f, i in zip(files, idx, strict=True)
+        ]
     )
     weights = np.array([len(i) for i in idx], dtype=np.float64)
     out: npt.NDArray[np.float64] = weights @ vals / weights.sum()
+    return out
+
+
+def compare_many(
+    frames: list[tuple[str | Path, pl.DataFrame]],
+    a: str,
+    others: list[str],
+    n_boot: int = 1000,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, list[Row]]:
+    """Paired differences ``a - b`` for every ``b`` of ``others`` over the pooled rows of
+    ``frames`` ((path, table) pairs); every difference uses the same bootstrap draws.
+
+    ``compare_many(frames, a, [b])[b]`` is ``compare(frames, a, b)``, value for value.
+    """
+    methods = [a, *others]
+    files = [_prepare(frame, path, methods) for path, frame in frames]
+    full = [np.arange(len(f.truth)) for f in files]
+    means = _pooled_means(files, full)
+    xa = _pooled_xauc(files, full)
+    rng = np.random.default_rng(seed)
+    boot_diff = np.empty((n_boot, len(others), means.shape[1]))
+    boot_xauc = np.empty((n_boot, len(others)))
+    for r in tqdm(range(n_boot), desc="bootstrap", disable=not progress, leave=False):
+        draws: dict[int, npt.NDArray[np.int64]] = {}
+        for f in files:  # one draw per distinct row set
+            if f.rows_key not in draws:
+                draws[f.rows_key] = rng.integers(0, len(f.truth), len(f.truth))
+        idx = [draws[f.rows_key] for f in files]
+        m = _pooled_means(files, idx)
+        boot_diff[r] = m[0] - m[1:]
+        x = _pooled_xauc(files, idx)
+        boot_xauc[r] = x[0] - x[1:]
+    n_k = means.shape[1]
+    se = boot_diff.std(axis=0, ddof=1) if n_boot > 1 else np.full((len(others), n_k), np.nan)
+    x_se = boot_xauc.std(axis=0, ddof=1) if n_boot > 1 else np.full(len(others), np.nan)
+    names = [(p, m) for p in PROTOCOLS for m in ROW_METRICS]
+    out: dict[str, list[Row]] = {}
+    for j, b in enumerate(others, start=1):
+        rows = [
+            Row(metric, protocol, means[0, k], means[j, k], means[0, k] - means[j, k], se[j - 1, k])
+            for k, (protocol, metric) in enumerate(names)
+        ]
+        rows.append(Row("XAUC", "strict", xa[0], xa[j], xa[0] - xa[j], float(x_se[j - 1])))
+        out[b] = rows
     return out
 
 
@@ -121,33 +171,7 @@ def compare(
     progress: bool = True,
 ) -> list[Row]:
     """Paired differences ``a - b`` over the pooled rows of ``frames`` ((path, table) pairs)."""
-    files = [_prepare(frame, path, a, b) for path, frame in frames]
-    full = [np.arange(len(f.truth)) for f in files]
-    means = _pooled_means(files, full)
-    xa = _pooled_xauc(files, full)
-    rng = np.random.default_rng(seed)
-    boot_diff = np.empty((n_boot, means.shape[1]))
-    boot_xauc = np.empty(n_boot)
-    for r in tqdm(range(n_boot), desc="bootstrap", disable=not progress, leave=False):
-        draws: dict[int, npt.NDArray[np.int64]] = {}
-        for f in files:  # one draw per distinct row set
-            if f.rows_key not in draws:
-                draws[f.rows_key] = rng.integers(0, len(f.truth), len(f.truth))
-        idx = [draws[f.rows_key] for f in files]
-        m = _pooled_means(files, idx)
-        boot_diff[r] = m[0] - m[1]
-        x = _pooled_xauc(files, idx)
-        boot_xauc[r] = x[0] - x[1]
-    se = boot_diff.std(axis=0, ddof=1) if n_boot > 1 else np.full(means.shape[1], np.nan)
-    rows = []
-    names = [(p, m) for p in PROTOCOLS for m in ROW_METRICS]
-    for k, (protocol, metric) in enumerate(names):
-        rows.append(
-            Row(metric, protocol, means[0, k], means[1, k], means[0, k] - means[1, k], se[k])
-        )
-    x_se = float(boot_xauc.std(ddof=1)) if n_boot > 1 else float("nan")
-    rows.append(Row("XAUC", "strict", xa[0], xa[1], xa[0] - xa[1], x_se))
-    return rows
+    return compare_many(frames, a, [b], n_boot, seed, progress)[b]
 
 
 def format_rows(rows: list[Row], a: str, b: str, n_rows: int, n_files: int, n_boot: int) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -160,10 +161,16 @@ def report_methods(
     test: pl.DataFrame,
     methods: MethodScores,
     settings: dict[str, Any],
+    paired_with: str | None = None,
 ) -> None:
     """Evaluate ``methods`` on the test rows; print the table and write ``--json`` (with the
-    chosen ``settings``) and ``--predictions`` (one row per test view) when asked."""
+    chosen ``settings``) and ``--predictions`` (one row per test view) when asked.
+
+    ``paired_with``: add the report's ``paired`` entry, that method minus every other on the
+    same rows with ``args.bootstrap`` replicates (none when it is 0).
+    """
     from segint.predictions import predictions_frame, write_predictions
+    from segint.report import paired_differences
 
     result = evaluate_methods(fit, test, methods, seed=args.seed)
     result["settings"] = settings
@@ -171,13 +178,22 @@ def report_methods(
     if prov is not None:  # set by the loaders: input files, filters, split, overlap dropped
         result["rows"]["test_overlap_dropped"] = prov["rows"].get("test_overlap_dropped", 0)
         result["provenance"] = prov
+    frame = None
+    if args.predictions is not None or paired_with is not None:
+        frame = predictions_frame(fit, test, methods, args.seed)
+    if paired_with is not None and frame is not None and args.bootstrap > 0:
+        logging.getLogger(__name__).info(
+            "paired differences %s - every other method, %d bootstrap replicates",
+            paired_with, args.bootstrap,
+        )  # fmt: skip
+        result["paired"] = paired_differences(frame, paired_with, args.bootstrap, args.seed)
     sys.stdout.write(format_table(result) + "\n")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))
         sys.stdout.write(f"wrote {args.json}\n")
-    if args.predictions is not None:
-        write_predictions(predictions_frame(fit, test, methods, args.seed), args.predictions)
+    if args.predictions is not None and frame is not None:
+        write_predictions(frame, args.predictions)
         sys.stdout.write(f"wrote {args.predictions}\n")
 
 
@@ -186,8 +202,9 @@ VIDEO_TABLE = DATA_DIR / "video_features_basic_pure.csv.gz"
 USER_TABLE = DATA_DIR / "user_features_pure.csv.gz"
 
 
-def add_learned_options(p: argparse.ArgumentParser) -> None:
-    """--learned and the side tables the learned baselines read."""
+def add_learned_options(p: argparse.ArgumentParser, threads: bool = True) -> None:
+    """--learned and the side tables the learned baselines read (and ``--threads``, unless
+    the command has its own)."""
     p.add_argument(
         "--learned",
         help="comma-separated learned baselines to add (hazard-gbdt, din-slot, sasrec, tpm, d2q)",
@@ -197,9 +214,13 @@ def add_learned_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-side-tables", action="store_true", help="give the learned baselines no side tables"
     )
-    p.add_argument(
-        "--threads", type=int, default=1, help="CPU threads of the learned baselines (default 1)"
-    )
+    if threads:
+        p.add_argument(
+            "--threads",
+            type=int,
+            default=1,
+            help="CPU threads of the learned baselines (default 1)",
+        )
 
 
 def learned_names(args: argparse.Namespace) -> list[str]:
@@ -236,7 +257,6 @@ def fit_learned(
     s_max: int,
 ) -> tuple[MethodScores, dict[str, Any]]:
     """Fit and score each learned baseline; its settings record the validation rows and time."""
-    import logging
     import time
 
     from learned import LearnedInput, get_learner

@@ -21,6 +21,18 @@ the served estimate (the median slot of the calibrated distribution). ``SegInter
 the uncalibrated distribution, for comparison. ``--predictions FILE.parquet`` writes one row
 per test view for every method (`segint.predictions`).
 
+``--learned hazard-gbdt[,...]`` adds learned baselines exactly as `segint baselines --learned`
+fits them (the same fitting, validation and test rows; side tables as there). The report's
+``paired`` entry (`segint.report.paired_differences`) holds ``SegInterest`` minus every other
+method on the same rows, all and cold, with ``--bootstrap`` replicates (0: none): the
+numbers `segint compare` gives on the ``--predictions`` file. So one call on a later week,
+
+    segint evaluate --model RUN --train EARLY.csv --test LATER.csv --format kuairand \
+        --learned hazard-gbdt --json report.json --predictions rows.parquet
+
+reports the model, every lookup (``AllPosition|N``, ``ItemPosition+prior|N`` with its ``a``
+chosen on the training file's last 10% by time) and the learned baselines side by side.
+
 A content model reads its segment features from ``--features STORE``, by default the store it
 was trained with (``features.store`` in its ``config.yaml``).
 """
@@ -39,9 +51,12 @@ import polars as pl
 from segint import provenance
 from segint.commands.baselines import (
     add_baseline_options,
+    add_learned_options,
     add_source_options,
     check_baseline_args,
     fit_baselines,
+    fit_learned,
+    learned_names,
     report_methods,
 )
 from segint.commands.data import source_from_args
@@ -53,6 +68,10 @@ from segint.watchtime import apply_temperature, fit_temperature
 log = logging.getLogger(__name__)
 MODEL_NAME = "SegInterest"
 UNCALIBRATED = "SegInterest(T=1)"
+SERVED = (
+    "MAE: median exit slot of the temperature-scaled distribution over the N + 1 outcomes "
+    "(the service's median_watch_ms); MAE_mean: its expected slot"
+)
 
 
 def register(sub: Any) -> None:
@@ -66,7 +85,18 @@ def register(sub: Any) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     p.add_argument("--batch-size", type=int, default=1024, help="rows per inference batch")
     p.add_argument(
-        "--threads", type=int, default=1, help="torch CPU threads (default 1; 0 = torch's choice)"
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads of torch (0 = torch's choice) and of the learned baselines (default 1)",
+    )
+    add_learned_options(p, threads=False)
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=200,
+        help="bootstrap replicates of the paired differences SegInterest - every other method "
+        "(default %(default)s; 0 = none; `segint compare` uses 1000)",
     )
     p.add_argument(
         "--temperature-by",
@@ -140,10 +170,15 @@ def run(args: argparse.Namespace) -> int:
     from training.inference import predict_logits, scores_and_exit_dist
     from training.train import select_device
 
-    set_threads(args.threads)
     check_baseline_args(args)
     if args.batch_size < 1:
         raise SegintError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.threads < 0:
+        raise SegintError(f"--threads must be >= 0, got {args.threads}")
+    if args.bootstrap < 0 or args.bootstrap == 1:
+        raise SegintError(f"--bootstrap must be 0 (none) or >= 2, got {args.bootstrap}")
+    names = learned_names(args)  # checked before any data is read
+    set_threads(args.threads)
     device = select_device(args.device)
     cfg = load_run_config(args.model)
     model, model_cfg, users, videos = load_model(args.model, device)
@@ -188,6 +223,12 @@ def run(args: argparse.Namespace) -> int:
     _, dist = scores_and_exit_dist(apply_temperature(logits, calibration.temperature), n_seg)
     methods[MODEL_NAME] = (scores, dist)
     methods[UNCALIBRATED] = scores_and_exit_dist(logits, n_seg)
-    settings[MODEL_NAME] = calibration.to_dict()
-    report_methods(args, fit, test, methods, settings)
+    settings[MODEL_NAME] = {**calibration.to_dict(), "MAE_of": SERVED}
+    if names:
+        more, more_settings = fit_learned(
+            args, names, fit, test, valid, valid_where, model_cfg.s_max
+        )
+        methods.update(more)
+        settings.update(more_settings)
+    report_methods(args, fit, test, methods, settings, paired_with=MODEL_NAME)
     return 0

@@ -27,7 +27,7 @@ SECTIONS = ("paper", "strict", "paper_cold", "strict_cold")
 
 
 def _check_layout(report: dict) -> None:
-    assert set(report) == {*SECTIONS, "rows", "settings", "provenance"}
+    assert set(report) == {*SECTIONS, "rows", "settings", "provenance", "paired"}
     assert report["settings"]["ItemPosition+prior|N"]["a"] in PRIOR_GRID
     assert report["settings"]["SegInterest"]["temperature"] > 0
     for section in SECTIONS:
