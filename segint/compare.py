@@ -103,7 +103,7 @@ def _pooled_means(files: list[_File], idx: list[npt.NDArray[np.int64]]) -> npt.N
 
 
 def _pooled_xauc(files: list[_File], idx: list[npt.NDArray[np.int64]]) -> npt.NDArray[np.float64]:
-    """(M,) row-weighted mean over files of each method's XAUC."""
+    """(M,) row-weighted mean over files of each method's XAUC (files with a finite one)."""
     n_methods = files[0].pred.shape[1]
     vals = np.array(
         [
@@ -111,8 +111,12 @@ def _pooled_xauc(files: list[_File], idx: list[npt.NDArray[np.int64]]) -> npt.ND
             for f, i in zip(files, idx, strict=True)
         ]
     )
-    weights = np.array([len(i) for i in idx], dtype=np.float64)
-    out: npt.NDArray[np.float64] = weights @ vals / weights.sum()
+    # a file too small for a pair (NaN XAUC) carries no weight
+    weights = np.where(np.isfinite(vals), np.array([len(i) for i in idx], np.float64)[:, None], 0.0)
+    with np.errstate(invalid="ignore"):
+        out: npt.NDArray[np.float64] = (np.where(weights > 0, vals, 0.0) * weights).sum(
+            axis=0
+        ) / weights.sum(axis=0)
     return out
 
 

@@ -5,23 +5,25 @@
 # strictly earlier views in the log (`segint compare --min-history`).
 #
 # Usage (from the project root):
-#   bash docs/results/user_gain.sh [DIR ...]     # default: $R/{temporal,random_per_user}-s{0,1,2}
-# Each DIR holds $SEGINT (SegInterest's `segint evaluate --predictions` file) and $LEARNED
-# (`segint baselines --learned hazard-gbdt --predictions` of the same split and seed); they
-# are joined with `python -m learned.merge` (refused unless they hold the same rows and
-# identical lookups). A DIR holding one file named $MERGED (e.g. the output of `segint
-# evaluate --learned hazard-gbdt --predictions`) is used as it is.
-# Environment: R=/work/results  SEGINT=segint.parquet  LEARNED=learned-gbdt.parquet
-#   MERGED=merged.parquet  DATA=<log(s) the earlier views are counted in, space-separated;
-#   default ../shared/data/kuairand_pure/log_standard_4_25_to_4_30_pure.csv>  FORMAT=kuairand
-#   A=SegInterest  BOOT=1000  OUT=$R/user_gain
+#   bash docs/results/user_gain.sh [NAME ...]    # default: {temporal,random_per_user}-s{0,1,2}
+# For each NAME it joins $SEGINT_ROOT/NAME/$SEGINT (SegInterest's `segint evaluate
+# --predictions` file) with $LEARNED_ROOT/NAME/$LEARNED (`segint baselines --learned
+# hazard-gbdt --predictions` of the same split and seed) by `python -m learned.merge`, which
+# refuses files of other rows or other lookups. FILES="a.parquet b.parquet" instead uses
+# files that already hold A and both Bs (e.g. `segint evaluate --learned hazard-gbdt
+# --predictions`, docs/results/later-week.md).
+# Environment: R=/work/results  SEGINT_ROOT=$R/model  SEGINT=segint.parquet  LEARNED_ROOT=$R
+#   LEARNED=learned-gbdt.parquet  DATA=<log(s) the earlier views are counted in, space-
+#   separated; default ../shared/data/kuairand_pure/log_standard_4_25_to_4_30_pure.csv>
+#   FORMAT=kuairand  A=SegInterest  BOOT=1000  OUT=$R/user_gain
 # Writes $OUT/<subset>-vs-<B>.{json,txt} and prints one Markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=${R:-/work/results}
+SEGINT_ROOT=${SEGINT_ROOT:-$R/model}
 SEGINT=${SEGINT:-segint.parquet}
+LEARNED_ROOT=${LEARNED_ROOT:-$R}
 LEARNED=${LEARNED:-learned-gbdt.parquet}
-MERGED=${MERGED:-merged.parquet}
 DATA=${DATA:-../shared/data/kuairand_pure/log_standard_4_25_to_4_30_pure.csv}
 FORMAT=${FORMAT:-kuairand}
 A=${A:-SegInterest}
@@ -29,23 +31,22 @@ BOOT=${BOOT:-1000}
 OUT=${OUT:-$R/user_gain}
 PY=${PY:-.venv/bin/python}
 export PYTHONPATH=${PYTHONPATH:-$PWD}
-if [ $# -eq 0 ]; then
-    set -- "$R"/temporal-s{0,1,2} "$R"/random_per_user-s{0,1,2}
-fi
 mkdir -p "$OUT"
 files=()
-for d in "$@"; do
-    if [ -f "$d/$MERGED" ] && [ ! -f "$d/$SEGINT" ]; then
-        files+=("$d/$MERGED")
-        continue
-    fi
-    for f in "$d/$SEGINT" "$d/$LEARNED"; do
-        [ -f "$f" ] || { echo "user_gain.sh: missing $f" >&2; exit 2; }
+if [ -n "${FILES:-}" ]; then
+    read -r -a files <<< "$FILES"
+else
+    [ $# -gt 0 ] || set -- temporal-s{0,1,2} random_per_user-s{0,1,2}
+    for name in "$@"; do
+        for f in "$SEGINT_ROOT/$name/$SEGINT" "$LEARNED_ROOT/$name/$LEARNED"; do
+            [ -f "$f" ] || { echo "user_gain.sh: missing $f" >&2; exit 2; }
+        done
+        merged="$OUT/$name.parquet"
+        "$PY" -m learned.merge "$merged" "$SEGINT_ROOT/$name/$SEGINT" \
+            "$LEARNED_ROOT/$name/$LEARNED" > /dev/null
+        files+=("$merged")
     done
-    merged="$OUT/$(basename "$d").parquet"
-    "$PY" -m learned.merge "$merged" "$d/$SEGINT" "$d/$LEARNED" > /dev/null
-    files+=("$merged")
-done
+fi
 history=()
 for f in $DATA; do history+=(--history-data "$f"); done
 subsets=("all:" "cold:--cold" "history5:--min-history 5" "history20:--min-history 20")
@@ -83,5 +84,6 @@ for b in ("ItemPosition+prior|N", "hazard-gbdt"):
             r = next(c for c in d["comparisons"] if c["metric"] == m and c["protocol"] == "strict")
             text = f"{r['diff']:+.4f} ± {r['se']:.4f}"
             cells.append(f"**{text} ({r['verdict']})**" if r["verdict"] in ("win", "loss") else text)
-        print(f"| {b.replace('|', chr(92) + '|')} | {words} | {d['rows']:,} | " + " | ".join(cells) + " |")
+        n = f"{d['rows']:,}" + (f" ({len(d['skipped'])} file(s) had none)" if d.get("skipped") else "")
+        print(f"| {b.replace('|', chr(92) + '|')} | {words} | {n} | " + " | ".join(cells) + " |")
 PYEOF

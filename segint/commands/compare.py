@@ -77,16 +77,20 @@ def run(args: argparse.Namespace) -> int:
     if args.history_data and args.min_history is None:
         raise SegintError("--history-data is used with --min-history K")
     views = _earlier_views(args) if args.min_history is not None else None
-    frames = []
+    frames, skipped = [], []
     for path in paths:
         frame = read_predictions(path)
         if args.cold:
             frame = frame.filter(pl.col("cold"))
-            if frame.height == 0:
-                raise SegintError(f"{path}: no cold rows")
         if views is not None:
             frame = _long_histories(frame, views, args.min_history, path)
+        if frame.height == 0:  # a file without such rows adds nothing to the pooled rows
+            skipped.append(str(path))
+            sys.stdout.write(f"skipped {path}: no {_subset(args)}\n")
+            continue
         frames.append((path, frame))
+    if not frames:
+        raise SegintError(f"no {_subset(args)} in any of the {len(paths)} file(s)")
     rows = compare(
         frames, a, b, n_boot=args.bootstrap, seed=args.seed, progress=not args.no_progress
     )
@@ -96,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
         out = {
             "A": a,
             "B": b,
-            "files": [str(p) for p in paths],
+            "files": [str(p) for p, _ in frames],
+            "skipped": skipped,
             "rows": n_rows,
             "cold_only": args.cold,
             "min_history": args.min_history,
@@ -132,7 +137,12 @@ def _long_histories(
     missing = joined["views"].null_count()
     if missing:
         raise SegintError(f"{path}: {missing:,} rows are not in --history-data")
-    out = joined.filter(pl.col("views") >= k).drop("views")
-    if out.height == 0:
-        raise SegintError(f"{path}: no rows of users with >= {k} earlier views")
-    return out
+    return joined.filter(pl.col("views") >= k).drop("views")
+
+
+def _subset(args: argparse.Namespace) -> str:
+    """The rows kept, in words."""
+    words = ["cold rows"] if args.cold else ["rows"]
+    if args.min_history is not None:
+        words.append(f"of users with >= {args.min_history} earlier views")
+    return " ".join(words)

@@ -56,6 +56,19 @@ def test_min_history_keeps_users_with_enough_earlier_views(files, tmp_path: Path
     assert _rows(["compare", str(rows), "A", "B"], out) == 12
 
 
+def test_files_without_such_rows_are_skipped(files, tmp_path: Path, capsys) -> None:
+    """Pooling: a file with no rows in the subset is skipped and named, the others count."""
+    log, rows = files
+    head = tmp_path / "head.parquet"
+    pl.read_parquet(rows).head(3).write_parquet(head)  # user 1's first 3 views: < 5 earlier
+    out = tmp_path / "c.json"
+    argv = ["compare", str(rows), str(head), "A", "B", "--history-data", str(log)]
+    assert _rows([*argv, "--format", "canonical", "--min-history", "5"], out) == 3
+    assert f"skipped {head}" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["files"] == [str(rows)] and report["skipped"] == [str(head)]
+
+
 def test_min_history_errors_are_one_line(files, tmp_path: Path, capsys) -> None:
     log, rows = files
     other = tmp_path / "other.csv"
@@ -66,6 +79,10 @@ def test_min_history_errors_are_one_line(files, tmp_path: Path, capsys) -> None:
         (["--min-history", "0", "--history-data", str(log), *fmt], "--min-history"),
         (["--history-data", str(log), *fmt], "--min-history"),
         (["--min-history", "9", "--history-data", str(log), *fmt], "no rows of users"),
+        (
+            ["--cold", "--min-history", "9", "--history-data", str(log), *fmt],
+            "no cold rows of users with >= 9 earlier views in any of the 1 file(s)",
+        ),
         (["--min-history", "1", "--history-data", str(other), *fmt], "not in --history-data"),
     ):
         assert main(["compare", str(rows), "A", "B", *argv]) == 2
