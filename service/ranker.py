@@ -144,6 +144,7 @@ class Ranker:
             i.name == "slot_index" for i in scorer.get_inputs()
         )
         self.ragged_enabled = True  # off: one padded run of S slots (bench's "before")
+        self.run_overhead = RUN_OVERHEAD_SLOTS  # bucket_plan's cost of a run, in slots
         self._slots = np.arange(manifest.s_max, dtype=np.int64)  # slot_index feeds: [:T]
 
     @classmethod
@@ -298,7 +299,7 @@ class Ranker:
         """
         s_max, c = self.manifest.s_max, len(nseg)
         if self.ragged_enabled:
-            order, runs = bucket_plan(nseg, s_max)
+            order, runs = bucket_plan(nseg, s_max, self.run_overhead)
         else:
             order, runs = np.arange(c), [(0, c, s_max)]
         sorted_feeds: dict[str, npt.NDArray[np.generic]] = {

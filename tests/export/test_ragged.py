@@ -181,7 +181,7 @@ def test_buckets_are_the_cheapest_contiguous_plan() -> None:
 
 
 @pytest.mark.parametrize("tilt", ["elementwise", "matmul"])
-@pytest.mark.parametrize("layout", ["heads_first", "stacked", "token_major"])
+@pytest.mark.parametrize("layout", ["heads_first", "heads_first_3d", "stacked", "token_major"])
 def test_fused_attention_copy_matches_the_model(layout: str, tilt: str) -> None:
     """export.fused's inference forms (heads_first + elementwise tilt: what scorer.onnx is
     exported from; the others: the bench's side-by-side) give model.score's logits, padded
@@ -198,6 +198,7 @@ def test_fused_attention_copy_matches_the_model(layout: str, tilt: str) -> None:
     assert_same_real_slots(ragged, want, cand["n_segments"].numpy())
     kind = {
         "heads_first": "FusedVideoEncoder",
+        "heads_first_3d": "FusedVideoEncoder",
         "stacked": "FusedCrossAttention",
         "token_major": "TokenMajorVideoEncoder",
     }[layout]

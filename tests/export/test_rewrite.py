@@ -86,3 +86,33 @@ def test_the_exported_scorer_has_no_matmul_of_a_transpose(self_artifact: Path) -
         for n in fused
     )
     assert rewrite_file(path) == 0  # nothing left: the file is not rewritten again
+
+
+def test_int8_form_of_the_served_scorer_runs_close_to_fp32(
+    self_artifact: Path, tmp_path: Path
+) -> None:
+    """export.quantize: the served scorer (2-D Gemm rows, FusedMatMul) quantises (the bench's
+    int8 lever) and scores the real slots close to fp32 (int8 weights: not parity)."""
+    from export.quantize import quantize_int8
+    from tests.export.test_ragged import user_state
+
+    int8 = quantize_int8(self_artifact / "scorer.onnx", tmp_path / "scorer.int8.onnx")
+    ops = {n.op_type for n in onnx.load(str(int8)).graph.node}
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops
+    states, mask = user_state(seed=2)
+    n = np.array([1, 3, 6, 7, 2], dtype=np.int64)
+    feeds = {
+        "user_states": states.numpy(),
+        "user_mask": mask.numpy(),
+        "video_ids": np.array([1, 5, 9, 0, 28], dtype=np.int64),
+        "n_segments": n,
+        "slot_index": np.arange(7, dtype=np.int64),
+    }
+    got, want = (
+        ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+        for p in (int8, self_artifact / "scorer.onnx")
+    )
+    real = np.arange(7)[None, :] <= np.minimum(n, 6)[:, None]
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got[real], want[real], atol=0.05)
+    assert (got[~real] == want[~real]).all()  # impossible slots: the constant, untouched
