@@ -326,7 +326,12 @@ LEVERS = (
 
 
 def ort_stage(
-    artifact: Path, model: Any, videos: tuple[np.ndarray, np.ndarray], candidates: int, repeats: int
+    artifact: Path,
+    model: Any,
+    videos: tuple[np.ndarray, np.ndarray],
+    candidates: int,
+    repeats: int,
+    levers: tuple[str, ...] = LEVERS,
 ) -> dict[str, Any]:
     """The scorer stage for one user x C real candidates, 1 thread: every graph lever's time
     (all levers interleaved, round by round, in this one process), and the useful FLOPs (each
@@ -440,7 +445,7 @@ def ort_stage(
     out: dict[str, Any] = {"candidates": candidates, "runs_ragged": len(plan_ragged)}
     fns: dict[str, Any] = {}
     for name, sess in sessions.items():
-        if sess is not None:
+        if sess is not None and (name in levers or name == "fp32"):
             fns[f"{name}_padded"] = lambda s=sess: run_ort(s, plan_padded)
             fns[f"{name}_ragged"] = lambda s=sess: run_ort(s, plan_ragged)
     torch.set_num_threads(1)
@@ -457,8 +462,9 @@ def ort_stage(
                 )
 
     if model is not None:
-        fns["torch_fp32_ragged"] = lambda: run_torch(plan_ragged)
-        fns["torch_bf16_ragged"] = lambda: run_torch(plan_ragged, True)
+        if levers == LEVERS:  # the full run: PyTorch eager beside the graphs
+            fns["torch_fp32_ragged"] = lambda: run_torch(plan_ragged)
+            fns["torch_bf16_ragged"] = lambda: run_torch(plan_ragged, True)
         flops = {}
         for name, plan in (("useful", plan_exact), ("padded", plan_padded)):
             with FlopCounterMode(display=False) as counter:
@@ -583,6 +589,10 @@ def main() -> int:
     p.add_argument(
         "--stage-only", action="store_true", help="peak and ORT stage only (no HTTP servers)"
     )
+    p.add_argument(
+        "--levers", help=f"ORT-stage levers beside fp32, comma-separated (default all: {LEVERS})"
+    )
+    p.add_argument("--stage-candidates", default="100,500", help="C of the ORT stage")
     p.add_argument("--redis-url", help="default: SEGINT_TEST_REDIS_URL or 127.0.0.1:6379/15")
     p.add_argument("--out", type=Path, default=ROOT / "reports" / "bench" / "service.json")
     args = p.parse_args()
@@ -597,7 +607,14 @@ def main() -> int:
     pin = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
     peak = gemm_peak(1)
     print(f"1-thread fp32 GEMM peak {peak:.1f} GFLOP/s", flush=True)
-    stage = {c: ort_stage(artifact, model, videos, c, args.repeats) for c in (100, 500)}
+    levers = LEVERS if args.levers is None else tuple(args.levers.split(","))
+    unknown = sorted(set(levers) - set(LEVERS))
+    if unknown:
+        p.error(f"--levers: unknown {unknown}; known: {', '.join(LEVERS)}")
+    stage = {
+        int(c): ort_stage(artifact, model, videos, int(c), args.repeats, levers)
+        for c in args.stage_candidates.split(",")
+    }
     if pin:
         os.sched_setaffinity(0, {1})  # the generator; the server gets core 0
     servers = {}
