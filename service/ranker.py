@@ -49,12 +49,14 @@ _CPU = "CPUExecutionProvider"
 # on the base model, 500 KuaiRand candidates, 1 ORT thread (results do not depend on it): runs
 # of 64, 150, 300, 600 and 1,500 slots' overhead gave 14, 8, 6, 4 and 3 runs, and the most
 # runs was fastest (attention is quadratic in a run's width, a run's fixed cost is small).
+# Round 3 (ORT + the ranker's own work per request): 32, 128 and 256 tie with 64.
 RUN_OVERHEAD_SLOTS = 64
 # ORT graph transformers left out of every session (level ALL otherwise). ORT's fused
 # SkipLayerNormalization kernel is slower than the Add + LayerNormalization it replaces on our
 # d = 32 rows: scorer, 500 KuaiRand candidates, 1 thread, interleaved in one process on a
 # loaded 2-core machine, time ratio 0.857 +- 0.017 with the fusion off (bench/bench_service.py,
-# lever fp32_skipln_fusion).
+# lever fp32_skipln_fusion). On the round-3 scorer (2-D token rows) the fusion ties (1.005 +-
+# 0.044 at C = 500); it stays off.
 DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
 
