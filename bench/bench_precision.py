@@ -67,10 +67,10 @@ def main() -> int:
 
     import onnxruntime as ort
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     from tqdm import tqdm
 
     from export.onnx import export_run
+    from export.quantize import quantize_int8
     from segint.data import load_table
     from segint.splits import TEST, assign_split, history_index
     from training.checkpoint import load_model, load_run_config
@@ -101,7 +101,7 @@ def main() -> int:
     artifact = CACHE / f"precision-{args.model.resolve().name}"
     export_run(args.model, artifact, version="precision", force=True)
     int8 = artifact / "scorer.int8.onnx"
-    quantize_dynamic(artifact / "scorer.onnx", int8, weight_type=QuantType.QInt8)
+    quantize_int8(artifact / "scorer.onnx", int8)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
 

@@ -287,20 +287,35 @@ def paired_ratio(a: list[float], b: list[float], seed: int = 0) -> tuple[float, 
     return float(np.median(x)), float(np.std(boot))
 
 
-def scorer_variant(artifact: Path, model: Any, layout: str) -> Path:
-    """The artifact's scorer exported with another ``export.fused`` layout (cached)."""
+def scorer_variant(
+    artifact: Path,
+    model: Any,
+    layout: str,
+    tilt: str = "elementwise",
+    rewrite: bool = True,
+) -> Path:
+    """The artifact's scorer exported in another inference form (`export.onnx.export_model`'s
+    ``layout``, ``tilt`` and ``rewrite``), cached."""
     from export.onnx import export_model
 
-    out = CACHE / f"{artifact.name}-scorer-{layout}"
+    out = CACHE / f"{artifact.name}-scorer-{layout}-{tilt}-{'rw' if rewrite else 'norw'}"
     if not (out / "scorer.onnx").exists():
         out.mkdir(parents=True, exist_ok=True)
-        export_model(model, out, layout=layout)
+        export_model(model, out, layout=layout, tilt=tilt, rewrite=rewrite)
     return out / "scorer.onnx"
 
 
-# The ORT-stage levers, each against the served graph (fp32, level all, heads-first layout).
+# The ORT-stage levers, each against the served graph (fp32, level all less
+# DISABLED_OPTIMIZERS; heads-first layout on 2-D token rows, elementwise tilt, FusedMatMul
+# rewrite). Each ``fp32_*`` lever undoes one of them (or tries another form); ``fp32_round2`` and
+# ``before_graph`` are the scorers served after round 2 and before round 1.
 LEVERS = (
     "fp32",
+    "fp32_round2",
+    "fp32_3d",
+    "fp32_matmul_tilt",
+    "fp32_no_rewrite",
+    "fp32_token_major",
     "fp32_skipln_fusion",
     "fp32_stacked",
     "before_graph",
@@ -311,27 +326,36 @@ LEVERS = (
 
 
 def ort_stage(
-    artifact: Path, model: Any, videos: tuple[np.ndarray, np.ndarray], candidates: int, repeats: int
+    artifact: Path,
+    model: Any,
+    videos: tuple[np.ndarray, np.ndarray],
+    candidates: int,
+    repeats: int,
+    levers: tuple[str, ...] = LEVERS,
 ) -> dict[str, Any]:
     """The scorer stage for one user x C real candidates, 1 thread: every graph lever's time
     (all levers interleaved, round by round, in this one process), and the useful FLOPs (each
     candidate's own N + 1 slots).
 
-    Levers: ``fp32`` the served scorer and session (`export.fused` heads-first layout,
-    optimisation level all less `service.ranker.DISABLED_OPTIMIZERS`); ``fp32_skipln_fusion``
-    the same with every level-all transformer (ORT's SkipLayerNormalization fusion included);
-    ``fp32_stacked`` the previous export (stacked-projection attention); ``before_graph`` the
-    previous export with every transformer (the graph stage before this lever set);
-    ``fp32_preoptimized`` the served scorer saved by ORT after optimisation and loaded with
-    optimisation off; ``fp32_basic_opt`` level basic; ``int8_dynamic`` dynamic int8
-    quantisation (served session options).
+    Levers: ``fp32`` the served scorer and session (`export.fused` heads-first layout on 2-D
+    token rows, elementwise user tilt, `export.rewrite` FusedMatMul rewrite, optimisation level
+    all less `service.ranker.DISABLED_OPTIMIZERS`); ``fp32_round2`` the scorer served after
+    round 2 (3-D token rows, MatMul tilt, no rewrite); ``fp32_3d``, ``fp32_matmul_tilt``,
+    ``fp32_no_rewrite`` the served scorer less one round-3 lever each; ``fp32_token_major``
+    `export.fused.TokenMajorVideoBlock` (tried, not served); ``fp32_skipln_fusion`` the served
+    scorer with every level-all transformer (ORT's SkipLayerNormalization fusion included);
+    ``fp32_stacked`` the round-1 attention form (stacked projections) with the served tilt
+    and rewrite; ``before_graph`` the round-1 export with every transformer (the graph stage
+    before round 2); ``fp32_preoptimized`` the served scorer saved by ORT after optimisation
+    and loaded with optimisation off; ``fp32_basic_opt`` level basic; ``int8_dynamic``
+    dynamic int8 quantisation of the served scorer (served session options).
     """
     import onnxruntime as ort
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     from torch.utils.flop_counter import FlopCounterMode
 
     from export.manifest import Manifest
+    from export.quantize import quantize_int8
     from segint.segments import n_segments as count_segments
     from service.ranker import DISABLED_OPTIMIZERS, buckets
 
@@ -369,21 +393,38 @@ def ort_stage(
         )
 
     states, mask = session(artifact / "user_encoder.onnx").run(None, user)
+    served = artifact / "scorer.onnx"
     int8 = CACHE / f"{artifact.name}-scorer.int8.onnx"
     if not int8.exists():
-        quantize_dynamic(artifact / "scorer.onnx", int8, weight_type=QuantType.QInt8)
+        quantize_int8(served, int8)
     preopt = CACHE / f"{artifact.name}-scorer.ort-all.onnx"
-    session(artifact / "scorer.onnx", save=preopt)
-    stacked = scorer_variant(artifact, model, "stacked") if model is not None else None
+    session(served, save=preopt)
+
+    def form(layout: str, tilt: str = "elementwise", rewrite: bool = True) -> Path | None:
+        # another export of the same weights: needs the model (None with --artifact
+        # without its training run)
+        return None if model is None else scorer_variant(artifact, model, layout, tilt, rewrite)
+
+    forms = {
+        "fp32_round2": form("heads_first_3d", "matmul", rewrite=False),
+        "fp32_3d": form("heads_first_3d"),
+        "fp32_matmul_tilt": form("heads_first", "matmul"),
+        "fp32_no_rewrite": form("heads_first", rewrite=False),
+        "fp32_token_major": form("token_major"),
+        "fp32_stacked": form("stacked"),
+        "before_graph": form("stacked", "matmul", rewrite=False),
+    }
     sessions = {
-        "fp32": session(artifact / "scorer.onnx"),
-        "fp32_skipln_fusion": session(artifact / "scorer.onnx", disabled=()),
-        "fp32_stacked": session(stacked) if stacked else None,
-        "before_graph": session(stacked, disabled=()) if stacked else None,
+        "fp32": session(served),
+        **{name: session(path) if path else None for name, path in forms.items()},
+        "fp32_skipln_fusion": session(served, disabled=()),
         "fp32_preoptimized": session(preopt, level.ORT_DISABLE_ALL),
-        "fp32_basic_opt": session(artifact / "scorer.onnx", level.ORT_ENABLE_BASIC),
+        "fp32_basic_opt": session(served, level.ORT_ENABLE_BASIC),
         "int8_dynamic": session(int8),
     }
+    before = forms["before_graph"]
+    if before is not None:
+        sessions["before_graph"] = session(before, disabled=())
     plan_ragged = buckets(nseg, s_max)
     plan_padded = [(np.arange(candidates), s_max)]
     plan_exact = buckets(nseg, s_max, run_overhead=0)  # no padding at all: useful work
@@ -404,7 +445,7 @@ def ort_stage(
     out: dict[str, Any] = {"candidates": candidates, "runs_ragged": len(plan_ragged)}
     fns: dict[str, Any] = {}
     for name, sess in sessions.items():
-        if sess is not None:
+        if sess is not None and (name in levers or name == "fp32"):
             fns[f"{name}_padded"] = lambda s=sess: run_ort(s, plan_padded)
             fns[f"{name}_ragged"] = lambda s=sess: run_ort(s, plan_ragged)
     torch.set_num_threads(1)
@@ -421,8 +462,9 @@ def ort_stage(
                 )
 
     if model is not None:
-        fns["torch_fp32_ragged"] = lambda: run_torch(plan_ragged)
-        fns["torch_bf16_ragged"] = lambda: run_torch(plan_ragged, True)
+        if levers == LEVERS:  # the full run: PyTorch eager beside the graphs
+            fns["torch_fp32_ragged"] = lambda: run_torch(plan_ragged)
+            fns["torch_bf16_ragged"] = lambda: run_torch(plan_ragged, True)
         flops = {}
         for name, plan in (("useful", plan_exact), ("padded", plan_padded)):
             with FlopCounterMode(display=False) as counter:
@@ -547,6 +589,10 @@ def main() -> int:
     p.add_argument(
         "--stage-only", action="store_true", help="peak and ORT stage only (no HTTP servers)"
     )
+    p.add_argument(
+        "--levers", help=f"ORT-stage levers beside fp32, comma-separated (default all: {LEVERS})"
+    )
+    p.add_argument("--stage-candidates", default="100,500", help="C of the ORT stage")
     p.add_argument("--redis-url", help="default: SEGINT_TEST_REDIS_URL or 127.0.0.1:6379/15")
     p.add_argument("--out", type=Path, default=ROOT / "reports" / "bench" / "service.json")
     args = p.parse_args()
@@ -561,7 +607,14 @@ def main() -> int:
     pin = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
     peak = gemm_peak(1)
     print(f"1-thread fp32 GEMM peak {peak:.1f} GFLOP/s", flush=True)
-    stage = {c: ort_stage(artifact, model, videos, c, args.repeats) for c in (100, 500)}
+    levers = LEVERS if args.levers is None else tuple(args.levers.split(","))
+    unknown = sorted(set(levers) - set(LEVERS))
+    if unknown:
+        p.error(f"--levers: unknown {unknown}; known: {', '.join(LEVERS)}")
+    stage = {
+        int(c): ort_stage(artifact, model, videos, int(c), args.repeats, levers)
+        for c in args.stage_candidates.split(",")
+    }
     if pin:
         os.sched_setaffinity(0, {1})  # the generator; the server gets core 0
     servers = {}

@@ -27,6 +27,7 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
+from model.decoder import InterestDecoder
 from model.network import (
     MASK_VALUE,
     CrossAttention,
@@ -78,25 +79,42 @@ class FusedCrossAttention(nn.Module):
         return out
 
 
-def fused_copy(model: SegmentInterestModel, layout: str = "heads_first") -> SegmentInterestModel:
+LAYOUTS = ("heads_first", "heads_first_3d", "stacked", "token_major")
+
+
+def fused_copy(
+    model: SegmentInterestModel, layout: str = "heads_first", tilt: str = "elementwise"
+) -> SegmentInterestModel:
     """A copy of ``model`` (eval mode) for the exported scorer; the user blocks (the cached
     user encoder) are left as they are.
 
     ``layout``: ``heads_first`` (default): each modality's video side is a
-    `FusedVideoEncoder`; ``stacked``: the video blocks' attention is `FusedCrossAttention`
-    (the previous export, kept for the bench's side-by-side). Either is ``model`` itself when
-    the reference quirk's logit dropout is on (it sits between logits and softmax).
+    `FusedVideoEncoder`; ``heads_first_3d``: the same on (C, T, d) tokens (the round-2
+    export); ``stacked``: the video blocks' attention is `FusedCrossAttention` (the round-1
+    export); ``token_major``:
+    `TokenMajorVideoEncoder` (measured, not served). Either is ``model`` itself when the
+    reference quirk's logit dropout is on (it sits between logits and softmax).
+
+    ``tilt``: ``elementwise`` (default): the decoder's user tilt is `ElementwiseTiltDecoder`;
+    ``matmul``: the model's own (a (C, T, 4) @ (4,) MatMul; the bench's "before").
     """
-    if layout not in ("heads_first", "stacked"):
-        raise ValueError(f"layout must be heads_first or stacked, got {layout!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if tilt not in ("elementwise", "matmul"):
+        raise ValueError(f"tilt must be elementwise or matmul, got {tilt!r}")
     cfg = model.cfg
     if cfg.attn_logit_dropout:
         return model
     fused = copy.deepcopy(model).eval()
+    if tilt == "elementwise" and fused.decoder.tilt is not None:
+        fused.decoder = ElementwiseTiltDecoder(fused.decoder)  # type: ignore[assignment]
     for name, enc in fused.encoders.items():
         enc = cast(ModalityEncoder, enc)
-        if layout == "heads_first" and cfg.user_stream == "self":
-            fused.encoders[name] = FusedVideoEncoder(enc)
+        if layout in ("heads_first", "heads_first_3d") and cfg.user_stream == "self":
+            fused.encoders[name] = FusedVideoEncoder(enc, rows_2d=layout == "heads_first")
+            continue
+        if layout == "token_major" and cfg.user_stream == "self":
+            fused.encoders[name] = TokenMajorVideoEncoder(enc)
             continue
         for block in cast(nn.ModuleList, enc.video):
             block.attn = FusedCrossAttention(cast(CrossAttention, block.attn))
@@ -114,15 +132,18 @@ class FusedVideoBlock(nn.Module):
     - The key mask is an additive bias (1, C, 1, T + M) computed once per run by the encoder
       (`FusedVideoEncoder`), not a Where per layer. A masked logit is ``x - 1e4`` instead of
       ``-1e4``: both softmax to exactly 0 in float32 (no query has only masked keys).
+    - The projections, norms and feed-forward map run on 2-D (C T, d) rows (Gemm with the
+      bias inside).
     """
 
-    def __init__(self, block: CrossAttentionBlock):
+    def __init__(self, block: CrossAttentionBlock, rows_2d: bool = True):
         super().__init__()
         attn = cast(CrossAttention, block.attn)
         if len(attn.q) != 2:
             raise ValueError(f"a video block has 2 key sources, got {len(attn.q)}")
         d = attn.out.in_features
         self.h, self.dh = attn.n_heads, d // attn.n_heads
+        self.rows_2d = rows_2d
         q, k, v = (cast(list[nn.Linear], list(m)) for m in (attn.q, attn.k, attn.v))
         with torch.no_grad():
             # rows: [q_video * scale, q_user * scale, k_video, v_video]
@@ -151,26 +172,31 @@ class FusedVideoBlock(nn.Module):
     def forward(self, x: Tensor, bias: Tensor, user_k: Tensor, user_v: Tensor) -> Tensor:
         c, t, d = x.shape
         h, dh = self.h, self.dh
-        # (C, T, 4d) -> 4 x (h, C, T, dh): one Transpose for every head of every tensor
+        # The token-wise maps run on (C T, d) rows: a 2-D Linear exports as Gemm (a 3-D one as
+        # MatMul + Add); measured faster in ONNX Runtime (bench lever fp32_3d)
+        rows = (c * t, d) if self.rows_2d else (c, t, d)
+        if self.rows_2d:
+            x = x.reshape(rows)
+        # (C T, 4d) -> 4 x (h, C, T, dh): one Transpose for every head of every tensor
         qv, qu, k, v = self.qkv(x).view(c, t, 4, h, dh).permute(2, 3, 0, 1, 4)
         att_v = qv @ k.transpose(-2, -1)  # (h, C, T, T)
         att_u = (qu.reshape(h, c * t, dh) @ user_k).view(h, c, t, -1)  # (h, C, T, M)
         p = (torch.cat([att_v, att_u], dim=-1) + bias).softmax(dim=-1)  # (h, C, T, T + M)
         y_u = p[..., t:].reshape(h, c * t, -1) @ user_v  # (h, C T, dh)
         y = p[..., :t] @ v + y_u.view(h, c, t, dh)  # (h, C, T, dh)
-        x = self.norm1(x + self.out(y.permute(1, 2, 0, 3).reshape(c, t, d)))  # (C, T, d)
+        x = self.norm1(x + self.out(y.permute(1, 2, 0, 3).reshape(rows)))  # (C T, d)
         out: Tensor = self.norm2(x + self.ffn(x))
-        return out
+        return out.view(c, t, d) if self.rows_2d else out
 
 
 class FusedVideoEncoder(nn.Module):
     """`ModalityEncoder.encode_video` (self stream, eval mode) over `FusedVideoBlock`s: the
     key-mask bias is computed once for all layers."""
 
-    def __init__(self, enc: ModalityEncoder):
+    def __init__(self, enc: ModalityEncoder, rows_2d: bool = True):
         super().__init__()
         self.video = nn.ModuleList(
-            FusedVideoBlock(cast(CrossAttentionBlock, b)) for b in enc.video[: enc.n_run]
+            FusedVideoBlock(cast(CrossAttentionBlock, b), rows_2d) for b in enc.video[: enc.n_run]
         )
 
     def encode_video(self, v: Tensor, v_mask: Tensor, states: Tensor, u_mask: Tensor) -> Tensor:
@@ -182,3 +208,167 @@ class FusedVideoEncoder(nn.Module):
             user_k, user_v = cast(FusedVideoBlock, block).user_keys(states[:, i])
             v = block(v, bias, user_k, user_v)
         return v
+
+
+class TokenMajorVideoBlock(nn.Module):
+    """A video `CrossAttentionBlock` with tensors kept token-major, (C, T, ...): no per-head
+    split or merge of q, k, v or y.
+
+    - The user source is folded into two small per-run matrices, once per layer: its keys into
+      ``A`` (d, h M) with ``att_u = x A + c`` (the user-key mask in ``c``), its values times
+      the output projection into ``B`` (h M, d); ``att_u`` comes out of the same GEMM as the
+      video queries.
+    - The video keys enter block-diagonally, ``Kbd`` (C, d, h T): head a's rows carry head a's
+      keys, so ``q Kbd`` (C, T, h T) is every head's logits at once (zeros elsewhere add exactly
+      0).
+    - The video values are projected through the output map per head, ``VW`` (C, T, h d), so
+      ``p_v VW`` is the block output with the heads already summed.
+    """
+
+    w_x: Tensor
+    b_x: Tensor
+    w_qu: Tensor
+    b_qu: Tensor
+    w_ukv: Tensor
+    b_ukv: Tensor
+    wo_heads: Tensor
+    head_of_row: Tensor
+
+    def __init__(self, block: CrossAttentionBlock):
+        super().__init__()
+        attn = cast(CrossAttention, block.attn)
+        if len(attn.q) != 2:
+            raise ValueError(f"a video block has 2 key sources, got {len(attn.q)}")
+        d = attn.out.in_features
+        h = attn.n_heads
+        dh = d // h
+        self.h, self.dh = h, dh
+        q, k, v = (cast(list[nn.Linear], list(m)) for m in (attn.q, attn.k, attn.v))
+        wo = attn.out.weight  # (d, d): out = y wo^T + bo
+        with torch.no_grad():
+            # per head a: VW_a = x (wv_a^T wo_a^T) + bv_a wo_a^T, wv_a = rows of head a
+            w_vw = torch.cat(
+                [
+                    v[0].weight[a * dh : (a + 1) * dh].T @ wo[:, a * dh : (a + 1) * dh].T
+                    for a in range(h)
+                ],
+                dim=1,
+            )  # (d, h d)
+            b_vw = torch.cat(
+                [
+                    v[0].bias[a * dh : (a + 1) * dh] @ wo[:, a * dh : (a + 1) * dh].T
+                    for a in range(h)
+                ]
+            )
+            # x @ w: [q_video * scale | k_video | VW]
+            self.register_buffer(
+                "w_x", torch.cat([q[0].weight.T * attn.scale, k[0].weight.T, w_vw], dim=1)
+            )
+            self.register_buffer("b_x", torch.cat([q[0].bias * attn.scale, k[0].bias, b_vw]))
+            self.register_buffer("w_qu", q[1].weight.T * attn.scale)  # (d, d)
+            self.register_buffer("b_qu", q[1].bias * attn.scale)
+            self.register_buffer("w_ukv", torch.cat([k[1].weight, v[1].weight]).T)  # (d, 2d)
+            self.register_buffer("b_ukv", torch.cat([k[1].bias, v[1].bias]))
+            # (h, dh, d): head a's slice of the output map, for B
+            self.register_buffer("wo_heads", wo.T.reshape(h, dh, d).clone())
+            # (d, h, 1): row i belongs to head i // dh
+            eye = torch.eye(h).repeat_interleave(dh, dim=0)
+            self.register_buffer("head_of_row", eye[:, :, None])
+        self.bo = attn.out.bias
+        self.norm1, self.norm2, self.ffn = block.norm1, block.norm2, block.ffn
+
+    def user_side(self, states: Tensor, key_bias: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(1, M, d) user states, (M,) additive key mask -> ``A`` (d, h M), ``c`` (h M,) and
+        ``B`` (h M, d), once per run and layer; column / row order (head, user token)."""
+        h, dh = self.h, self.dh
+        m, d = states.shape[1], states.shape[2]
+        uk, uv = (states[0] @ self.w_ukv + self.b_ukv).split(d, dim=1)  # (M, d) each
+        uk_heads = uk.view(m, h, dh).permute(1, 2, 0)  # (h, dh, M)
+        w_qu = self.w_qu.view(d, h, dh).permute(1, 0, 2)  # (h, d, dh)
+        a = (w_qu @ uk_heads).permute(1, 0, 2).reshape(d, h * m)  # (d, h M)
+        c = (self.b_qu.view(h, 1, dh) @ uk_heads).view(h, m) + key_bias  # (h, M)
+        b = (uv.view(m, h, dh).transpose(0, 1) @ self.wo_heads).reshape(h * m, d)  # (h M, d)
+        return a, c.reshape(h * m), b
+
+    def forward(
+        self, x: Tensor, video_bias: Tensor, a: Tensor, c_bias: Tensor, b: Tensor
+    ) -> Tensor:
+        # x (C, T, d); video_bias (C, 1, 1, T) additive key mask; a, c_bias, b: `user_side`
+        n_c, t, d = x.shape
+        h = self.h
+        m = b.shape[0] // h
+        proj = x @ torch.cat([self.w_x, a], dim=1) + torch.cat([self.b_x, c_bias])
+        qv, k, vw, att_u = proj.split([d, d, h * d, h * m], dim=-1)
+        # (C, d, h T): head a's rows hold head a's keys, zeros elsewhere
+        kbd = (k.transpose(1, 2)[:, :, None, :] * self.head_of_row).reshape(n_c, d, h * t)
+        att_v = (qv @ kbd).view(n_c, t, h, t) + video_bias  # (C, T, h, T)
+        p = torch.cat([att_v, att_u.view(n_c, t, h, m)], dim=-1).softmax(dim=-1)
+        vw_heads = vw.view(n_c, t, h, d).transpose(1, 2).reshape(n_c, h * t, d)  # (C, h T, d)
+        y = p[..., :t].reshape(n_c, t, h * t) @ vw_heads
+        y = y + (p[..., t:].reshape(n_c, t, h * m) @ b) + self.bo  # (C, T, d)
+        x = self.norm1(x + y)
+        out: Tensor = self.norm2(x + self.ffn(x))
+        return out
+
+
+class TokenMajorVideoEncoder(nn.Module):
+    """`ModalityEncoder.encode_video` (self stream, eval mode) over `TokenMajorVideoBlock`s."""
+
+    def __init__(self, enc: ModalityEncoder):
+        super().__init__()
+        self.video = nn.ModuleList(
+            TokenMajorVideoBlock(cast(CrossAttentionBlock, b)) for b in enc.video[: enc.n_run]
+        )
+
+    def encode_video(self, v: Tensor, v_mask: Tensor, states: Tensor, u_mask: Tensor) -> Tensor:
+        # v (C, T, d), v_mask (C, T); states (1, L, M, d), u_mask (1, M): one broadcast user
+        video_bias = torch.where(v_mask, 0.0, MASK_VALUE)[:, None, None, :]  # (C, 1, 1, T)
+        key_bias = torch.where(u_mask[0], 0.0, MASK_VALUE)  # (M,)
+        for i, block in enumerate(self.video):
+            blk = cast(TokenMajorVideoBlock, block)
+            v = blk(v, video_bias, *blk.user_side(states[:, i], key_bias))
+        return v
+
+
+class ElementwiseTiltDecoder(nn.Module):
+    """`InterestDecoder` with its user tilt ``R * (slot_features @ w)`` written as four scaled
+    terms: exported as is, the (C, T, 4) @ (4,) product is a MatMul that ONNX Runtime runs as
+    slowly as the biggest projection of the scorer (a matrix-vector product per row block).
+
+    ``tilt`` stays an attribute (``SegmentInterestModel.score`` reads it to take the residual's
+    carrier token off the user states); the wrapped decoder runs without it and the tilt is
+    added on the slots ``j <= N`` (an impossible slot keeps ``IMPOSSIBLE_LOGIT``).
+    """
+
+    def __init__(self, decoder: InterestDecoder):
+        super().__init__()
+        if decoder.tilt is None:
+            raise ValueError("the decoder has no user tilt")
+        self.tilt = decoder.tilt
+        decoder.tilt = None
+        self.inner = decoder
+        self.s_max, self.mask_impossible = decoder.s_max, decoder.mask_impossible
+
+    def forward(
+        self,
+        states: list[Tensor],
+        video_ids: Tensor,
+        n_segments: Tensor,
+        slots: Tensor | None = None,
+        user_residual: Tensor | None = None,
+        prior: Tensor | None = None,
+    ) -> Tensor:
+        z: Tensor = self.inner(states, video_ids, n_segments, slots, None, prior)  # (C, T)
+        if user_residual is None:
+            raise ValueError("user_residual is required when user_tilt > 0")
+        w = self.tilt
+        n = n_segments.clamp(1, self.s_max).to(torch.float32)[:, None]  # (C, 1)
+        j = torch.arange(self.s_max, device=z.device) if slots is None else slots
+        jf = j.to(torch.float32)[None, :]  # (1, T)
+        # the terms of slot_features (j/N, j == N, j < N, N/S) in its order
+        shape = w[0] * (jf / n) + w[1] * (jf == n).float() + w[2] * (jf < n).float()
+        shape = shape + w[3] * (n / self.s_max)
+        t = user_residual[:, None] * shape  # (C, T)
+        if self.mask_impossible:
+            t = t.masked_fill(j[None, :] > n_segments[:, None], 0.0)
+        return z + t

@@ -52,6 +52,7 @@ from export.manifest import (
     config_hash,
     files_fingerprint,
 )
+from export.rewrite import rewrite_file
 from model.config import ModelConfig
 from model.network import SegmentInterestModel
 from segint.errors import SegintError
@@ -127,12 +128,19 @@ def example_inputs(
 
 
 def export_model(
-    model: SegmentInterestModel, out_dir: Path, opset: int = OPSET, layout: str = "heads_first"
+    model: SegmentInterestModel,
+    out_dir: Path,
+    opset: int = OPSET,
+    layout: str = "heads_first",
+    tilt: str = "elementwise",
+    rewrite: bool = True,
 ) -> dict[str, GraphSpec]:
     """Write the stream's ONNX graph(s) into ``out_dir``; returns their specs by graph name.
 
-    Names, argument order and symbolic axes come from `export.contract`; ``layout`` is the
-    scorer's inference form (`export.fused.fused_copy`; ``stacked`` is the bench's "before").
+    Names, argument order and symbolic axes come from `export.contract`; ``layout`` and
+    ``tilt`` choose the scorer's inference form (`export.fused.fused_copy`), ``rewrite`` its
+    graph rewrite (`export.rewrite`); the defaults are what is served, the others are the
+    bench's "before" forms.
     """
     cfg: ModelConfig = model.cfg
     model = model.eval()
@@ -160,8 +168,10 @@ def export_model(
         args = tuple(ex[n] for n in spec.input_names(content))
         # The scorer runs per request: its video side gets the inference form of
         # `export.fused` (same outputs, fewer and larger operators).
-        scorer = Scorer(fused_copy(model, layout))
+        scorer = Scorer(fused_copy(model, layout, tilt))
         graphs[SCORER] = _export(scorer, args, spec, content, fixed, out_dir, opset)
+        if rewrite:
+            rewrite_file(out_dir / spec.file)
     else:
         spec = GRAPHS[MODEL]
         args = tuple(ex[n] for n in spec.input_names(content))

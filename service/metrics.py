@@ -40,7 +40,8 @@ REQUESTS = Counter(
 )
 INFERENCE_DURATION = Histogram(
     "segint_inference_duration_seconds",
-    "ONNX Runtime session.run time, by graph (user_encoder, scorer, model, ctr).",
+    "ONNX Runtime time per request stage, by graph (user_encoder, scorer, model, ctr); a "
+    "ragged scorer's bucket runs count as one stage.",
     ["graph"],
     buckets=_LATENCY_BUCKETS,
 )
@@ -51,7 +52,7 @@ INFERENCE_QUEUE_WAIT = Histogram(
 )
 BATCH_SIZE = Histogram(
     "segint_batch_size",
-    "Rows per session run (candidates for the scorer and ctr, users for the user encoder).",
+    "Rows per request stage (candidates for the scorer and ctr, users for the user encoder).",
     ["graph"],
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000),
 )

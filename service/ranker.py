@@ -49,12 +49,14 @@ _CPU = "CPUExecutionProvider"
 # on the base model, 500 KuaiRand candidates, 1 ORT thread (results do not depend on it): runs
 # of 64, 150, 300, 600 and 1,500 slots' overhead gave 14, 8, 6, 4 and 3 runs, and the most
 # runs was fastest (attention is quadratic in a run's width, a run's fixed cost is small).
+# Round 3 (ORT + the ranker's own work per request): 32, 128 and 256 tie with 64.
 RUN_OVERHEAD_SLOTS = 64
 # ORT graph transformers left out of every session (level ALL otherwise). ORT's fused
 # SkipLayerNormalization kernel is slower than the Add + LayerNormalization it replaces on our
 # d = 32 rows: scorer, 500 KuaiRand candidates, 1 thread, interleaved in one process on a
 # loaded 2-core machine, time ratio 0.857 +- 0.017 with the fusion off (bench/bench_service.py,
-# lever fp32_skipln_fusion).
+# lever fp32_skipln_fusion). On the round-3 scorer (2-D token rows) the fusion ties (1.005 +-
+# 0.044 at C = 500); it stays off.
 DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
 
@@ -144,6 +146,8 @@ class Ranker:
             i.name == "slot_index" for i in scorer.get_inputs()
         )
         self.ragged_enabled = True  # off: one padded run of S slots (bench's "before")
+        self.run_overhead = RUN_OVERHEAD_SLOTS  # bucket_plan's cost of a run, in slots
+        self._slots = np.arange(manifest.s_max, dtype=np.int64)  # slot_index feeds: [:T]
 
     @classmethod
     def load(
@@ -287,26 +291,45 @@ class Ranker:
         timings: Timings | None,
     ) -> npt.NDArray[np.float32]:
         """Logits (C, S) from one scorer run per length bucket, each on its first T slots only
-        (`buckets`); the slots no run computed are impossible outcomes (j > N) and carry
-        ``CUT_SLOT_LOGIT``, the padded model's value there."""
-        s_max = self.manifest.s_max
+        (`bucket_plan`); the slots no run computed are impossible outcomes (j > N) and carry
+        ``CUT_SLOT_LOGIT``, the padded model's value there.
+
+        The candidates are put in bucket order once, so every run's feeds are contiguous
+        slices (no per-run gather) and its logits a block of the sorted output; request order
+        is restored with one gather at the end. The runs are timed (and observed in the
+        metrics) together, as one stage.
+        """
+        s_max, c = self.manifest.s_max, len(nseg)
         if self.ragged_enabled:
-            plan = buckets(nseg, s_max)
+            order, runs = bucket_plan(nseg, s_max, self.run_overhead)
         else:
-            plan = [(np.arange(len(nseg)), s_max)]
-        logits = np.full((len(nseg), s_max), CUT_SLOT_LOGIT, dtype=np.float32)  # (C, S)
+            order, runs = np.arange(c), [(0, c, s_max)]
+        sorted_feeds: dict[str, npt.NDArray[np.generic]] = {
+            k: feeds[k][order] for k in ("video_ids", "video_content") if k in feeds
+        }  # (C,), (C, S, Dc): bucket order
+        sorted_feeds["n_segments"] = nseg[order]
+        logits = np.full((c, s_max), CUT_SLOT_LOGIT, dtype=np.float32)  # (C, S), bucket order
         user = {k: feeds[k] for k in ("user_states", "user_mask")}
-        for rows, width in plan:
+        elapsed = 0.0
+        for start, stop, width in runs:
             part = user | {
-                "video_ids": feeds["video_ids"][rows],
-                "n_segments": nseg[rows],
-                "slot_index": np.arange(width, dtype=np.int64),
+                "video_ids": sorted_feeds["video_ids"][start:stop],
+                "n_segments": sorted_feeds["n_segments"][start:stop],
+                "slot_index": self._slots[:width],
             }
-            if "video_content" in feeds:
-                part["video_content"] = feeds["video_content"][rows, :width]  # (c, T, Dc)
-            out = self._run(SCORER, part, timings, rows=len(rows))
-            logits[rows, :width] = out["logits"]  # (c, T)
-        return logits
+            if "video_content" in sorted_feeds:
+                part["video_content"] = np.ascontiguousarray(
+                    sorted_feeds["video_content"][start:stop, :width]
+                )  # (c, T, Dc)
+            out, seconds = self._session_run(SCORER, part)
+            elapsed += seconds
+            logits[start:stop, :width] = out["logits"]  # (c, T)
+        self._observe(SCORER, elapsed, c, timings)
+        if not self.ragged_enabled:
+            return logits
+        restored = np.empty_like(logits)
+        restored[order] = logits
+        return restored
 
     def _user_feeds(self, user_id: int, history: History) -> dict[str, npt.NDArray[np.generic]]:
         """Feeds of one user's side, right-padded like training's collate (video 0 = unknown,
@@ -333,48 +356,78 @@ class Ranker:
         timings: Timings | None,
         rows: int = 1,
     ) -> dict[str, npt.NDArray[np.generic]]:
+        out, elapsed = self._session_run(graph, feeds)
+        self._observe(graph, elapsed, rows, timings)
+        return out
+
+    def _session_run(
+        self, graph: str, feeds: dict[str, npt.NDArray[np.generic]]
+    ) -> tuple[dict[str, npt.NDArray[np.generic]], float]:
+        """One session run on the feeds the graph takes: (outputs by name, seconds)."""
         session = self.sessions[graph]
-        inputs, names, duration, batch = self._io[graph]
+        inputs, names, _, _ = self._io[graph]
         wanted = {name: feeds[name] for name in inputs}
         t0 = time.perf_counter()
         values = session.run(names, wanted)
         elapsed = time.perf_counter() - t0
-        duration.observe(elapsed)
+        return dict(zip(names, values, strict=True)), elapsed
+
+    def _observe(self, graph: str, seconds: float, rows: int, timings: Timings | None) -> None:
+        """One stage of a request in the metrics (a ragged scorer's runs together)."""
+        _, _, duration, batch = self._io[graph]
+        duration.observe(seconds)
         batch.observe(rows)
         if timings is not None:
-            timings.ort_s += elapsed
-        return dict(zip(names, values, strict=True))
+            timings.ort_s += seconds
 
 
 def buckets(
     n_segments: IntArray, s_max: int, run_overhead: int = RUN_OVERHEAD_SLOTS
 ) -> list[tuple[IntArray, int]]:
-    """Group candidates into scorer runs of tight width: ``[(rows, T), ...]``.
+    """Group candidates into scorer runs of tight width: ``[(rows, T), ...]`` (`bucket_plan`
+    with each run's rows as indices into the request)."""
+    order, runs = bucket_plan(n_segments, s_max, run_overhead)
+    return [(order[start:stop], width) for start, stop, width in runs]
+
+
+def bucket_plan(
+    n_segments: IntArray, s_max: int, run_overhead: int = RUN_OVERHEAD_SLOTS
+) -> tuple[IntArray, list[tuple[int, int, int]]]:
+    """Scorer runs of tight width: ``(order, [(start, stop, T), ...])``, run i scoring the
+    candidates ``order[start:stop]`` on their first T slots.
 
     A candidate with N segments needs its N + 1 outcome slots (the N when N = S). Sorted by
-    that need, the candidates are cut into contiguous groups, each run on T = the largest need
-    in it; the cuts minimise ``sum(run_overhead + rows * T)`` (exact, by dynamic programming
-    over the at most S distinct needs). Every row appears in exactly one group.
+    that need (``order``, stable), the candidates are cut into contiguous groups, each run on
+    T = the largest need in it; the cuts minimise ``sum(run_overhead + rows * T)`` (exact, by
+    dynamic programming over the at most S distinct needs, in plain Python: at most S^2 / 2
+    steps). Every candidate is in exactly one run.
     """
     need = np.minimum(np.asarray(n_segments, dtype=np.int64) + 1, s_max)  # (C,)
-    widths, counts = np.unique(need, return_counts=True)  # ascending distinct needs
+    counts = np.bincount(need, minlength=s_max + 1)
+    widths = [int(w) for w in np.flatnonzero(counts)]  # ascending distinct needs
+    before = [0]  # candidates with need < widths[i]
+    for w in widths:
+        before.append(before[-1] + int(counts[w]))
     k = len(widths)
-    before = np.concatenate([[0], np.cumsum(counts)])  # candidates with need < widths[i]
-    best = np.zeros(k + 1)  # best[i]: least cost of the i smallest distinct needs
-    cut = np.zeros(k + 1, dtype=np.int64)  # where the last group of that optimum starts
+    best = [0] * (k + 1)  # best[i]: least cost of the i smallest distinct needs
+    cut = [0] * (k + 1)  # where the last group of that optimum starts
     for i in range(1, k + 1):
         # last group = distinct needs j..i-1 for j < i, run at width widths[i - 1]
-        cost = best[:i] + run_overhead + (before[i] - before[:i]) * widths[i - 1]
-        cut[i] = int(np.argmin(cost))
-        best[i] = cost[cut[i]]
+        w, rows_i = widths[i - 1], before[i]
+        cost, at = best[0] + run_overhead + rows_i * w, 0
+        for j in range(1, i):
+            cj = best[j] + run_overhead + (rows_i - before[j]) * w
+            if cj < cost:
+                cost, at = cj, j
+        best[i], cut[i] = cost, at
     order = np.argsort(need, kind="stable")
-    groups: list[tuple[IntArray, int]] = []
+    runs: list[tuple[int, int, int]] = []
     i = k
     while i > 0:
-        j = int(cut[i])
-        groups.append((order[before[j] : before[i]], int(widths[i - 1])))
+        j = cut[i]
+        runs.append((before[j], before[i], widths[i - 1]))
         i = j
-    return groups[::-1]
+    return order, runs[::-1]
 
 
 def top_segments(logits: npt.ArrayLike, n: int, k: int, min_gap: int) -> list[int]:

@@ -180,13 +180,14 @@ def test_buckets_are_the_cheapest_contiguous_plan() -> None:
     assert cost(buckets(n, 40, overhead)) == best
 
 
-@pytest.mark.parametrize("layout", ["heads_first", "stacked"])
-def test_fused_attention_copy_matches_the_model(layout: str) -> None:
-    """export.fused's inference forms (heads_first: what scorer.onnx is exported from;
-    stacked: the previous one) give model.score's logits, padded and ragged, within the parity
-    tolerance."""
+@pytest.mark.parametrize("tilt", ["elementwise", "matmul"])
+@pytest.mark.parametrize("layout", ["heads_first", "heads_first_3d", "stacked", "token_major"])
+def test_fused_attention_copy_matches_the_model(layout: str, tilt: str) -> None:
+    """export.fused's inference forms (heads_first + elementwise tilt: what scorer.onnx is
+    exported from; the others: the bench's side-by-side) give model.score's logits, padded
+    and ragged, within the parity tolerance."""
     model = tiny_model("self")
-    fused = fused_copy(model, layout)
+    fused = fused_copy(model, layout, tilt)
     states, mask = user_state(seed=7)
     cand = candidates([1, 4, 3, 2, 5, 2, 4, 1], seed=8)  # N + 1 <= S - 1 slots
     with torch.no_grad():
@@ -195,7 +196,43 @@ def test_fused_attention_copy_matches_the_model(layout: str) -> None:
         ragged = fused.score(states, mask, **cand, slot_index=torch.arange(S - 1)).numpy()
     np.testing.assert_allclose(got, want, atol=ATOL, rtol=RTOL)
     assert_same_real_slots(ragged, want, cand["n_segments"].numpy())
-    kind = {"heads_first": "FusedVideoEncoder", "stacked": "FusedCrossAttention"}[layout]
+    kind = {
+        "heads_first": "FusedVideoEncoder",
+        "heads_first_3d": "FusedVideoEncoder",
+        "stacked": "FusedCrossAttention",
+        "token_major": "TokenMajorVideoEncoder",
+    }[layout]
     encoder = fused.encoders["id"]
     parts = [encoder, *(getattr(b, "attn", b) for b in encoder.video)]
     assert any(type(p).__name__ == kind for p in parts)
+    decoder = type(fused.decoder).__name__
+    assert decoder == {"elementwise": "ElementwiseTiltDecoder", "matmul": "InterestDecoder"}[tilt]
+    assert torch.equal(fused.decoder.tilt, model.decoder.tilt)  # the carrier token is stripped
+
+
+def test_elementwise_tilt_matches_on_every_slot_count() -> None:
+    """The tilt written out term by term equals slot_features @ w for N = 1..S on every slot
+    (impossible slots keep IMPOSSIBLE_LOGIT), with a large residual so a wrong term shows."""
+    model = tiny_model("self")
+    with torch.no_grad():
+        model.decoder.tilt.copy_(torch.tensor([-1.3, 0.7, 0.4, -2.1]))
+    fused = fused_copy(model, "heads_first", "elementwise")
+    states, mask = user_state(seed=3)
+    states = states.clone()
+    states[:, 0, 0, -1, 0] = 2.5  # the residual R rides in the carrier token
+    cand = candidates(list(range(1, S + 1)), seed=4)
+    with torch.no_grad():
+        want = model.score(states, mask, **cand).numpy()
+        got = fused.score(states, mask, **cand).numpy()
+    np.testing.assert_allclose(got, want, atol=ATOL, rtol=RTOL)
+    assert (
+        got[np.arange(S)[None, :] > cand["n_segments"].numpy()[:, None]] == IMPOSSIBLE_LOGIT
+    ).all()
+
+
+def test_unknown_layout_or_tilt_is_refused() -> None:
+    model = tiny_model("self")
+    with pytest.raises(ValueError, match="layout"):
+        fused_copy(model, "diagonal")
+    with pytest.raises(ValueError, match="tilt"):
+        fused_copy(model, "heads_first", "gemv")
