@@ -87,6 +87,10 @@ CONTENT_MISSING = Counter(
     "candidate (video_content) or history (hist_content, one per history view).",
     ["input"],
 )
+LOOP_LAG = Gauge(
+    "segint_event_loop_lag_seconds",
+    "How late the event loop ran its last 10 ms tick: time a request's bytes wait unread.",
+)
 SHED = Counter(
     "segint_shed_total",
     "Requests refused with 503 instead of queued: queue_full (the inference queue is full), "

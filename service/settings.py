@@ -62,6 +62,19 @@ class Settings(BaseSettings):
         "queue that only grows; set it near the unloaded p99 to hold the accepted p99 within "
         "2-3x of it (docs/reliability.md)",
     )
+    inference_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Linux nice levels added to the threads that run the model, so the event "
+        "loop (accepting, parsing, shedding) preempts inference on a busy core; 0: same "
+        "priority (docs/reliability.md)",
+    )
+    loop_lag_in_deadline: bool = Field(
+        default=True,
+        description="start a request's deadline clock earlier by how late the event loop "
+        "runs (the time its bytes waited unread), so a loop that falls behind sheds sooner",
+    )
     ort_spinning: bool = Field(
         default=True, description="let ORT worker threads spin between runs (off on shared cores)"
     )
