@@ -12,6 +12,7 @@ import asyncio
 import gc
 import logging
 import os
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -134,6 +135,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             else None
         )
         thresholds = gc.get_threshold()
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(settings.gil_switch_interval_ms / 1e3)
         if settings.gc_freeze:
             # Start-up objects (sessions, vocabularies, FastAPI's models) never die: move them
             # out of the collector's sight, and collect young objects less often.
@@ -158,6 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 journal.close()
             await cache.close()
             shedder.threads.close()
+            sys.setswitchinterval(switch_interval)
             if settings.gc_freeze:
                 gc.set_threshold(*thresholds)
                 gc.unfreeze()

@@ -70,6 +70,14 @@ class Settings(BaseSettings):
         "loop (accepting, parsing, shedding) preempts inference on a busy core; 0: same "
         "priority (docs/reliability.md)",
     )
+    gil_switch_interval_ms: float = Field(
+        default=1.0,
+        ge=0.1,
+        le=100.0,
+        description="sys.setswitchinterval: how long a thread may keep the GIL while another "
+        "waits for it (Python's default is 5 ms); shorter gives the event loop the GIL back "
+        "sooner after an inference thread took it (docs/reliability.md)",
+    )
     loop_lag_in_deadline: bool = Field(
         default=True,
         description="start a request's deadline clock earlier by how late the event loop "

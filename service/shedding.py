@@ -145,7 +145,7 @@ class LoopLag:
                 self._due = time.monotonic() + self.interval_s
                 await asyncio.sleep(self.interval_s)
                 self.last_s = max(0.0, time.monotonic() - self._due)
-                metrics.LOOP_LAG.set(self.last_s)
+                metrics.LOOP_LAG.observe(self.last_s)
         finally:
             self._due, self.last_s = math.inf, 0.0
 

@@ -337,3 +337,15 @@ async def test_the_deadline_clock_starts_as_early_as_the_loop_is_late(counted: b
     await middleware(scope, None, send)  # type: ignore[arg-type]
     assert sent[0]["status"] == 200
     assert reached[-1] < 0 if counted else reached[-1] > 0.05
+
+
+def test_the_lifespan_sets_the_gil_switch_interval_and_restores_it(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """``gil_switch_interval_ms`` is the process's switch interval while the app runs; the
+    previous one is back after shutdown (tests and embedders share the process)."""
+    before = sys.getswitchinterval()
+    with TestClient(create_app(make_settings(gil_switch_interval_ms=2.5))) as client:
+        assert client.get("/healthz").status_code == 200
+        assert sys.getswitchinterval() == pytest.approx(0.0025)
+    assert sys.getswitchinterval() == before
