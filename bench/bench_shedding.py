@@ -196,6 +196,19 @@ def thread_cpu_s(pid: int) -> tuple[float, float]:
     return main, rest
 
 
+def listen_drops() -> float:
+    """The host's TcpExt ListenDrops so far (SYNs or connections dropped because an accept
+    queue was full; the client retries a SYN after about 1 s); nan where unreadable."""
+    try:
+        lines = [ln.split() for ln in Path("/proc/net/netstat").read_text().splitlines()]
+    except OSError:
+        return float("nan")
+    for keys, values in zip(lines, lines[1:], strict=False):
+        if keys[0] == "TcpExt:" and values[0] == "TcpExt:" and "ListenDrops" in keys:
+            return float(values[keys.index("ListenDrops")])
+    return float("nan")
+
+
 def loop_lag_buckets(url: str) -> dict[float, float]:
     """The server's cumulative event-loop lag histogram: upper bound (s) -> ticks at or
     under it (segint_event_loop_lag_seconds, one observation per 10 ms tick)."""
@@ -365,6 +378,7 @@ def main() -> int:
             for name in order:
                 load0 = os.getloadavg()[0]
                 cpu0, lag0 = thread_cpu_s(servers[name].pid), loop_lag_buckets(servers[name].url)
+                drops0 = listen_drops()
                 loaded, done = asyncio.run(open_loop(servers[name].url, reqs, rate, args.duration))
                 cpu1, lag1 = thread_cpu_s(servers[name].pid), loop_lag_buckets(servers[name].url)
                 loaded |= {
@@ -375,6 +389,7 @@ def main() -> int:
                     "loop_cpu_ms_per_request": 1e3 * (cpu1[0] - cpu0[0]) / loaded["requests"],
                     "inference_cpu_ms_per_request": 1e3 * (cpu1[1] - cpu0[1]) / loaded["requests"],
                     "loop_lag": loop_lag_summary(lag0, lag1),
+                    "listen_drops": listen_drops() - drops0,  # host-wide, during the round
                 }
                 report["rounds"].append(loaded)
                 pooled[name] += done
@@ -438,9 +453,10 @@ def print_table(report: dict[str, Any], variants: list[str]) -> None:
     print(
         "| round | config | load 1m | accepted p50 / p99 ms | shed % | shed p50 / p99 ms "
         "| server CPU ms per request: loop / other threads "
-        "| loop lag p50 / p99 ms (bucket bound) | ticks > 10 ms late | client send late p99 ms |"
+        "| loop lag p50 / p99 ms (bucket bound) | ticks > 10 ms late | client send late p99 ms "
+        "| listen drops |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for x in report["rounds"]:
         lag = x["loop_lag"]
         print(
@@ -450,7 +466,8 @@ def print_table(report: dict[str, Any], variants: list[str]) -> None:
             f"| {_f(x['shed_p50_ms'])} / {_f(x['shed_p99_ms'])} "
             f"| {x['loop_cpu_ms_per_request']:.2f} / {x['inference_cpu_ms_per_request']:.2f} "
             f"| {_f(lag['p50_ms_at_most'])} / {_f(lag['p99_ms_at_most'])} "
-            f"| {_pct(lag['over_10ms_share'])} | {x['client_send_late_p99_ms']:.1f} |"
+            f"| {_pct(lag['over_10ms_share'])} | {x['client_send_late_p99_ms']:.1f} "
+            f"| {x['listen_drops']:.0f} |"
         )
     for name in variants:
         side = report[name]["loaded"]["server_side"]
