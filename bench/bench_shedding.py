@@ -1,27 +1,34 @@
 """Load shedding at twice the saturation rate: accepted latency and how fast the rest is shed.
 
-1. Unloaded: sequential ``POST /score`` requests (1 user x ``--candidates`` candidates) to a
-   real uvicorn server; their p50/p99. Saturation: the throughput of a closed loop of
-   ``--concurrency`` clients for a few seconds (the server always has work, nothing queues
-   without bound), measured on the no-shedding server; both servers are offered ``--factor``
-   x that one rate. With two or more cores the server is pinned to core 0 (one core, as each
-   deployed replica has) and the load generator to core 1 (``--no-pin`` to let them float).
-2. Open loop at ``--factor`` (2) x saturation for ``--duration`` s, twice: with the service's
-   shedding settings (``--queue-max``, ``--deadline-ms``; default: the service defaults) and
-   with shedding off (a queue of 100,000 and a deadline of an hour). Request i is sent at
-   ``t0 + i / rate`` whatever the server does and its latency counts from that time (no
-   coordinated omission). Reports accepted p50/p99, shed share, shed p50/p99/max, errors.
+1. A server with shedding off (a queue of 100,000, a deadline of an hour; otherwise the
+   service defaults): its unloaded p50/p99 (sequential ``POST /score`` requests, 1 user x
+   ``--candidates`` candidates) and its saturation, the throughput of a closed loop of
+   ``--concurrency`` clients. The deadline is ``--deadline-x`` x its unloaded p99 (or
+   ``--deadline-ms``), never anything measured under load.
+2. One shedding server per ``--variants`` entry (``defaults``, or ``field=value,...``
+   overrides of `Settings`), all started at once, each with its own unloaded p50/p99. Each
+   server runs in a session of its own (``setsid``: its own scheduling group, as a container
+   has its own cgroup); with two or more cores the servers are pinned to core 0 (one core, as
+   each deployed replica has) and the load generator to core 1 (``--no-pin`` to let them
+   float).
+3. ``--rounds`` rounds; in each, every variant gets an open loop at ``--factor`` (2) x the
+   saturation rate for ``--duration`` s, in alternating order (ABBA...), so drift in the
+   machine's load falls on all of them alike. Request i is sent at ``t0 + i / rate`` whatever
+   the server does and its latency counts from that time (no coordinated omission). Per round:
+   accepted p50/p99, shed share and p50/p99, the server's CPU per request (event-loop thread
+   and other threads, from /proc) and its event-loop lag (``segint_event_loop_lag_seconds``).
+   Pooled over the rounds: the same, and the targets. Last, once: the no-shedding server.
 
 Targets (issue 15): accepted p99 within 3x the unloaded p99; shed answers under 10 ms.
-Run: ``.venv/bin/python bench/bench_shedding.py`` (~1 min; the first run exports the base
+Run: ``.venv/bin/python bench/bench_shedding.py`` (~3 min; the first run exports the base
 model). Writes ``reports/bench/shedding.json``. The machine's load average is recorded beside
-the figures: on shared cores the other processes' work shows in every number.
-"""
+the figures: on shared cores the other processes' work shows in every number"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -106,10 +113,15 @@ async def closed_loop(url: str, reqs: list[bytes], concurrency: int, duration: f
         return count / (loop.time() - t0)
 
 
-async def open_loop(url: str, reqs: list[bytes], rate: float, duration: float) -> dict[str, Any]:
+async def open_loop(
+    url: str, reqs: list[bytes], rate: float, duration: float
+) -> tuple[dict[str, Any], list[tuple[int, float]]]:
+    """``rate`` req/s for ``duration`` s, each sent on schedule whatever the server does; the
+    run's figures and every request's (status or -1, latency s from its scheduled time)."""
     n = max(1, int(rate * duration))
     loop = asyncio.get_running_loop()
-    done: list[tuple[int, float]] = []  # (status or -1, latency s)
+    done: list[tuple[int, float]] = []
+    late: list[float] = []  # how late the generator itself sent each request (s)
     retry_after: set[str] = set()
     limits = httpx.Limits(max_connections=2048, max_keepalive_connections=2048)
     cpu0 = time.process_time()
@@ -119,6 +131,7 @@ async def open_loop(url: str, reqs: list[bytes], rate: float, duration: float) -
         async def one(i: int) -> None:
             scheduled = start + i / rate
             await asyncio.sleep(max(0.0, scheduled - loop.time()))
+            late.append(loop.time() - scheduled)
             try:
                 r = await client.post("/score", content=reqs[i % len(reqs)], headers=_JSON)
                 status = r.status_code
@@ -130,7 +143,19 @@ async def open_loop(url: str, reqs: list[bytes], rate: float, duration: float) -
 
         await asyncio.gather(*(one(i) for i in range(n)))
         elapsed = loop.time() - start
-    client_cpu = (time.process_time() - cpu0) / elapsed
+    out = summarize(done, rate, elapsed) | {
+        "retry_after_values": sorted(retry_after),
+        # the load generator's CPU time / wall time: near 1.0 on its own core means the
+        # client, not the server, may be what delays requests
+        "client_cpu_share": (time.process_time() - cpu0) / elapsed,
+        # the generator's own lateness in sending, included in every latency above
+        "client_send_late_p99_ms": float(np.percentile(late, 99)) * 1e3,
+    }
+    return out, done
+
+
+def summarize(done: list[tuple[int, float]], rate: float, elapsed: float) -> dict[str, Any]:
+    """Accepted and shed latency percentiles of (status, latency s) pairs."""
     st = np.array([d[0] for d in done])
     lat = np.array([d[1] for d in done]) * 1e3
     ok, shed = lat[st == 200], lat[st == 503]
@@ -140,7 +165,7 @@ async def open_loop(url: str, reqs: list[bytes], rate: float, duration: float) -
 
     return {
         "offered_rps": rate,
-        "requests": n,
+        "requests": len(done),
         "accepted": len(ok),
         "accepted_rps": len(ok) / elapsed,
         "shed": len(shed),
@@ -150,10 +175,68 @@ async def open_loop(url: str, reqs: list[bytes], rate: float, duration: float) -
         "shed_p50_ms": pct(shed, 50),
         "shed_p99_ms": pct(shed, 99),
         "shed_max_ms": float(shed.max()) if len(shed) else None,
-        "retry_after_values": sorted(retry_after),
-        # the load generator's CPU time / wall time: near 1.0 on its own core means the
-        # client, not the server, may be what delays requests
-        "client_cpu_share": client_cpu,
+    }
+
+
+def thread_cpu_s(pid: int) -> tuple[float, float]:
+    """CPU seconds used so far by a process's main thread (the event loop) and by all its
+    other threads (inference, ORT), from /proc; (nan, nan) where /proc is missing."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    main = rest = 0.0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            cpu = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+            if int(task.name) == pid:
+                main += cpu
+            else:
+                rest += cpu
+    except OSError:
+        return float("nan"), float("nan")
+    return main, rest
+
+
+def listen_drops() -> float:
+    """The host's TcpExt ListenDrops so far (SYNs or connections dropped because an accept
+    queue was full; the client retries a SYN after about 1 s); nan where unreadable."""
+    try:
+        lines = [ln.split() for ln in Path("/proc/net/netstat").read_text().splitlines()]
+    except OSError:
+        return float("nan")
+    for keys, values in zip(lines, lines[1:], strict=False):
+        if keys[0] == "TcpExt:" and values[0] == "TcpExt:" and "ListenDrops" in keys:
+            return float(values[keys.index("ListenDrops")])
+    return float("nan")
+
+
+def loop_lag_buckets(url: str) -> dict[float, float]:
+    """The server's cumulative event-loop lag histogram: upper bound (s) -> ticks at or
+    under it (segint_event_loop_lag_seconds, one observation per 10 ms tick)."""
+    out = {}
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith("segint_event_loop_lag_seconds_bucket{"):
+            le = line.split('le="')[1].split('"')[0]
+            out[float(le)] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def loop_lag_summary(before: dict[float, float], after: dict[float, float]) -> dict[str, Any]:
+    """Ticks during a run, the bucket bound (ms) under which 50% / 99% of them ran late, and
+    the share more than 10 ms late."""
+    counts = {le: after[le] - before.get(le, 0.0) for le in sorted(after)}
+    total = counts.get(float("inf"), 0.0)
+
+    def bound(q: float) -> float | None:
+        for le, c in counts.items():
+            if total and c >= q * total:
+                return le * 1e3
+        return None
+
+    return {
+        "ticks": total,
+        "p50_ms_at_most": bound(0.5),
+        "p99_ms_at_most": bound(0.99),
+        "over_10ms_share": (total - counts.get(0.01, 0.0)) / total if total else None,
     }
 
 
@@ -185,6 +268,19 @@ def server_side_sheds(url: str) -> dict[str, float]:
     }
 
 
+def variant_env(spec: str) -> dict[str, str]:
+    """``defaults`` or ``field=value[,field=value...]`` (`Settings` fields) -> SEGINT_* env."""
+    if spec == "defaults":
+        return {}
+    env = {}
+    for item in spec.split(","):
+        field, sep, value = item.partition("=")
+        if not sep or field not in Settings.model_fields:
+            raise SystemExit(f"--variants: {item!r} is not field=value of a Settings field")
+        env[f"SEGINT_{field.upper()}"] = value
+    return env
+
+
 def main() -> int:
     defaults = Settings.model_fields
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -192,11 +288,26 @@ def main() -> int:
     p.add_argument("--candidates", type=int, default=100)
     p.add_argument("--users", type=int, default=20)
     p.add_argument("--factor", type=float, default=2.0, help="offered rate / saturation rate")
-    p.add_argument("--duration", type=float, default=15.0, help="seconds of open-loop load")
+    p.add_argument(
+        "--duration", type=float, default=8.0, help="seconds of open-loop load per round"
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="open-loop runs per shedding variant, in alternating order (ABBA...)",
+    )
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=["inference_nice=0", "defaults"],
+        help="shedding servers compared side by side: 'defaults' (the service defaults) or "
+        "field=value[,field=value] overrides of Settings fields",
+    )
     p.add_argument("--concurrency", type=int, default=4, help="closed-loop clients (saturation)")
     p.add_argument("--saturation-s", type=float, default=5.0, help="seconds of closed loop")
     p.add_argument(
-        "--no-pin", action="store_true", help="do not pin server (core 0) and generator (core 1)"
+        "--no-pin", action="store_true", help="do not pin servers (core 0) and generator (core 1)"
     )
     p.add_argument("--unloaded", type=int, default=200, help="sequential requests")
     p.add_argument("--queue-max", type=int, default=defaults["inference_queue_max"].default)
@@ -211,6 +322,7 @@ def main() -> int:
     p.add_argument("--ort-threads", type=int, default=1, help="SEGINT_INTRA_OP_THREADS")
     p.add_argument("--out", type=Path, default=ROOT / "reports" / "bench" / "shedding.json")
     args = p.parse_args()
+    variants = {spec: variant_env(spec) for spec in args.variants}
     artifact = args.artifact or base_artifact()[0]
     reqs = bodies(artifact, args.users, args.candidates)
     base_env = {
@@ -221,89 +333,151 @@ def main() -> int:
         # shed requests) and the load generator keep a core instead of racing ORT's pool.
         "SEGINT_INTRA_OP_THREADS": str(args.ort_threads),
     }
-    configs = {
-        "no_shedding": {
-            "SEGINT_INFERENCE_QUEUE_MAX": "100000",
-            "SEGINT_REQUEST_DEADLINE_MS": "3600000",
-        },
-        "shedding": {"SEGINT_INFERENCE_QUEUE_MAX": str(args.queue_max)},
-    }
     config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    report: dict[str, Any] = {"config": config | {"artifact": str(artifact)}}
+    report: dict[str, Any] = {"config": config | {"artifact": str(artifact)}, "rounds": []}
     tmp = ROOT / "reports" / "bench" / ".tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     pin = not args.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
-    wrap = ["taskset", "-c", "0"] if pin else None
+    # Each server in a session of its own (setsid): its own scheduling group, as a container
+    # has its own cgroup, so on a shared host it competes with the other groups as a whole,
+    # and its threads' nice values weigh only against each other, not against the generator.
+    wrap = ["setsid", *(["taskset", "-c", "0"] if pin else [])]
     if pin:
         os.sched_setaffinity(0, {1})
     report["pinned"] = pin
-    rate = 0.0
-    for name, env in configs.items():
-        if name == "shedding":
-            # Chosen from the no-shedding server's unloaded requests, never the loaded ones.
-            deadline = (
-                args.deadline_ms or args.deadline_x * report["no_shedding"]["unloaded"]["p99_ms"]
+    with contextlib.ExitStack() as stack:
+        # Shedding off, everything else the service defaults: the saturation rate and the
+        # deadline come from this server, never from a loaded run.
+        off = {"SEGINT_INFERENCE_QUEUE_MAX": "100000", "SEGINT_REQUEST_DEADLINE_MS": "3600000"}
+        server = stack.enter_context(uvicorn_server(base_env | off, tmp, wrap=wrap))
+        report["no_shedding"] = {"unloaded": unloaded(server.url, reqs, args.unloaded)}
+        sat = asyncio.run(closed_loop(server.url, reqs, args.concurrency, args.saturation_s))
+        rate = args.factor * sat
+        deadline = args.deadline_ms or args.deadline_x * report["no_shedding"]["unloaded"]["p99_ms"]
+        report |= {"saturation_rps": sat, "offered_rps": rate, "deadline_ms": deadline}
+        print(f"saturation {sat:.0f} req/s; offering {rate:.0f}; deadline {deadline:.1f} ms")
+        shed_env = {
+            "SEGINT_INFERENCE_QUEUE_MAX": str(args.queue_max),
+            "SEGINT_REQUEST_DEADLINE_MS": f"{deadline:.1f}",
+        }
+        servers = {}
+        for name, env in variants.items():
+            servers[name] = stack.enter_context(
+                uvicorn_server(base_env | shed_env | env, tmp, wrap=wrap)
             )
-            env = env | {"SEGINT_REQUEST_DEADLINE_MS": f"{deadline:.1f}"}
-            report["deadline_ms"] = deadline
-        with uvicorn_server(base_env | env, tmp, wrap=wrap) as server:
-            base = unloaded(server.url, reqs, args.unloaded)
-            if name == "no_shedding":
-                sat = asyncio.run(
-                    closed_loop(server.url, reqs, args.concurrency, args.saturation_s)
-                )
-                report["saturation_rps"] = sat
-                rate = args.factor * sat
-            print(f"[{name}] unloaded {base}; offering {rate:.0f} req/s", flush=True)
-            load0 = os.getloadavg()[0]
-            loaded = asyncio.run(open_loop(server.url, reqs, rate, args.duration))
-            loaded |= {"loadavg_1m_before": load0, "loadavg_1m_after": os.getloadavg()[0]}
-            loaded["shed_by_reason"] = shed_counts(server.url)
-            loaded["server_side"] = server_side_sheds(server.url)
-            report[name] = {"unloaded": base, "loaded": loaded}
-            print(f"[{name}] loaded {loaded}", flush=True)
-    s = report["shedding"]
+            report[name] = {
+                "env": env,
+                "unloaded": unloaded(servers[name].url, reqs, args.unloaded),
+            }
+            print(f"[{name}] unloaded {report[name]['unloaded']}", flush=True)
+        # Every variant runs in every round, in alternating order: drift in the machine's load
+        # falls on all of them alike, and the per-round rows show the spread.
+        pooled: dict[str, list[tuple[int, float]]] = {name: [] for name in variants}
+        for r in range(args.rounds):
+            order = list(variants) if r % 2 == 0 else list(reversed(variants))
+            for name in order:
+                load0 = os.getloadavg()[0]
+                cpu0, lag0 = thread_cpu_s(servers[name].pid), loop_lag_buckets(servers[name].url)
+                drops0 = listen_drops()
+                loaded, done = asyncio.run(open_loop(servers[name].url, reqs, rate, args.duration))
+                cpu1, lag1 = thread_cpu_s(servers[name].pid), loop_lag_buckets(servers[name].url)
+                loaded |= {
+                    "variant": name,
+                    "round": r,
+                    "loadavg_1m_before": load0,
+                    # CPU ms per offered request: the event loop's, and the other threads'
+                    "loop_cpu_ms_per_request": 1e3 * (cpu1[0] - cpu0[0]) / loaded["requests"],
+                    "inference_cpu_ms_per_request": 1e3 * (cpu1[1] - cpu0[1]) / loaded["requests"],
+                    "loop_lag": loop_lag_summary(lag0, lag1),
+                    "listen_drops": listen_drops() - drops0,  # host-wide, during the round
+                }
+                report["rounds"].append(loaded)
+                pooled[name] += done
+                print(f"[{name} round {r}] {loaded}", flush=True)
+        for name in variants:
+            url = servers[name].url
+            report[name]["loaded"] = summarize(pooled[name], rate, args.duration * args.rounds)
+            report[name]["loaded"] |= {
+                "shed_by_reason": shed_counts(url),
+                "server_side": server_side_sheds(url),
+            }
+        # Last and once: without shedding the queue only grows, and draining it takes long.
+        load0 = os.getloadavg()[0]
+        loaded, _ = asyncio.run(open_loop(server.url, reqs, rate, args.duration))
+        report["no_shedding"]["loaded"] = loaded | {"loadavg_1m_before": load0}
     report["targets"] = {
-        "accepted_p99_within_3x_unloaded_p99": s["loaded"]["accepted_p99_ms"]
-        <= 3 * s["unloaded"]["p99_ms"],
-        "shed_p99_under_10_ms": (s["loaded"]["shed_p99_ms"] or 0.0) < 10.0,
+        name: {
+            "accepted_p99_within_3x_unloaded_p99": (report[name]["loaded"]["accepted_p99_ms"] or 0)
+            <= 3 * report[name]["unloaded"]["p99_ms"],
+            "shed_p99_under_10_ms": (report[name]["loaded"]["shed_p99_ms"] or 0.0) < 10.0,
+        }
+        for name in variants
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
-    print_table(report)
+    print_table(report, list(variants))
     print(f"wrote {args.out}")
     return 0
 
 
-def print_table(report: dict[str, Any]) -> None:
+def _f(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def print_table(report: dict[str, Any], variants: list[str]) -> None:
     print(
-        "| config | unloaded p99 ms | offered req/s | accepted req/s | accepted p50 / p99 ms "
-        "| shed % | shed p50 / p99 / max ms | errors | load 1m |"
+        f"offered {report['offered_rps']:.0f} req/s (saturation {report['saturation_rps']:.0f}); "
+        f"deadline {report['deadline_ms']:.1f} ms"
+    )
+    print(
+        "| config | rounds | unloaded p99 ms | accepted req/s | accepted p50 / p99 ms "
+        "| accepted p99 / unloaded p99 | shed % | shed p50 / p99 / max ms | errors |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    for name in ("shedding", "no_shedding"):
+    for name in [*variants, "no_shedding"]:
         u, x = report[name]["unloaded"], report[name]["loaded"]
-
-        def f(v: float | None) -> str:
-            return "-" if v is None else f"{v:.1f}"
-
+        ratio = (x["accepted_p99_ms"] or float("nan")) / u["p99_ms"]
+        rounds = report["config"]["rounds"] if name != "no_shedding" else 1
         print(
-            f"| {name} | {u['p99_ms']:.1f} | {x['offered_rps']:.0f} | {x['accepted_rps']:.0f} "
-            f"| {f(x['accepted_p50_ms'])} / {f(x['accepted_p99_ms'])} "
+            f"| {name} | {rounds} | {u['p99_ms']:.1f} | {x['accepted_rps']:.0f} "
+            f"| {_f(x['accepted_p50_ms'])} / {_f(x['accepted_p99_ms'])} | {ratio:.1f}x "
             f"| {100 * x['shed'] / x['requests']:.0f} "
-            f"| {f(x['shed_p50_ms'])} / {f(x['shed_p99_ms'])} / {f(x['shed_max_ms'])} "
-            f"| {x['errors']} | {x['loadavg_1m_before']:.2f} |"
+            f"| {_f(x['shed_p50_ms'])} / {_f(x['shed_p99_ms'])} / {_f(x['shed_max_ms'])} "
+            f"| {x['errors']} |"
         )
-    print(f"deadline: {report['deadline_ms']:.1f} ms")
-    x = report["shedding"]["loaded"]
-    side = x["server_side"]
+    print("\nper round (same offered rate, alternating order):")
     print(
-        f"shed before parsing (middleware): {side['refused_before_parsing']:.0f} of {x['shed']}; "
-        f"server answered {side['server_within_10ms_share']:.0%} of those within 10 ms"
+        "| round | config | load 1m | accepted p50 / p99 ms | shed % | shed p50 / p99 ms "
+        "| server CPU ms per request: loop / other threads "
+        "| loop lag p50 / p99 ms (bucket bound) | ticks > 10 ms late | client send late p99 ms "
+        "| listen drops |"
     )
-    ratio = x["accepted_p99_ms"] / report["shedding"]["unloaded"]["p99_ms"]
-    print(f"accepted p99 / unloaded p99 (same server): {ratio:.2f}x")
-    print(f"targets: {report['targets']}")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for x in report["rounds"]:
+        lag = x["loop_lag"]
+        print(
+            f"| {x['round']} | {x['variant']} | {x['loadavg_1m_before']:.2f} "
+            f"| {_f(x['accepted_p50_ms'])} / {_f(x['accepted_p99_ms'])} "
+            f"| {100 * x['shed'] / x['requests']:.0f} "
+            f"| {_f(x['shed_p50_ms'])} / {_f(x['shed_p99_ms'])} "
+            f"| {x['loop_cpu_ms_per_request']:.2f} / {x['inference_cpu_ms_per_request']:.2f} "
+            f"| {_f(lag['p50_ms_at_most'])} / {_f(lag['p99_ms_at_most'])} "
+            f"| {_pct(lag['over_10ms_share'])} | {x['client_send_late_p99_ms']:.1f} "
+            f"| {x['listen_drops']:.0f} |"
+        )
+    for name in variants:
+        side = report[name]["loaded"]["server_side"]
+        print(
+            f"[{name}] shed before parsing (middleware): {side['refused_before_parsing']:.0f} of "
+            f"{report[name]['loaded']['shed']}; server answered "
+            f"{side['server_within_10ms_share']:.0%} of those within 10 ms; "
+            f"by reason {report[name]['loaded']['shed_by_reason']}; "
+            f"targets {report['targets'][name]}"
+        )
 
 
 if __name__ == "__main__":

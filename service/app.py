@@ -12,6 +12,7 @@ import asyncio
 import gc
 import logging
 import os
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -73,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.inference_concurrency,
         settings.inference_queue_max,
         settings.request_deadline_ms / 1e3,
+        inference_nice=settings.inference_nice,
+        loop_lag_in_deadline=settings.loop_lag_in_deadline,
     )
 
     @asynccontextmanager
@@ -124,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 max(settings.redis_retry_after_s, 0.2), current=lambda: state.users
             )
         )
+        loop_lag = asyncio.create_task(shedder.loop_lag.run_forever())
         swapper = ModelSwapper(state, settings, artifact)
         watch = (
             asyncio.create_task(swapper.watch_forever(settings.model_watch_s))
@@ -131,6 +135,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             else None
         )
         thresholds = gc.get_threshold()
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(settings.gil_switch_interval_ms / 1e3)
         if settings.gc_freeze:
             # Start-up objects (sessions, vocabularies, FastAPI's models) never die: move them
             # out of the collector's sight, and collect young objects less often.
@@ -140,7 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield {"segint": state}
         finally:
-            for task in (replay, watch):
+            for task in (replay, watch, loop_lag):
                 if task is not None:
                     task.cancel()
                     with suppress(asyncio.CancelledError):
@@ -154,6 +160,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if journal is not None:
                 journal.close()
             await cache.close()
+            shedder.threads.close()
+            sys.setswitchinterval(switch_interval)
             if settings.gc_freeze:
                 gc.set_threshold(*thresholds)
                 gc.unfreeze()

@@ -88,6 +88,12 @@ CONTENT_MISSING = Counter(
     "candidate (video_content) or history (hist_content, one per history view).",
     ["input"],
 )
+LOOP_LAG = Histogram(
+    "segint_event_loop_lag_seconds",
+    "How late the event loop runs a 10 ms tick (observed at every tick): about how long a "
+    "request's bytes wait unread before the service sees them.",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
 SHED = Counter(
     "segint_shed_total",
     "Requests refused with 503 instead of queued: queue_full (the inference queue is full), "

@@ -62,6 +62,27 @@ class Settings(BaseSettings):
         "queue that only grows; set it near the unloaded p99 to hold the accepted p99 within "
         "2-3x of it (docs/reliability.md)",
     )
+    inference_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Linux nice levels added to the threads that run the model, so the event "
+        "loop (accepting, parsing, shedding) preempts inference on a busy core; 0: same "
+        "priority (docs/reliability.md)",
+    )
+    gil_switch_interval_ms: float = Field(
+        default=1.0,
+        ge=0.1,
+        le=100.0,
+        description="sys.setswitchinterval: how long a thread may keep the GIL while another "
+        "waits for it (Python's default is 5 ms); shorter gives the event loop the GIL back "
+        "sooner after an inference thread took it (docs/reliability.md)",
+    )
+    loop_lag_in_deadline: bool = Field(
+        default=True,
+        description="start a request's deadline clock earlier by how late the event loop "
+        "runs (the time its bytes waited unread), so a loop that falls behind sheds sooner",
+    )
     ort_spinning: bool = Field(
         default=True, description="let ORT worker threads spin between runs (off on shared cores)"
     )

@@ -20,14 +20,29 @@ warm-up of a new model) has no deadline and is never shed, only queued.
 Refusing early is the point: past saturation a queue only grows, and every caller would wait
 out the whole queue and time out together. Shedding keeps the accepted requests' latency near
 the unloaded one and tells the others, in about a millisecond, to come back later.
+
+Refusing on time needs the event loop on time: the model runs (`Shedder.run`) in
+`InferenceThreads`, worker threads whose Linux nice value is raised (``inference_nice``), so
+that on a replica's one core the loop (accepting connections, parsing HTTP, refusing) preempts
+inference whenever bytes arrive, instead of sharing the core with it half and half while
+arrivals wait in the socket backlog, unseen by the deadline clock. What the loop still runs
+late (`LoopLag`: how overdue a 10 ms tick is) is time a request waited before the middleware
+saw it; with ``loop_lag_in_deadline`` the deadline clock starts that much earlier.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import math
+import os
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from typing import TypeVar
 
 import anyio
 from starlette.requests import Request
@@ -49,6 +64,90 @@ class Budget:
 
 _BUDGET: ContextVar[Budget | None] = ContextVar("segint_request_budget", default=None)
 _EWMA_WEIGHT = 0.1  # weight of the newest run in the mean run time
+_NICEST = 19  # Linux's lowest priority
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class InferenceThreads:
+    """``n`` worker threads for the model runs, each ``nice`` levels nicer (lower priority)
+    than the thread that started the pool, so the event loop wins the core whenever it has
+    work. Per-thread nice values are a Linux feature (``setpriority`` on a thread id); where
+    it is refused or missing, it is logged once and the threads run at the loop's priority.
+
+    Only the thread that calls ``session.run`` is lowered: with ``intra_op_threads`` 1 (the
+    shipped setting) that is all of inference; ORT's own pool threads (more than 1) are not.
+    Lowering is a one-way door (raising it back needs ``CAP_SYS_NICE``), hence threads of
+    their own rather than anyio's shared pool.
+    """
+
+    _warned = False
+
+    def __init__(self, n: int, nice: int = 0) -> None:
+        self.n = n
+        self.nice = nice
+        self._pool: ThreadPoolExecutor | None = None
+
+    def lower_priority(self) -> int | None:
+        """Make the calling thread ``nice`` levels nicer (capped at 19); returns its nice
+        value, or None when the system refused (logged once per process)."""
+        try:
+            tid = threading.get_native_id()
+            current = os.getpriority(os.PRIO_PROCESS, tid)
+            if self.nice:
+                os.setpriority(os.PRIO_PROCESS, tid, min(_NICEST, current + self.nice))
+            return os.getpriority(os.PRIO_PROCESS, tid)
+        except (OSError, AttributeError) as e:  # EPERM, or no per-thread priorities here
+            if not InferenceThreads._warned:
+                InferenceThreads._warned = True
+                log.warning(
+                    "cannot lower the inference threads' priority (%s): inference competes "
+                    "with the event loop for the CPU, and shed answers may be slow",
+                    e,
+                )
+            return None
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        """``fn()`` in one of the threads. Like `anyio.to_thread.run_sync`, cancelling the
+        caller waits for the run to end (a slot is never freed while its run goes on)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                self.n, thread_name_prefix="segint-inference", initializer=self.lower_priority
+            )
+        future = self._pool.submit(fn)
+        with anyio.CancelScope(shield=True):
+            result = await asyncio.wrap_future(future)
+        return result
+
+    def close(self) -> None:
+        """Stop the threads once their runs end (a later `run` starts new ones)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
+
+class LoopLag:
+    """How late the event loop runs what is due: a tick every ``interval_s``; `now` is the
+    last tick's lateness, or how overdue the next one is when that is more (the loop is busy
+    right now). A request's bytes wait about as long before the loop reads them."""
+
+    def __init__(self, interval_s: float = 0.01) -> None:
+        self.interval_s = interval_s
+        self.last_s = 0.0
+        self._due = math.inf  # when the next tick should run (never, until started)
+
+    def now(self) -> float:
+        return max(self.last_s, time.monotonic() - self._due)
+
+    async def run_forever(self) -> None:
+        try:
+            while True:
+                self._due = time.monotonic() + self.interval_s
+                await asyncio.sleep(self.interval_s)
+                self.last_s = max(0.0, time.monotonic() - self._due)
+                metrics.LOOP_LAG.observe(self.last_s)
+        finally:
+            self._due, self.last_s = math.inf, 0.0
 
 
 class Overloaded(Exception):
@@ -64,19 +163,34 @@ class Shedder:
     """The inference slots and their bounded, deadline-aware queue (one per process)."""
 
     def __init__(
-        self, concurrency: int, queue_max: int, deadline_s: float, retry_after_s: int = 1
+        self,
+        concurrency: int,
+        queue_max: int,
+        deadline_s: float,
+        retry_after_s: int = 1,
+        inference_nice: int = 0,
+        loop_lag_in_deadline: bool = False,
     ) -> None:
         self.concurrency = concurrency
         self.queue_max = queue_max
         self.deadline_s = deadline_s
         self.retry_after_s = retry_after_s
         self.limiter = anyio.CapacityLimiter(concurrency)
+        self.threads = InferenceThreads(concurrency, inference_nice)
+        # Started by the app's lifespan (`LoopLag.run_forever`); reads 0 until then.
+        self.loop_lag = LoopLag()
+        self.loop_lag_in_deadline = loop_lag_in_deadline
         self.waiting = 0  # requests queued for a slot right now
         # Requests that passed the middleware's check and are still being read, parsed or
         # looked up in the cache: they will want a slot, so the next arrival counts them.
         self.reserved = 0
         self.mean_run_s = 0.0  # EWMA of the time a slot is held
         self._running: list[float] = []  # when each slot held now was taken
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (blocking: a model run) in an inference thread; call it holding a
+        `slot`."""
+        return await self.threads.run(fn)
 
     def shed(self, reason: str) -> Overloaded:
         metrics.SHED.labels(reason).inc()
@@ -194,15 +308,17 @@ class ShedMiddleware:
         # keeps a shed answer near a millisecond when the process is busy. The requests that
         # passed this check and are still on their way to the queue count as ahead of this
         # one, so a burst is refused here rather than after parsing (in `Shedder.slot`).
+        # A loop running late read these bytes late: they arrived about `lag` ago.
         shedder = self.shedder
-        reason = shedder.refusal(shedder.deadline_s, ahead=shedder.reserved)
+        lag = shedder.loop_lag.now() if shedder.loop_lag_in_deadline else 0.0
+        reason = shedder.refusal(shedder.deadline_s - lag, ahead=shedder.reserved)
         if reason is not None:
             shedder.shed(reason)
             start, body = self._refusals[reason]
             await send(start)
             await send(body)
             return
-        budget = Budget(time.monotonic() + shedder.deadline_s)
+        budget = Budget(time.monotonic() - lag + shedder.deadline_s)
         shedder.reserve(budget)
         token = _BUDGET.set(budget)
         try:

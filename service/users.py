@@ -23,8 +23,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal, ParamSpec, TypeVar
 
-import anyio.to_thread
-
 from service import metrics
 from service.cache import UserCache
 from service.history import BlobError, History, UserState, decode_blob, encode_blob
@@ -144,7 +142,8 @@ class UserStates:
     async def infer(
         self, timings: Timings, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """Run ``fn`` (a blocking ranker call) in a worker thread, one of ``concurrency``.
+        """Run ``fn`` (a blocking ranker call) in an inference thread, one of ``concurrency``
+        (`Shedder.run`: threads at a lower priority than the event loop).
 
         Raises:
             Overloaded: inside a request, when no slot is free in time (load shedding).
@@ -154,7 +153,7 @@ class UserStates:
             waited = time.perf_counter() - t0
             timings.queue_s += waited
             metrics.INFERENCE_QUEUE_WAIT.observe(waited)
-            return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+            return await self.shedder.run(functools.partial(fn, *args, **kwargs))
 
     async def resolve(self, user_id: int, history: History | None, timings: Timings) -> Resolved:
         """The user's state: cached, else computed once (from the request's history, or an

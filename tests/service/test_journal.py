@@ -112,8 +112,10 @@ def test_kill_9_during_a_redis_outage_loses_no_acknowledged_event(
         os.kill(first.pid, signal.SIGKILL)  # no shutdown hook runs
     assert len(acked) == len(events) and journal.stat().st_size > 0
     with uvicorn_server(env, tmp_path / "second") as second:
-        metrics = httpx.get(f"{second.url}/metrics").text
-        assert f"segint_pending_events {float(len(events))}" in metrics, metrics
+        # What the start recovered from the journal, from its log line: the
+        # segint_pending_events gauge dips while a replay attempt holds a user's views.
+        recovered = f"{len(events)} view events from the outage journal wait for Redis"
+        assert recovered in second.log_text(), second.log_text()
         with redis_process(port) as rp:
             client = redis.Redis.from_url(rp.url)
             want = {

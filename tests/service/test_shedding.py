@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,7 +19,7 @@ from fastapi.testclient import TestClient
 from service import shedding
 from service.app import create_app
 from service.settings import Settings
-from service.shedding import Overloaded, Shedder, ShedMiddleware
+from service.shedding import InferenceThreads, LoopLag, Overloaded, Shedder, ShedMiddleware
 
 pytestmark = pytest.mark.anyio
 
@@ -197,3 +201,151 @@ async def test_requests_on_their_way_to_the_queue_count_for_the_next_arrival() -
     assert sent[0][0]["status"] == 200 and shedder.reserved == 0
     release.set()
     await holder
+
+
+def _nice() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are Linux's")
+async def test_inference_runs_in_threads_nicer_than_the_event_loop() -> None:
+    """`InferenceThreads` lowers its threads' priority by ``nice`` levels (capped at 19), not
+    the caller's, and passes the result back; nice 0 leaves them at the caller's."""
+    loop_nice = _nice()
+    threads = InferenceThreads(1, nice=5)
+    try:
+        assert await threads.run(_nice) == min(19, loop_nice + 5)
+        assert _nice() == loop_nice
+    finally:
+        threads.close()
+    same = InferenceThreads(1, nice=0)
+    try:
+        assert await same.run(_nice) == loop_nice
+    finally:
+        same.close()
+
+
+async def test_a_refused_priority_change_is_logged_once_and_inference_still_runs(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where lowering the priority is not permitted (EPERM), the threads run anyway and the
+    refusal is logged once per process, not once per thread."""
+
+    def refuse(*args: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(shedding.os, "setpriority", refuse)
+    monkeypatch.setattr(InferenceThreads, "_warned", False)
+    with caplog.at_level(logging.WARNING, logger="service.shedding"):
+        for _ in range(2):
+            threads = InferenceThreads(2, nice=10)
+            try:
+                assert await threads.run(lambda: 42) == 42
+            finally:
+                threads.close()
+    warnings = [r for r in caplog.records if "cannot lower" in r.getMessage()]
+    assert len(warnings) == 1 and "not permitted" in warnings[0].getMessage()
+
+
+async def test_a_cancelled_caller_waits_for_its_run_to_end() -> None:
+    """Cancelling the caller (a client gone) does not return before the model run in the
+    thread ends: the inference slot is never freed while its run goes on."""
+    threads = InferenceThreads(1, nice=0)
+    running, release = threading.Event(), threading.Event()
+
+    def run() -> str:
+        running.set()
+        release.wait(5)
+        return "done"
+
+    ended: list[str] = []
+
+    async def caller() -> None:
+        ended.append(await threads.run(run))
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(caller)
+            await anyio.to_thread.run_sync(running.wait, 5)
+            tg.cancel_scope.cancel()
+            await asyncio.sleep(0.05)
+            assert not ended  # still waiting for the run, though cancelled
+            release.set()
+        assert ended == ["done"]
+    finally:
+        release.set()
+        threads.close()
+
+
+async def test_loop_lag_reads_how_late_the_loop_runs() -> None:
+    """While the loop is blocked, `LoopLag.now` grows with the overdue tick; the tick after
+    records it; an idle loop reads near zero again. Before it is started it reads 0."""
+    lag = LoopLag(interval_s=0.005)
+    assert lag.now() == 0.0
+    task = asyncio.create_task(lag.run_forever())
+    try:
+        await asyncio.sleep(0.02)
+        time.sleep(0.1)  # the loop is busy: the tick due meanwhile has not run
+        assert lag.now() >= 0.09
+        await asyncio.sleep(0.001)  # the late tick runs
+        assert lag.last_s >= 0.09
+        await asyncio.sleep(0.05)  # idle ticks
+        assert lag.now() < 0.09
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert lag.now() == 0.0
+
+
+@pytest.mark.parametrize("counted", [True, False])
+async def test_the_deadline_clock_starts_as_early_as_the_loop_is_late(counted: bool) -> None:
+    """Slot busy, room to queue, 100 ms deadline, nothing known about run times: a request
+    read by a loop 150 ms late has no time left and is refused by the middleware when the
+    lag counts (``loop_lag_in_deadline``); when it does not, the request goes on to the app.
+    """
+    shedder = Shedder(concurrency=1, queue_max=10, deadline_s=0.1, loop_lag_in_deadline=counted)
+    shedder.loop_lag.last_s = 0.15
+    reached: list[float] = []
+
+    async def app(scope: dict, receive: object, send: Callable[..., object]) -> None:  # type: ignore[type-arg]
+        budget = shedding._BUDGET.get()
+        assert budget is not None
+        reached.append(budget.deadline - time.monotonic())
+        await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b"{}"})  # type: ignore[operator]
+
+    middleware = ShedMiddleware(app, shedder, frozenset({"/score"}))  # type: ignore[arg-type]
+    sent: list[dict] = []  # type: ignore[type-arg]
+
+    async def send(message: dict) -> None:  # type: ignore[type-arg]
+        sent.append(message)
+
+    scope = {"type": "http", "path": "/score", "method": "POST", "headers": []}
+    started, release = asyncio.Event(), asyncio.Event()
+    holder = asyncio.create_task(_hold(shedder, started, release))
+    await started.wait()
+    await middleware(scope, None, send)  # type: ignore[arg-type]
+    if counted:
+        assert sent[0]["status"] == 503 and b"deadline" in sent[1]["body"] and not reached
+    else:
+        assert sent[0]["status"] == 200 and 0.05 < reached[0] <= 0.1
+    release.set()
+    await holder
+    # A free slot is taken however late the loop is (its clock already started earlier).
+    sent.clear()
+    await middleware(scope, None, send)  # type: ignore[arg-type]
+    assert sent[0]["status"] == 200
+    assert reached[-1] < 0 if counted else reached[-1] > 0.05
+
+
+def test_the_lifespan_sets_the_gil_switch_interval_and_restores_it(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """``gil_switch_interval_ms`` is the process's switch interval while the app runs; the
+    previous one is back after shutdown (tests and embedders share the process)."""
+    before = sys.getswitchinterval()
+    with TestClient(create_app(make_settings(gil_switch_interval_ms=2.5))) as client:
+        assert client.get("/healthz").status_code == 200
+        assert sys.getswitchinterval() == pytest.approx(0.0025)
+    assert sys.getswitchinterval() == before
