@@ -292,6 +292,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "not_acked": len(events) - len(acked),
         "acked_degraded": sum(e.degraded for e in acked),
         "acked_by_phase": {p: sum(e.phase == p for e in acked) for p in phases},
+        # Acknowledged while the service could not write to Redis in time (journaled, replayed
+        # later): under load this happens before the kill too, not only while Redis is down.
+        "acked_degraded_by_phase": {
+            p: sum(e.phase == p and e.degraded for e in acked) for p in phases
+        },
         "lost": len(lost),
         "lost_by_phase": {p: sum(e.phase == p for e in lost) for p in phases},
         "lost_examples": [asdict(e) for e in lost[:5]],

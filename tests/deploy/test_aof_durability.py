@@ -59,8 +59,15 @@ def test_no_acknowledged_event_is_lost_with_appendfsync_always(
 
 @pytest.mark.slow
 def test_the_check_detects_loss_without_aof(tmp_path: Path, self_artifact: Path) -> None:
-    """Control: with the AOF off the events acknowledged before the first crash are gone."""
+    """Control: with the AOF off the events acknowledged before the first crash are gone.
+
+    Before the final crash, only those written to Redis directly are gone: an event
+    acknowledged degraded (Redis too slow under load) was journaled and replayed after the
+    restart, as it should be."""
     code, report = run_experiment(tmp_path, self_artifact, "off")
     assert code == 1
-    assert report["lost_by_phase"]["before_kill"] == report["acked_by_phase"]["before_kill"] > 0
-    assert report["lost_before_final_crash"] >= report["acked_by_phase"]["before_kill"]
+    acked_before = report["acked_by_phase"]["before_kill"]
+    written_before = acked_before - report["acked_degraded_by_phase"]["before_kill"]
+    assert report["lost_by_phase"]["before_kill"] == acked_before > 0
+    assert written_before > 0
+    assert report["lost_before_final_crash"] >= written_before
