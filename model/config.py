@@ -17,6 +17,7 @@ from typing import Any, Self
 MODALITIES = ("id", "content")
 USER_STREAMS = ("self", "cross")
 EXIT_PRIOR_BASES = ("global", "n_segments")
+COUNT_MODES = ("loo", "kfold")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +47,15 @@ class ModelSpec:
     # N, ItemPosition+prior|N inside the model; a buffer like the counts). Unknown videos get
     # that base profile.
     exit_prior_base: str = "global"
+    # Training only: how a training row, itself one of the rows the exit counts are taken
+    # from, is kept out of its own prior and user residual. "loo": its own exit is subtracted
+    # (leave-one-out; the profile is then always one count short at the row's true exit, a
+    # bias against its own outcome that no validation or test row has). "kfold": each fitting
+    # row falls in one of ``count_folds`` folds by a stable hash of the row, and a training
+    # row is scored with the counts of the other folds only (training.wrapper). The served
+    # model always has the full counts.
+    count_mode: str = "loo"
+    count_folds: int = 5  # K of count_mode "kfold"
     # Per-user history statistics (completion rate, mean watched fraction, early-exit rate,
     # log history length, has-history) computed inside the model from the history inputs and
     # added, projected, to the user token: user-level signal with no new inputs.
@@ -91,6 +101,9 @@ class ModelSpec:
                 f"user_tilt={self.user_tilt} needs exit_prior > 0 (its residuals are against "
                 f"the exit prior), got exit_prior={self.exit_prior}"
             )
+        if self.count_mode not in COUNT_MODES:
+            raise ValueError(f"count_mode must be one of {COUNT_MODES}, got {self.count_mode!r}")
+        _check_int("count_folds", self.count_folds, minimum=2)
         if self.exit_prior_base not in EXIT_PRIOR_BASES:
             raise ValueError(
                 f"exit_prior_base must be one of {EXIT_PRIOR_BASES}, got {self.exit_prior_base!r}"

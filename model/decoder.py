@@ -6,7 +6,7 @@ views, T slots of a ragged run, d token width, k fusion heads.
 
 from __future__ import annotations
 
-from typing import cast
+from typing import NamedTuple, cast
 
 import torch
 from torch import Tensor, nn
@@ -16,6 +16,34 @@ from model.embeddings import require, slot_features
 
 # Logit of the impossible outcomes j > N: "certainly not the exit", ranked after every real slot.
 IMPOSSIBLE_LOGIT = 1e4
+
+
+class FoldCounts(NamedTuple):
+    """Training only (count_mode "kfold"): the fitting rows' exit counts split by fold, a
+    training-side state never in the checkpoint or the exported graph. Summed over the folds
+    they are the decoder's ``exit_counts`` / ``n_exit_counts``."""
+
+    video: Tensor  # (K, n_videos, S), row 0 (unknown video) empty
+    n: Tensor  # (K, S + 1, S): per segment count N
+    glob: Tensor  # (K, S): the global profile of the counts *outside* each fold
+
+    def removed(
+        self, fold: Tensor, video_ids: Tensor, n_segments: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(...) folds, video rows and segment counts -> the (..., S) video and (..., S) per-N
+        counts of those folds, what a row of that fold is scored without, and (..., S) the
+        global profile it is scored with."""
+        s_max = self.n.shape[1] - 1
+        n = n_segments.clamp(0, s_max)
+        return self.video[fold, video_ids], self.n[fold, n], self.glob[fold]
+
+
+def global_profile(counts: Tensor) -> Tensor:
+    """(..., n_videos, S) exit counts -> (..., S) the exit profile of all their views, floored
+    at 1e-6 per slot (an empty table gives the uniform profile)."""
+    total = counts.sum(-2)
+    glob = (total / total.sum(-1, keepdim=True).clamp(min=1.0)).clamp(min=1e-6)
+    return glob / glob.sum(-1, keepdim=True)
 
 
 class InterestDecoder(nn.Module):
@@ -82,43 +110,55 @@ class InterestDecoder(nn.Module):
         counts = cast(Tensor, self.exit_counts)
         counts.copy_(table)
         counts[0] = 0.0
-        total = counts.sum(0)
-        glob = total / total.sum().clamp(min=1.0)
-        cast(Tensor, self.global_exit).copy_(glob.clamp(min=1e-6) / glob.clamp(min=1e-6).sum())
+        cast(Tensor, self.global_exit).copy_(global_profile(counts))
         if n_table is not None:
             cast(Tensor, self.n_exit_counts).copy_(n_table)
 
     def exit_prior(
-        self, video_ids: Tensor, exclude: Tensor | None, n_segments: Tensor | None = None
+        self,
+        video_ids: Tensor,
+        exclude: Tensor | None,
+        n_segments: Tensor | None = None,
+        removed: tuple[Tensor, Tensor, Tensor] | None = None,
     ) -> Tensor:
         """(C,) -> (C, S) log smoothed exit profile; ``exclude`` (C,) leaves one view out.
 
         With ``exit_prior_base == "n_segments"`` the smoothing profile is that of the video's
         segment count ``n_segments`` (C,) (required then); the left-out view is removed from
-        the per-N counts too.
+        the per-N counts too. ``removed`` (training, instead of ``exclude``): (C, S) counts to
+        take off the video's counts, (C, S) off its N's (the row's own fold, count_mode
+        "kfold") and (C, S) the global profile to use instead (that of the other folds).
         """
         c = cast(Tensor, self.exit_counts)[video_ids]  # (C, S)
-        own: Tensor | None = None
-        if exclude is not None:  # training: the row's own exit is not evidence about itself
-            own = self._one_hot(exclude)
-            c = (c - own * (video_ids > 0).float()[:, None]).clamp(min=0.0)
-        return self._smoothed(c, own, n_segments).log()
+        off: Tensor | None = None
+        glob: Tensor | None = None
+        if removed is not None:
+            if exclude is not None:
+                raise ValueError("exit_prior takes exclude or removed, not both")
+            c = (c - removed[0] * (video_ids > 0).float()[:, None]).clamp(min=0.0)
+            off, glob = removed[1], removed[2]
+        elif exclude is not None:  # training: the row's own exit is not evidence about itself
+            off = self._one_hot(exclude)
+            c = (c - off * (video_ids > 0).float()[:, None]).clamp(min=0.0)
+        return self._smoothed(c, off, n_segments, glob).log()
 
     def _one_hot(self, exits: Tensor) -> Tensor:
         # (...) exit slots -> (..., S); an exit at S (no slot) is all zeros
         own = nn.functional.one_hot(exits.clamp(0, self.s_max - 1), self.s_max).float()
         return own * (exits < self.s_max).float()[..., None]
 
-    def _smoothed(self, c: Tensor, own: Tensor | None, n_segments: Tensor | None) -> Tensor:
-        # (..., S) exit counts -> the smoothed exit profile (c + a base) / (n + a); ``own``
-        # (..., S) is left out of the per-N counts too.
-        glob = cast(Tensor, self.global_exit)
+    def _smoothed(
+        self, c: Tensor, off: Tensor | None, n_segments: Tensor | None, glob: Tensor | None = None
+    ) -> Tensor:
+        # (..., S) exit counts -> the smoothed exit profile (c + a base) / (n + a); ``off``
+        # (..., S) is taken off the per-N counts; ``glob`` (..., S) replaces global_exit.
+        glob = cast(Tensor, self.global_exit) if glob is None else glob
         base = glob.expand_as(c)
         if self.prior_by_n:
             n = require(n_segments, "n_segments").clamp(0, self.s_max)
             cn = cast(Tensor, self.n_exit_counts)[n]  # (..., S) exit counts of same-N views
-            if own is not None:
-                cn = (cn - own).clamp(min=0.0)
+            if off is not None:
+                cn = (cn - off).clamp(min=0.0)
             base = (cn + glob) / (cn.sum(-1, keepdim=True) + 1.0)
         a = self.prior_strength
         out: Tensor = (c + a * base) / (c.sum(-1, keepdim=True) + a)
@@ -132,6 +172,7 @@ class InterestDecoder(nn.Module):
         hist_mask: Tensor,  # (B, H) bool
         target_ids: Tensor | None = None,  # (B,) training: the row's video ...
         target_exits: Tensor | None = None,  # (B,) ... and exit, a fitting row of the counts
+        removed: tuple[Tensor, Tensor, Tensor, Tensor] | None = None,
     ) -> Tensor:
         """(B,) R = sum over history views of (watched fraction - the exit prior's expected
         watched fraction) / (views + user_tilt_shrink).
@@ -140,13 +181,28 @@ class InterestDecoder(nn.Module):
         (training rows are in them; a history view that is not a fitting row loses one count
         of another view at its slot instead, an approximation). In training the target row is a
         fitting row as well: a history view of the same video leaves the target's exit out too.
+        ``removed`` (training, count_mode "kfold", instead of the target): (B, H, S) counts of
+        the target row's fold to take off each history view's video counts, (B, H, S) off its
+        N's, (B, H, S) the global profile of the other folds, and (B, H) bool, the history
+        views in that fold (already taken off: their own exit is not subtracted again).
         """
         own = self._one_hot(hist_exits)  # (B, H, S)
-        c = cast(Tensor, self.exit_counts)[hist_ids] - own * (hist_ids > 0).float()[..., None]
-        if target_ids is not None and target_exits is not None:
-            same = (hist_ids == target_ids[:, None]) & (hist_ids > 0)  # (B, H)
-            c = c - same.float()[..., None] * self._one_hot(target_exits)[:, None, :]
-        p = self._smoothed(c.clamp(min=0.0), own, hist_n)  # (B, H, S)
+        c = cast(Tensor, self.exit_counts)[hist_ids]
+        known = (hist_ids > 0).float()[..., None]
+        off, glob = own, None
+        if removed is not None:
+            if target_ids is not None:
+                raise ValueError("user_residual takes the target or removed, not both")
+            fold_v, fold_n, glob, in_fold = removed
+            keep = (~in_fold).float()[..., None]  # (B, H, 1) own exit still in the counts
+            c = c - fold_v * known - own * keep * known
+            off = fold_n + own * keep
+        else:
+            c = c - own * known
+            if target_ids is not None and target_exits is not None:
+                same = (hist_ids == target_ids[:, None]) & (hist_ids > 0)  # (B, H)
+                c = c - same.float()[..., None] * self._one_hot(target_exits)[:, None, :]
+        p = self._smoothed(c.clamp(min=0.0), off, hist_n, glob)  # (B, H, S)
         n = hist_n.to(torch.float32)[..., None]  # (B, H, 1)
         j = torch.arange(self.s_max, device=p.device, dtype=torch.float32)
         expected = (p * torch.minimum(j, n) / n).sum(-1)  # (B, H)
