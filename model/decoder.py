@@ -6,7 +6,7 @@ views, T slots of a ragged run, d token width, k fusion heads.
 
 from __future__ import annotations
 
-from typing import NamedTuple, cast
+from typing import Literal, NamedTuple, cast, overload
 
 import torch
 from torch import Tensor, nn
@@ -79,6 +79,16 @@ class InterestDecoder(nn.Module):
             self.register_buffer("exit_counts", torch.zeros(cfg.n_videos, cfg.s_max))
             self.register_buffer("global_exit", torch.full((cfg.s_max,), 1.0 / cfg.s_max))
             self.prior_weight = nn.Parameter(torch.ones(()))
+        # exit_prior_adaptive: (alpha, beta) of a(n_v) = exit_prior * exp(alpha + beta log1p(n_v))
+        self.prior_adapt = nn.Parameter(torch.zeros(2)) if cfg.exit_prior_adaptive else None
+        # prior_mlp: a per-slot logit correction from the prior's parts (log prior, log base
+        # profile, log1p(n_v)), the slot's features and the user residual; the last layer
+        # starts at zero (see reset_offsets), so the model starts as without it.
+        self.prior_mlp = (
+            nn.Sequential(nn.Linear(8, cfg.prior_mlp), nn.GELU(), nn.Linear(cfg.prior_mlp, 1))
+            if cfg.prior_mlp > 0
+            else None
+        )
         if self.prior_by_n:
             self.register_buffer("n_exit_counts", torch.zeros(cfg.s_max + 1, cfg.s_max))
         # User propensity tilt: logits + R * (slot_features . w), R the user's shrunk history
@@ -121,7 +131,19 @@ class InterestDecoder(nn.Module):
         n_segments: Tensor | None = None,
         removed: tuple[Tensor, Tensor, Tensor] | None = None,
     ) -> Tensor:
-        """(C,) -> (C, S) log smoothed exit profile; ``exclude`` (C,) leaves one view out.
+        """(C,) -> (C, S) log smoothed exit profile (`exit_prior_parts`' first part)."""
+        return self.exit_prior_parts(video_ids, exclude, n_segments, removed)[..., 0]
+
+    def exit_prior_parts(
+        self,
+        video_ids: Tensor,
+        exclude: Tensor | None,
+        n_segments: Tensor | None = None,
+        removed: tuple[Tensor, Tensor, Tensor] | None = None,
+    ) -> Tensor:
+        """(C,) -> (C, S, 3): the log smoothed exit profile, the log of the profile it is
+        smoothed toward (the video's evidence is the difference) and log1p(n_v) (the video's
+        view count, per slot); ``exclude`` (C,) leaves one view out.
 
         With ``exit_prior_base == "n_segments"`` the smoothing profile is that of the video's
         segment count ``n_segments`` (C,) (required then); the left-out view is removed from
@@ -140,16 +162,38 @@ class InterestDecoder(nn.Module):
         elif exclude is not None:  # training: the row's own exit is not evidence about itself
             off = self._one_hot(exclude)
             c = (c - off * (video_ids > 0).float()[:, None]).clamp(min=0.0)
-        return self._smoothed(c, off, n_segments, glob).log()
+        prior, base = self._smoothed(c, off, n_segments, glob, with_base=True)
+        count = torch.log1p(c.sum(-1, keepdim=True)).expand_as(prior)
+        return torch.stack([prior.log(), base.log(), count], dim=-1)
 
     def _one_hot(self, exits: Tensor) -> Tensor:
         # (...) exit slots -> (..., S); an exit at S (no slot) is all zeros
         own = nn.functional.one_hot(exits.clamp(0, self.s_max - 1), self.s_max).float()
         return own * (exits < self.s_max).float()[..., None]
 
+    @overload
     def _smoothed(
         self, c: Tensor, off: Tensor | None, n_segments: Tensor | None, glob: Tensor | None = None
-    ) -> Tensor:
+    ) -> Tensor: ...
+
+    @overload
+    def _smoothed(
+        self,
+        c: Tensor,
+        off: Tensor | None,
+        n_segments: Tensor | None,
+        glob: Tensor | None,
+        with_base: Literal[True],
+    ) -> tuple[Tensor, Tensor]: ...
+
+    def _smoothed(
+        self,
+        c: Tensor,
+        off: Tensor | None,
+        n_segments: Tensor | None,
+        glob: Tensor | None = None,
+        with_base: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
         # (..., S) exit counts -> the smoothed exit profile (c + a base) / (n + a); ``off``
         # (..., S) is taken off the per-N counts; ``glob`` (..., S) replaces global_exit.
         glob = cast(Tensor, self.global_exit) if glob is None else glob
@@ -160,9 +204,13 @@ class InterestDecoder(nn.Module):
             if off is not None:
                 cn = (cn - off).clamp(min=0.0)
             base = (cn + glob) / (cn.sum(-1, keepdim=True) + 1.0)
-        a = self.prior_strength
-        out: Tensor = (c + a * base) / (c.sum(-1, keepdim=True) + a)
-        return out
+        n_v = c.sum(-1, keepdim=True)
+        a: Tensor | float = self.prior_strength
+        if self.prior_adapt is not None:  # a learned function of the view count
+            log_scale = self.prior_adapt[0] + self.prior_adapt[1] * torch.log1p(n_v)
+            a = self.prior_strength * torch.exp(log_scale.clamp(-8.0, 8.0))
+        out: Tensor = (c + a * base) / (n_v + a)
+        return (out, base.expand_as(out)) if with_base else out
 
     def user_residual(
         self,
@@ -215,6 +263,10 @@ class InterestDecoder(nn.Module):
             nn.init.zeros_(self.position_bias)
         if self.profile is not None:
             nn.init.zeros_(self.profile.weight)
+        if self.prior_mlp is not None:
+            last = cast(nn.Linear, self.prior_mlp[-1])
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
 
     def forward(
         self,
@@ -227,8 +279,8 @@ class InterestDecoder(nn.Module):
     ) -> Tensor:
         # states: one (C, S, d) per modality -> logits (C, S); with slots (T,): (C, T, d) ->
         # (C, T), the per-slot offsets taken at those slots. user_residual (C,) or (1,): R.
-        # prior (C, S): the log exit prior to use, default exit_prior(video_ids) of all the
-        # counts (training.wrapper passes the leave-one-out one).
+        # prior (C, S, 3): the exit prior's parts to use (exit_prior_parts), default those of
+        # all the counts (training.wrapper passes those without the row's own exit).
         z = torch.stack([r(x) for r, x in zip(self.reducers, states, strict=True)]).sum(0)
         z = z.squeeze(-1)  # (C, S): w_x . x + b_x summed over modalities
         for p, (a, b) in enumerate(self.pairs):
@@ -246,8 +298,16 @@ class InterestDecoder(nn.Module):
             # Interest is "not leaving": a likely exit slot gets a lower logit. The prior is
             # normalised over all S slots before the slots are taken.
             if prior is None:
-                prior = self.exit_prior(video_ids, None, n_segments)
-            z = z - self.prior_weight * _at(prior, slots)
+                prior = self.exit_prior_parts(video_ids, None, n_segments)
+            parts = prior if slots is None else prior.index_select(-2, slots)  # (C, S, 3)
+            z = z - self.prior_weight * parts[..., 0]
+            if self.prior_mlp is not None:  # the learned per-slot correction
+                shape = slot_features(n_segments.clamp(1, self.s_max), self.s_max, slots)
+                r = torch.zeros_like(parts[..., :1])
+                if user_residual is not None:
+                    r = r + user_residual[:, None, None]
+                feats = torch.cat([parts, shape, r], dim=-1)  # (C, S, 8)
+                z = z + self.prior_mlp(feats).squeeze(-1)
         if self.tilt is not None:
             r = require(user_residual, "user_residual")
             shape = slot_features(n_segments.clamp(1, self.s_max), self.s_max, slots)

@@ -79,9 +79,9 @@ class SegmentInterestTrain(nn.Module):
         prior = None
         if folds is not None:  # of the (possibly dropped) ids, the row's fold left out
             removed = folds[0].removed(folds[1], batch.video_ids, batch.n_segments)
-            prior = m.decoder.exit_prior(batch.video_ids, None, batch.n_segments, removed)
+            prior = m.decoder.exit_prior_parts(batch.video_ids, None, batch.n_segments, removed)
         elif m.decoder.prior_strength > 0:  # of the (possibly dropped) ids, own exit left out
-            prior = m.decoder.exit_prior(batch.video_ids, batch.exit_slot, batch.n_segments)
+            prior = m.decoder.exit_prior_parts(batch.video_ids, batch.exit_slot, batch.n_segments)
         logits: Tensor = m.decoder(
             states, batch.video_ids, batch.n_segments, user_residual=residual, prior=prior
         )
