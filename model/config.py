@@ -17,6 +17,7 @@ from typing import Any, Self
 MODALITIES = ("id", "content")
 USER_STREAMS = ("self", "cross")
 EXIT_PRIOR_BASES = ("global", "n_segments")
+COUNT_MODES = ("loo", "kfold")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +47,24 @@ class ModelSpec:
     # N, ItemPosition+prior|N inside the model; a buffer like the counts). Unknown videos get
     # that base profile.
     exit_prior_base: str = "global"
+    # Adaptive smoothing: the pseudo-view count becomes a learned function of the video's
+    # view count n_v, a(n_v) = exit_prior * exp(alpha + beta * log1p(n_v)) (two parameters,
+    # starting at 0: a = exit_prior), as a learner that sees the count adapts its smoothing.
+    exit_prior_adaptive: bool = False
+    # Hidden width of a per-slot logit correction learned from the exit prior's parts (log
+    # prior, log of the profile it is smoothed toward, log1p of the video's view count), the
+    # slot's features and the user residual: lets the network smooth adaptively and relate
+    # the user to the video's exit shape. Its output layer starts at zero. 0 = off.
+    prior_mlp: int = 0
+    # Training only: how a training row, itself one of the rows the exit counts are taken
+    # from, is kept out of its own prior and user residual. "loo": its own exit is subtracted
+    # (leave-one-out; the profile is then always one count short at the row's true exit, a
+    # bias against its own outcome that no validation or test row has). "kfold": each fitting
+    # row falls in one of ``count_folds`` folds by a stable hash of the row, and a training
+    # row is scored with the counts of the other folds only (training.wrapper). The served
+    # model always has the full counts.
+    count_mode: str = "loo"
+    count_folds: int = 5  # K of count_mode "kfold"
     # Per-user history statistics (completion rate, mean watched fraction, early-exit rate,
     # log history length, has-history) computed inside the model from the history inputs and
     # added, projected, to the user token: user-level signal with no new inputs.
@@ -91,6 +110,14 @@ class ModelSpec:
                 f"user_tilt={self.user_tilt} needs exit_prior > 0 (its residuals are against "
                 f"the exit prior), got exit_prior={self.exit_prior}"
             )
+        if self.exit_prior_adaptive is True and self.exit_prior <= 0:
+            raise ValueError("exit_prior_adaptive needs exit_prior > 0")
+        _check_int("prior_mlp", self.prior_mlp, minimum=0)
+        if self.prior_mlp > 0 and self.exit_prior <= 0:
+            raise ValueError("prior_mlp needs exit_prior > 0")
+        if self.count_mode not in COUNT_MODES:
+            raise ValueError(f"count_mode must be one of {COUNT_MODES}, got {self.count_mode!r}")
+        _check_int("count_folds", self.count_folds, minimum=2)
         if self.exit_prior_base not in EXIT_PRIOR_BASES:
             raise ValueError(
                 f"exit_prior_base must be one of {EXIT_PRIOR_BASES}, got {self.exit_prior_base!r}"
@@ -117,6 +144,7 @@ class ModelSpec:
             "position_bias",
             "history_tokens",
             "history_stats",
+            "exit_prior_adaptive",
             "video_profile",
             "mask_impossible",
             "reference_last_layer_bug",

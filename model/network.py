@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from model.config import ModelConfig
-from model.decoder import IMPOSSIBLE_LOGIT, InterestDecoder
+from model.decoder import IMPOSSIBLE_LOGIT, FoldCounts, InterestDecoder
 from model.embeddings import (
     ContentEmbedding,
     IdEmbedding,
@@ -196,15 +196,26 @@ class SegmentInterestModel(nn.Module):
         hist_mask: Tensor,
         target_ids: Tensor | None = None,
         target_exits: Tensor | None = None,
+        folds: tuple[FoldCounts, Tensor, Tensor] | None = None,
     ) -> Tensor | None:
         """(B,) the user's propensity residual R (None without user_tilt). Training passes the
-        row's video and exit (a fitting row): a same-video history view leaves that exit out."""
+        row's video and exit (a fitting row, count_mode "loo"): a same-video history view
+        leaves that exit out. Or, count_mode "kfold", ``folds``: the per-fold counts, the
+        rows' folds (B,) and the history views' folds (B, H) (-1: not a fitting row); each
+        history view's expectation is then of the counts outside the row's fold."""
         if self.decoder.tilt is None:
             return None
         ids, exits, n, mask = self._clean_history(
             hist_video_ids, hist_exit_slots, hist_n_segments, hist_mask
         )
-        return self.decoder.user_residual(ids, exits, n, mask, target_ids, target_exits)
+        if folds is None:
+            return self.decoder.user_residual(ids, exits, n, mask, target_ids, target_exits)
+        counts, fold, hist_fold = folds
+        fold_h = fold[:, None].expand_as(ids)  # (B, H)
+        fold_v, fold_n, glob = counts.removed(fold_h, ids, n)  # (B, H, S) each
+        in_fold = mask & (hist_fold == fold_h)
+        removed = (fold_v, fold_n, glob, in_fold)
+        return self.decoder.user_residual(ids, exits, n, mask, removed=removed)
 
     def _clean_history(
         self, hist_video_ids: Tensor, hist_exit_slots: Tensor, hist_n_segments: Tensor,

@@ -109,6 +109,10 @@ class Batch:
     exit_slot: torch.Tensor  # (B,) int64, 0..N (the label; not a model input)
     hist_content: torch.Tensor | None = None  # (B, H, Dc) float32, content models only
     video_content: torch.Tensor | None = None  # (B, S, Dc) float32, content models only
+    # Training only, count_mode "kfold" (not model inputs): the count fold of each row (B,)
+    # and of each history view (B, H), -1 for a view that is not a fitting row or padding.
+    fold: torch.Tensor | None = None
+    hist_fold: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.user_ids.shape[0])
@@ -126,8 +130,12 @@ class Batch:
         return {
             f.name: getattr(self, f.name)
             for f in fields(self)
-            if f.name != "exit_slot" and getattr(self, f.name) is not None
+            if f.name not in NOT_INPUTS and getattr(self, f.name) is not None
         }
+
+
+# Batch fields that are not model inputs: the label and the training-only count folds.
+NOT_INPUTS = frozenset({"exit_slot", "fold", "hist_fold"})
 
 
 def collate(examples: Sequence[Example]) -> Batch:
@@ -180,6 +188,9 @@ class InteractionDataset(Dataset[Example]):
         s_max: slots of the model; every row's segment count must be ``<= s_max``.
         content: the segment feature store of a content model (`open_content_store`); None
             for ID-only models. Batch with `collate` (the method) to get the content tensors.
+        folds: (n,) the count fold of each table row, -1 for rows that are not fitting rows
+            (`training.folds.count_folds`; count_mode "kfold" training rows only). Batch with
+            `collate` (the method) to get ``fold`` and ``hist_fold``.
     """
 
     def __init__(
@@ -191,6 +202,7 @@ class InteractionDataset(Dataset[Example]):
         videos: Vocab,
         s_max: int,
         content: FeatureStore | None = None,
+        folds: IntArray | None = None,
     ) -> None:
         if history.shape[0] != table.height:
             raise ValueError(f"history has {history.shape[0]} rows, table {table.height}")
@@ -211,6 +223,9 @@ class InteractionDataset(Dataset[Example]):
         self.video_idx = videos.lookup(table["video_id"].to_numpy())  # (n,)
         self.s_max = s_max
         self.content = content
+        if folds is not None and folds.shape != (table.height,):
+            raise ValueError(f"folds has shape {folds.shape}, the table {table.height} rows")
+        self.folds = folds
         if content is not None:
             self.raw_video = table["video_id"].to_numpy().astype(np.int64)  # (n,) store keys
             covered = np.isin(self.raw_video[self.rows], content.video_ids)
@@ -244,14 +259,12 @@ class InteractionDataset(Dataset[Example]):
         )
 
     def collate(self, examples: Sequence[Example]) -> Batch:
-        """`collate` plus, for a content model, ``video_content`` and ``hist_content``."""
+        """`collate` plus, for a content model, ``video_content`` and ``hist_content``, and
+        with ``folds``, ``fold`` and ``hist_fold``."""
         batch = collate(examples)
-        if self.content is None:
+        if self.content is None and self.folds is None:
             return batch
         rows = np.array([e.row for e in examples], dtype=np.int64)  # (B,)
-        video, _ = self.content.video_matrix(
-            self.raw_video[rows], self.n_segments[rows], self.s_max
-        )  # (B, S, Dc)
         # History rows laid out exactly as `collate` pads them: right-padded, most recent first.
         h = batch.hist_mask.shape[1]
         hist_rows = np.full((len(rows), h), -1, dtype=np.int64)  # (B, H)
@@ -260,13 +273,24 @@ class InteractionDataset(Dataset[Example]):
             hist_rows[i, : len(real)] = real
         mask = hist_rows >= 0
         safe = np.where(mask, hist_rows, 0)
-        hist, _ = self.content.history_means(
-            self.raw_video[safe], self.exit_slot[safe], self.n_segments[safe], mask
-        )  # (B, H, Dc), zeros where masked or missing
-        return Batch(
-            **{f.name: getattr(batch, f.name) for f in fields(batch)}
-            | {"video_content": torch.from_numpy(video), "hist_content": torch.from_numpy(hist)}
-        )
+        extra: dict[str, torch.Tensor] = {}
+        if self.content is not None:
+            video, _ = self.content.video_matrix(
+                self.raw_video[rows], self.n_segments[rows], self.s_max
+            )  # (B, S, Dc)
+            hist, _ = self.content.history_means(
+                self.raw_video[safe], self.exit_slot[safe], self.n_segments[safe], mask
+            )  # (B, H, Dc), zeros where masked or missing
+            extra |= {
+                "video_content": torch.from_numpy(video),
+                "hist_content": torch.from_numpy(hist),
+            }
+        if self.folds is not None:
+            extra |= {
+                "fold": torch.from_numpy(self.folds[rows].copy()),
+                "hist_fold": torch.from_numpy(np.where(mask, self.folds[safe], -1)),
+            }
+        return Batch(**{f.name: getattr(batch, f.name) for f in fields(batch)} | extra)
 
     def targets(self) -> tuple[IntArray, IntArray]:
         """(exit_slot, n_segments) of the dataset's rows, in order; for the metrics."""

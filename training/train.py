@@ -42,6 +42,7 @@ from segint.vocab import Vocab
 from training import checkpoint
 from training.config import TrainConfig
 from training.data import Batch, InteractionDataset, build_vocabs, open_content_store
+from training.folds import count_folds, fold_counts
 from training.inference import evaluate_dataset
 from training.side import USER_COLUMNS, VIDEO_COLUMNS, read_side_table, side_codes
 from training.wrapper import SegmentInterestTrain
@@ -218,11 +219,14 @@ def prepare(
     elif cfg.features.store:
         log.info("the model has no content modality; feature store %s unused", cfg.features.store)
     s_max = cfg.data.s_max
+    folds = None  # count_mode "kfold": each training row's count fold (training.folds)
+    if model_cfg.count_mode == "kfold" and model_cfg.exit_prior > 0:
+        folds = count_folds(table, train_rows, model_cfg.count_folds, cfg.data.seed)
     return Prepared(
         users,
         videos,
         model_cfg,
-        InteractionDataset(table, history, train_rows, users, videos, s_max, store),
+        InteractionDataset(table, history, train_rows, users, videos, s_max, store, folds),
         InteractionDataset(table, history, valid_rows, users, videos, s_max, store),
         video_side,
         user_side,
@@ -311,10 +315,17 @@ def _build(
 ) -> tuple[SegmentInterestModel, torch.nn.Module, DataLoader[Any]]:
     """The model, the module to step (its training view `SegmentInterestTrain`, DDP-wrapped
     under torchrun) and the training loader."""
-    model = SegmentInterestModel(prep.model_cfg).to(dev)
-    if prep.model_cfg.exit_prior > 0:  # exit counts of the training rows, identical on every rank
+    mcfg = prep.model_cfg
+    model = SegmentInterestModel(mcfg).to(dev)
+    folds = None
+    if mcfg.exit_prior > 0:  # exit counts of the training rows, identical on every rank
         t, rows = prep.train, prep.train.rows
         set_prior_counts(model, t.video_idx[rows], t.n_segments[rows], t.exit_slot[rows], dev)
+        if t.folds is not None:  # count_mode "kfold": the same counts split by fold
+            folds = fold_counts(
+                t.video_idx[rows], t.n_segments[rows], t.exit_slot[rows], t.folds[rows],
+                mcfg.count_folds, mcfg.n_videos, mcfg.s_max, dev,
+            )  # fmt: skip
     if prep.video_side is not None or prep.user_side is not None:
         model.set_side_features(
             None if prep.video_side is None else torch.as_tensor(prep.video_side, device=dev),
@@ -326,7 +337,7 @@ def _build(
         # Some parameters get no gradient in some configurations (the last layer's user
         # stream, or the whole last layer with reference_last_layer_bug).
         net: torch.nn.Module = DistributedDataParallel(
-            SegmentInterestTrain(model),
+            SegmentInterestTrain(model, folds),
             device_ids=[dev.index] if dev.type == "cuda" else None,
             find_unused_parameters=True,
         )
@@ -334,7 +345,7 @@ def _build(
             prep.train, info.world, info.rank, shuffle=True, seed=cfg.optim.seed
         )
     else:
-        net = SegmentInterestTrain(model)
+        net = SegmentInterestTrain(model, folds)
         sampler = RandomSampler(prep.train, generator=torch.Generator().manual_seed(cfg.optim.seed))
     loader = DataLoader(
         prep.train, batch_size=cfg.optim.batch_size, sampler=sampler, collate_fn=prep.train.collate
