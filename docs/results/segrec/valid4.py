@@ -1,6 +1,6 @@
 """Validation AUC (the saved epoch's) of round-4 runs, mean ± std over seeds, per variant.
 
-usage: python docs/results/segrec/valid4.py runs/segrec4/temporal
+usage: python docs/results/segrec/valid4.py runs/segrec4/temporal [SEEDS]   (SEEDS e.g. 0,1,2)
 Reads RUN/metrics.jsonl only (validation rows); test rows play no part.
 """
 
@@ -12,14 +12,15 @@ from pathlib import Path
 import numpy as np
 
 by: dict[str, list[tuple[int, float, int]]] = defaultdict(list)
+wanted = {int(x) for x in sys.argv[2].split(",")} if len(sys.argv) > 2 else None
 for metrics in sorted(Path(sys.argv[1]).glob("s*/*/metrics.jsonl")):
     lines = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
     if not lines:
         continue
     best = max(lines, key=lambda r: r["AUC"])
-    by[metrics.parent.name].append(
-        (int(metrics.parent.parent.name[1:]), best["AUC"], best["epoch"])
-    )
+    seed = int(metrics.parent.parent.name[1:])
+    if wanted is None or seed in wanted:
+        by[metrics.parent.name].append((seed, best["AUC"], best["epoch"]))
 for name, rows in sorted(by.items()):
     aucs = np.array([a for _, a, _ in rows])
     epochs = ",".join(str(e) for _, _, e in sorted(rows))
