@@ -3,8 +3,8 @@
 Training follows the reference's CTR runner (section 7.5): Adam, lr 1e-3, batch 512, BCE on
 the effective-view label, one validation pass per epoch (or every ``eval_every`` steps),
 early stopping on validation AUC (patience in validations), the best validation's weights
-kept (optionally those of a moving average of the weights, ``ema``). The interest logits are inputs, never
-parameters: they come in precomputed (`segrec.interest`).
+kept (with ``ema``, those of a moving average of the weights). The interest logits are
+inputs, never parameters: they come in precomputed (`segrec.interest`).
 
 A run directory holds ``model.pt`` (state_dict of the best epoch), ``segrec.json`` (the
 `SegRecConfig`, the effective-view label medians, the data source and split, the interest
@@ -216,8 +216,9 @@ def train_segrec(
 
 
 def param_groups(model: torch.nn.Module, opts: TrainOptions) -> list[dict[str, Any]]:
-    """Adam parameter groups: the id-embedding tables (``nn.Embedding`` weights) with
-    ``opts.emb_weight_decay``, every other parameter with ``opts.weight_decay``."""
+    """Adam parameter groups: every ``nn.Embedding`` table (the ids' embeddings, WideDeep's
+    per-id wide weights, the length and slot embeddings) with ``opts.emb_weight_decay``, every
+    other parameter with ``opts.weight_decay``."""
     emb = {
         id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)
     }  # ids of the embedding tables
