@@ -312,7 +312,7 @@ def test_round4_options_train_evaluate(
     js = tmp_path / "eval.json"
     ev = ["segrec", "evaluate", "--model", str(out), "--data", str(fixture_log)]
     assert main([*ev, "--format", "kuairand", "--json", str(js)]) == 0
-    assert json.loads(js.read_text())["runs"][0]["method"] == "features+both+std"
+    assert json.loads(js.read_text())["runs"][0]["method"] == "features+both+std@ema0.9,wd1e-05"
     bad = ["segrec", "train", "--backbone", "din", "--mode", "video", "--data", str(fixture_log)]
     bad += ["--format", "kuairand", "--out", str(tmp_path / "bad"), "--set"]
     assert main([*bad, "model.standardize_dense=true"]) == 2
