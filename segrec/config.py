@@ -7,6 +7,7 @@ stores it (``segrec.json``) and the network is always rebuilt from it.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,12 +54,21 @@ class SegRecConfig:
     # DIN, mode features: the dense interest features enter through a linear term on the output
     # logit (like WideDeep's wide part) instead of the Dice MLP.
     dense_linear: bool = False
+    # DIN, mode features: the dense features enter through the linear term AND the MLP
+    # (implies the linear term; ``dense_linear`` alone keeps them out of the MLP).
+    dense_both: bool = False
+    # Mode features: per-column centre and scale of the dense features (their mean and standard
+    # deviation on the training rows), applied as ``(f - centre) / scale`` before the backbone.
+    # Empty: the features enter as they are, in [0, 1].
+    dense_center: tuple[float, ...] = ()
+    dense_scale: tuple[float, ...] = ()
     # Platt scaling of the output logit, (scale, bias), fitted on validation rows after training
     # (`segrec.train.fit_platt`); (1, 0) is the identity. AUC-neutral; it moves LogLoss only.
     calibration: tuple[float, float] = (1.0, 0.0)
 
     def __post_init__(self) -> None:
-        for name in ("hidden", "att_hidden", "effective_thresholds", "calibration"):
+        lists = ("hidden", "att_hidden", "effective_thresholds", "calibration")
+        for name in (*lists, "dense_center", "dense_scale"):
             # JSON gives lists; keep the config hashable
             if isinstance(getattr(self, name), list):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
@@ -94,6 +104,19 @@ class SegRecConfig:
             raise ValueError(f"effective_thresholds must be positive and finite, got {t!r}")
         if self.dense_linear and (self.backbone != "din" or self.mode != "features"):
             raise ValueError("dense_linear applies to backbone din in mode features")
+        if self.dense_both and (self.backbone != "din" or self.mode != "features"):
+            raise ValueError("dense_both applies to backbone din in mode features")
+        centre, scale = self.dense_center, self.dense_scale
+        if centre or scale:
+            if self.mode != "features" or len(centre) != len(scale):
+                raise ValueError(
+                    "dense_center and dense_scale need mode features and one value per feature, "
+                    f"got {len(centre)} and {len(scale)} in mode {self.mode}"
+                )
+            if not all(math.isfinite(v) for v in centre) or not all(
+                math.isfinite(v) and v > 0 for v in scale
+            ):
+                raise ValueError(f"dense_scale must be finite and > 0, got {scale!r}")
         c = self.calibration
         if len(c) != 2 or not all(isinstance(v, int | float) for v in c) or not c[0] > 0.0:
             raise ValueError(f"calibration must be (scale > 0, bias), got {c!r}")
@@ -108,11 +131,16 @@ class SegRecConfig:
     @property
     def method(self) -> str:
         """Name of the method in result tables: the mode, plus "+temp" with a learned temperature
-        or "+eff" with the P(effective) feature, "+lin" with DIN's linear dense term."""
+        or "+eff" with the P(effective) feature, "+lin" with DIN's linear dense term ("+both"
+        with the linear term and the MLP), "+std" with standardised dense features."""
         if self.learn_temperature:
             return f"{self.mode}+temp"
         name = f"{self.mode}+eff" if self.effective_thresholds else self.mode
-        return f"{name}+lin" if self.dense_linear else name
+        if self.dense_both:
+            name += "+both"
+        elif self.dense_linear:
+            name += "+lin"
+        return f"{name}+std" if self.dense_center else name
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SegRecConfig:
@@ -128,4 +156,5 @@ class SegRecConfig:
         out["hidden"], out["att_hidden"] = list(self.hidden), list(self.att_hidden)
         out["effective_thresholds"] = list(self.effective_thresholds)
         out["calibration"] = list(self.calibration)
+        out["dense_center"], out["dense_scale"] = list(self.dense_center), list(self.dense_scale)
         return out

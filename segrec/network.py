@@ -35,6 +35,8 @@ the graph stays finite in ONNX Runtime.
 
 from __future__ import annotations
 
+import numpy as np
+import numpy.typing as npt
 import torch
 from torch import Tensor, nn
 
@@ -331,9 +333,12 @@ class DIN(nn.Module):
         self.attention = mlp(4 * d, cfg.att_hidden, cfg.activation, 0.0)
         n_in = (2 + self.fields.n_target_fields) * d  # user, target fields, attended history
         self.n_dense = n_dense(cfg)
-        # dense features into the MLP, or (cfg.dense_linear) a linear term on the logit
-        self.dense_linear = nn.Linear(self.n_dense, 1, bias=False) if cfg.dense_linear else None
-        n_mlp_dense = 0 if cfg.dense_linear else self.n_dense
+        # dense features into the MLP, or (cfg.dense_linear) a linear term on the logit, or
+        # (cfg.dense_both) both
+        linear = cfg.dense_linear or cfg.dense_both
+        self.dense_linear = nn.Linear(self.n_dense, 1, bias=False) if linear else None
+        self.dense_in_mlp = cfg.dense_both or not linear
+        n_mlp_dense = self.n_dense if self.dense_in_mlp else 0
         self.out = mlp(n_in + n_mlp_dense, cfg.hidden, cfg.activation, cfg.dropout)
         # Mode survival also scores slot N (the completion outcome).
         self.with_completion = cfg.mode == "survival"
@@ -370,13 +375,13 @@ class DIN(nn.Module):
         pairs = slot_real[:, :, None] & hist_mask[:, None, :]  # (B, S', H)
         interest = self.attend(q, k, pairs)  # (B, S', d)
         user = f.user(user_ids)[:, None, :].expand(b, s, d)
+        extra = _dense_fields(dense, self.n_dense > 0 and self.dense_in_mlp, s)
+        y = self.out(torch.cat([user, *target, interest, *extra], dim=-1)).squeeze(-1)
         if self.dense_linear is not None:
             if dense is None:
                 raise ValueError("this backbone takes dense interest features (B, F)")
-            y = self.out(torch.cat([user, *target, interest], dim=-1)).squeeze(-1)  # (B, 1)
             return y + self.dense_linear(dense)  # (B, 1): S' = 1 in mode features
-        extra = _dense_fields(dense, self.n_dense > 0, s)
-        return self.out(torch.cat([user, *target, interest, *extra], dim=-1)).squeeze(-1)
+        return y
 
     def attend(self, q: Tensor, k: Tensor, pairs: Tensor) -> Tensor:
         """``sum_h a(q_bj, k_bh) k_bh`` over the real (row, slot, history) pairs only.
@@ -402,6 +407,17 @@ def _dense_fields(dense: Tensor | None, expected: bool, slots: int) -> list[Tens
     return [dense[:, None, :].expand(-1, slots, -1)]
 
 
+def dense_statistics(
+    cfg: SegRecConfig, logits: npt.NDArray[np.float32], n_segments: npt.NDArray[np.int64]
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-column mean and standard deviation (floored at 1e-3) of mode features' dense inputs
+    over the given rows (the training rows'): ``cfg.dense_center`` / ``cfg.dense_scale``."""
+    t = torch.tensor(cfg.effective_thresholds) if cfg.effective_thresholds else None
+    f = interest_features(torch.from_numpy(logits), torch.from_numpy(n_segments), t).double()
+    centre, scale = f.mean(0), f.std(0, unbiased=False).clamp(min=1e-3)
+    return tuple(round(float(v), 6) for v in centre), tuple(round(float(v), 6) for v in scale)
+
+
 class SegRecModel(nn.Module):
     """Backbone + integration: named tensors -> video-level CTR logit (B,)."""
 
@@ -416,6 +432,24 @@ class SegRecModel(nn.Module):
         # Constants of the config, not weights: kept out of the state dict (persistent=False).
         thresholds = torch.tensor(cfg.effective_thresholds, dtype=torch.float32)
         self.register_buffer("effective_thresholds", thresholds, persistent=False)
+        if cfg.dense_center and len(cfg.dense_center) != n_dense(cfg):
+            raise ValueError(
+                f"dense_center has {len(cfg.dense_center)} values, the model {n_dense(cfg)} "
+                "dense features"
+            )
+        centre = torch.tensor(cfg.dense_center, dtype=torch.float32)
+        scale = torch.tensor(cfg.dense_scale, dtype=torch.float32)
+        self.register_buffer("dense_center", centre, persistent=False)
+        self.register_buffer("dense_scale", scale, persistent=False)
+
+    def dense_inputs(self, interest_logits: Tensor, n_segments: Tensor) -> Tensor:
+        """(B, F) the backbone's dense inputs in mode features: `interest_features`, then
+        ``(f - centre) / scale`` when the config has them."""
+        t = self.get_buffer("effective_thresholds") if self.cfg.effective_thresholds else None
+        dense = interest_features(interest_logits, n_segments, t)  # (B, F)
+        if self.cfg.dense_center:
+            dense = (dense - self.get_buffer("dense_center")) / self.get_buffer("dense_scale")
+        return dense
 
     def slot_logits(
         self,
@@ -459,8 +493,7 @@ class SegRecModel(nn.Module):
         if self.cfg.mode == "features":
             if interest_logits is None:
                 raise ValueError("mode features needs interest_logits (B, S)")
-            t = self.get_buffer("effective_thresholds") if self.cfg.effective_thresholds else None
-            dense = interest_features(interest_logits, n_segments, t)  # (B, F)
+            dense = self.dense_inputs(interest_logits, n_segments)  # (B, F)
         y = self.slot_logits(
             user_ids,
             video_ids,

@@ -61,9 +61,42 @@ def _method(run: Mapping[str, Any]) -> str:
     return str(run.get("method", run["mode"]))
 
 
+# Training options that change a run's method name (round 4): key -> (default, tag prefix).
+TAGGED_OPTIONS = {
+    "lr": (1e-3, "lr"),
+    "ema": (0.0, "ema"),
+    "emb_weight_decay": (0.0, "wd"),
+    "eval_every": (0.0, "ev"),
+    "zero_init_dense": (0.0, "z"),
+}
+
+
+def method_name(method: str, train: Mapping[str, Any]) -> str:
+    """``method``, plus ``@`` and the training options that differ from the reference's
+    (``features+lin@ema0.99,lr0.0003``): runs of one model but another optimiser are another
+    method in tables, in `segint segrec select` and in the pairing with Video."""
+    tags = [
+        f"{prefix}{float(train[key]):g}"
+        for key, (default, prefix) in TAGGED_OPTIONS.items()
+        if key in train and float(train[key]) != default
+    ]
+    return f"{method}@{','.join(tags)}" if tags else method
+
+
+def base_mode(method: str) -> str:
+    """The mode of a method name: ``features+lin-insample@ema0.99`` -> ``features``."""
+    return method.split("@")[0].split("+")[0].split("-")[0]
+
+
+def video_method(method: str) -> str:
+    """The Video method a method is compared with: the same training options."""
+    _, at, tags = method.partition("@")
+    return f"video{at}{tags}"
+
+
 def _order(backbone: str, method: str) -> tuple[int, int, str, str]:
     b = BACKBONES.index(backbone) if backbone in BACKBONES else len(BACKBONES)
-    mode = method.split("+")[0].split("-")[0]
+    mode = base_mode(method)
     m = MODES.index(mode) if mode in MODES else len(MODES)
     return b, m, backbone, method
 
@@ -91,15 +124,14 @@ def significance(summary: Summary, target: str = "segrec") -> dict[str, dict[str
 
 
 def versus_video(summary: Summary) -> dict[str, dict[str, dict[str, Any]]]:
-    """backbone -> method -> metric -> ``{"p", "delta"}`` of each interest method vs ``video``."""
+    """backbone -> method -> metric -> ``{"p", "delta"}`` of each interest method vs the
+    ``video`` method of the same training options (`video_method`)."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for backbone, modes in summary.items():
-        if "video" not in modes:
-            continue
-        base = modes["video"]
         for method, s in modes.items():
-            if method.split("+")[0].split("-")[0] not in INTEREST_MODES:
+            if base_mode(method) not in INTEREST_MODES or video_method(method) not in modes:
                 continue
+            base = modes[video_method(method)]
             out.setdefault(backbone, {})[method] = {
                 m: {
                     "p": welch_p(s["values"][m], base["values"][m]),

@@ -1,9 +1,10 @@
 """SegRec training loop and run directories.
 
 Training follows the reference's CTR runner (section 7.5): Adam, lr 1e-3, batch 512, BCE on
-the effective-view label, one validation pass per epoch, early stopping on validation AUC
-(patience in epochs), the best epoch's weights kept. The interest logits are inputs, never
-parameters: they come in precomputed (`segrec.interest`).
+the effective-view label, one validation pass per epoch (or every ``eval_every`` steps),
+early stopping on validation AUC (patience in validations), the best validation's weights
+kept (with ``ema``, those of a moving average of the weights). The interest logits are
+inputs, never parameters: they come in precomputed (`segrec.interest`).
 
 A run directory holds ``model.pt`` (state_dict of the best epoch), ``segrec.json`` (the
 `SegRecConfig`, the effective-view label medians, the data source and split, the interest
@@ -13,6 +14,7 @@ model it used and the training options), ``vocab_users.npy``, ``vocab_videos.npy
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -51,12 +53,26 @@ class TrainOptions:
     max_epochs: int = 20  # passes over the training rows at most (reference: 200)
     patience: int = 3  # epochs without a better validation AUC before stopping (reference: 10)
     seed: int = 0  # initialisation and shuffling seed
+    # Exponential moving average of the weights, decay per step (0 = off): the average is what
+    # is validated, early-stopped and saved. Warm-up ``min(ema, (1 + t) / (10 + t))`` at step t.
+    ema: float = 0.0
+    emb_weight_decay: float = 0.0  # Adam L2 on the id-embedding tables only
+    # Validate every this many steps (patience then counts validations); 0 = once per epoch.
+    eval_every: int = 0
+    # Start the linear term of the dense interest features (WideDeep's wide part, DIN's
+    # dense_linear) at zero: the model starts as the video-level one plus nothing.
+    zero_init_dense: bool = False
 
     def __post_init__(self) -> None:
-        if not self.lr > 0 or self.weight_decay < 0:
+        if not self.lr > 0 or self.weight_decay < 0 or self.emb_weight_decay < 0:
             raise SegintError(
-                f"need lr > 0 and weight decay >= 0, got {self.lr}, {self.weight_decay}"
+                f"need lr > 0 and weight decays >= 0, got {self.lr}, {self.weight_decay}, "
+                f"{self.emb_weight_decay}"
             )
+        if self.eval_every < 0:
+            raise SegintError(f"eval-every must be >= 0, got {self.eval_every}")
+        if not 0.0 <= self.ema < 1.0:
+            raise SegintError(f"ema must be in [0, 1), got {self.ema}")
         for name in ("batch_size", "eval_batch_size", "max_epochs", "patience"):
             if getattr(self, name) < 1:
                 raise SegintError(
@@ -131,7 +147,12 @@ def train_segrec(
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
     model = SegRecModel(cfg)
-    optim = torch.optim.Adam(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    if opts.zero_init_dense:
+        zero_dense_linear(model)
+    optim = torch.optim.Adam(param_groups(model, opts), lr=opts.lr)
+    # the weights that are validated and kept: the moving average, or the model itself
+    scored = copy.deepcopy(model) if opts.ema > 0 else model
+    step = 0
     loss_fn = torch.nn.BCEWithLogitsLoss()
     metrics_path = out / METRICS_FILE
     metrics_path.write_text("")
@@ -146,7 +167,26 @@ def train_segrec(
         len(va),
         sum(p.numel() for p in model.parameters()),
     )
-    epoch = 0
+    epoch, stop = 0, False
+
+    def validate(train_loss: float) -> bool:
+        """Score the kept weights on the validation rows; True when patience has run out."""
+        nonlocal best_auc, best_epoch, stale
+        valid = ctr_metrics(inputs.label[va], predict(scored, inputs, va, opts.eval_batch_size))
+        line = {"epoch": epoch, "step": step, "train_loss": train_loss, **valid}
+        with metrics_path.open("a") as f:
+            f.write(json.dumps(line) + "\n")
+        log.info(
+            "epoch %d step %d: train loss %.4f, valid %s", epoch, step, train_loss, _fmt(valid)
+        )
+        model.train()  # predict() left it in eval mode
+        if valid["AUC"] > best_auc:  # NaN (one-class validation) never improves
+            best_auc, best_epoch, stale = valid["AUC"], epoch, 0
+            _save_weights(scored, out)
+            return False
+        stale += 1
+        return stale >= opts.patience
+
     for epoch in range(1, opts.max_epochs + 1):
         model.train()
         order = rng.permutation(tr)
@@ -158,25 +198,56 @@ def train_segrec(
             optim.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()
+            if scored is not model:
+                update_ema(scored, model, min(opts.ema, (1 + step) / (10 + step)))
+            step += 1
             total, steps = total + loss.item(), steps + 1
-        valid = ctr_metrics(inputs.label[va], predict(model, inputs, va, opts.eval_batch_size))
-        line = {"epoch": epoch, "train_loss": total / max(steps, 1), **valid}
-        with metrics_path.open("a") as f:
-            f.write(json.dumps(line) + "\n")
-        log.info("epoch %d: train loss %.4f, valid %s", epoch, line["train_loss"], _fmt(valid))
-        if valid["AUC"] > best_auc:  # NaN (one-class validation) never improves
-            best_auc, best_epoch, stale = valid["AUC"], epoch, 0
-            _save_weights(model, out)
-        else:
-            stale += 1
-            if stale >= opts.patience:
+            if opts.eval_every and step % opts.eval_every == 0 and validate(total / steps):
+                stop = True
                 break
+        if stop or (not opts.eval_every and validate(total / max(steps, 1))):
+            break
     if best_epoch == 0:  # validation AUC undefined throughout: keep the last weights
-        _save_weights(model, out)
+        _save_weights(scored, out)
     model.load_state_dict(torch.load(out / MODEL_FILE, weights_only=True))
     model.eval()
     result = TrainResult(best_epoch, best_auc, epoch, time.perf_counter() - start, len(tr), len(va))
     return model, result
+
+
+def param_groups(model: torch.nn.Module, opts: TrainOptions) -> list[dict[str, Any]]:
+    """Adam parameter groups: every ``nn.Embedding`` table (the ids' embeddings, WideDeep's
+    per-id wide weights, the length and slot embeddings) with ``opts.emb_weight_decay``, every
+    other parameter with ``opts.weight_decay``."""
+    emb = {
+        id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)
+    }  # ids of the embedding tables
+    params = list(model.parameters())
+    groups = [
+        {"params": [p for p in params if id(p) in emb], "weight_decay": opts.emb_weight_decay},
+        {"params": [p for p in params if id(p) not in emb], "weight_decay": opts.weight_decay},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+@torch.no_grad()
+def zero_dense_linear(model: SegRecModel) -> None:
+    """Zero the weights of the dense features' linear term (WideDeep ``wide_dense``, DIN
+    ``dense_linear``), where the model has one."""
+    for name in ("wide_dense", "dense_linear"):
+        layer = getattr(model.backbone, name, None)
+        if isinstance(layer, torch.nn.Linear):
+            layer.weight.zero_()
+
+
+@torch.no_grad()
+def update_ema(average: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """``average <- decay * average + (1 - decay) * model`` on the parameters; buffers (Dice's
+    running statistics, themselves averages) are copied."""
+    for a, p in zip(average.parameters(), model.parameters(), strict=True):
+        a.lerp_(p, 1.0 - decay)
+    for buf, src in zip(average.buffers(), model.buffers(), strict=True):
+        buf.copy_(src)
 
 
 def _fmt(m: dict[str, float]) -> str:

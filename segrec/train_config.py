@@ -5,8 +5,10 @@ The same scheme as `training.config` (``segint train``). A config file has four 
 
     data:     split, seed, min_interactions, s_max, bucket_edges
     model:    backbone, mode, history_len, emb_dim, hidden, activation, dropout,
-              learn_temperature, effective_feature, dense_linear
-    optim:    lr, batch_size, max_epochs, patience, calibrate
+              learn_temperature, effective_feature, dense_linear, dense_both,
+              standardize_dense
+    optim:    lr, batch_size, max_epochs, patience, calibrate, ema, emb_weight_decay,
+              eval_every, zero_init_dense
     crossfit: k, epochs
 
 Overrides are ``SECTION.KEY=VALUE`` strings (``--set optim.lr=3e-4 model.hidden=[64,32]``),
@@ -67,6 +69,8 @@ class ModelSettings:
     learn_temperature: bool = False  # segrec/itemposition: softmax(t p), t learned
     effective_feature: bool = False  # mode features: add P(play > the label's threshold)
     dense_linear: bool = False  # DIN, mode features: interest features as a linear logit term
+    dense_both: bool = False  # DIN, mode features: the linear term and the MLP input
+    standardize_dense: bool = False  # mode features: (f - mean) / std of the training rows
 
     def __post_init__(self) -> None:
         if self.backbone not in ("", *BACKBONES):
@@ -86,6 +90,18 @@ class OptimSettings:
     max_epochs: int = 20  # passes over the training rows at most
     patience: int = 3  # epochs without a better validation AUC before stopping
     calibrate: bool = False  # Platt-scale the output logit on the validation rows afterwards
+    ema: float = 0.0  # decay of an exponential moving average of the weights per step; 0 = off
+    emb_weight_decay: float = 0.0  # L2 (Adam weight_decay) on the id embeddings only
+    eval_every: int = 0  # validate every this many steps (patience counts validations); 0 = epochs
+    zero_init_dense: bool = False  # the interest features' linear term starts at 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"optim.ema must be in [0, 1), got {self.ema}")
+        if self.emb_weight_decay < 0:
+            raise ValueError(f"optim.emb_weight_decay must be >= 0, got {self.emb_weight_decay}")
+        if self.eval_every < 0:
+            raise ValueError(f"optim.eval_every must be >= 0, got {self.eval_every}")
 
 
 @dataclass(frozen=True)

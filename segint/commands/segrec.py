@@ -352,6 +352,10 @@ def run_train(args: argparse.Namespace) -> int:
         max_epochs=optim.max_epochs,
         patience=optim.patience,
         seed=data.seed,
+        ema=optim.ema,
+        emb_weight_decay=optim.emb_weight_decay,
+        eval_every=optim.eval_every,
+        zero_init_dense=optim.zero_init_dense,
     )
     table, split = _load(source, filters)
     train_rows, valid_rows = np.flatnonzero(split == TRAIN), np.flatnonzero(split == VALID)
@@ -377,15 +381,24 @@ def run_train(args: argparse.Namespace) -> int:
             learn_temperature=m.learn_temperature,
             effective_thresholds=thresholds_by_n(label, data.s_max) if m.effective_feature else (),
             dense_linear=m.dense_linear,
+            dense_both=m.dense_both,
         )
     except ValueError as e:
         raise SegintError(str(e)) from None
+    if m.standardize_dense and m.mode != "features":
+        raise SegintError(f"model.standardize_dense applies to mode features, not {m.mode}")
     rows = np.concatenate([train_rows, valid_rows])
     used = m.mode in INTEREST_MODES and args.interest_model is not None
     crossfit = _crossfit(run_cfg, args.interest_model, args.cross_fit_dir) if used else None
     weights = _weight_logits(
         m.mode, args.interest_model, table, split, rows, source, cfg.s_max, crossfit
     )
+    if m.standardize_dense and weights is not None:
+        from segrec.network import dense_statistics
+
+        n_seg = table["n_segments"].to_numpy().astype(np.int64)[train_rows]
+        centre, scale = dense_statistics(cfg, weights[train_rows], n_seg)
+        cfg = replace(cfg, dense_center=centre, dense_scale=scale)
     inputs = build_inputs(
         table, history_index(table, cfg.history_len), users, videos, label, cfg.s_max, weights
     )
@@ -485,7 +498,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from segint.commands.train import set_threads
     from segrec.data import build_inputs
     from segrec.metrics import ctr_metrics
-    from segrec.report import format_table, paired_table, significance, summarize
+    from segrec.report import format_table, method_name, paired_table, significance, summarize
     from segrec.train import load_run, predict
 
     set_threads(args.threads)
@@ -538,7 +551,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 "model": str(model_dir),
                 "backbone": cfg.backbone,
                 "mode": cfg.mode,
-                "method": cfg.method + ("-insample" if in_sample else ""),
+                "method": method_name(cfg.method + ("-insample" if in_sample else ""), run.train),
                 "seed": run.train.get("seed"),
                 "source": source,
                 "rows": len(test_rows),
@@ -571,23 +584,25 @@ def _paired_vs_video(
     runs: list[dict[str, Any]], preds: list[tuple[str, Any, Any]], n_boot: int
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """backbone -> method -> metric -> ``{"delta", "se", "pairs"}``: each interest method's
-    run minus the Video run of the same backbone and seed, on the same test rows.
+    run minus the Video run of the same backbone, seed and training options
+    (`segrec.report.video_method`), on the same test rows.
 
     Pairs on the same rows (every seed of a temporal split or file pair) are bootstrapped
     together, one resample for all seeds; groups on different rows (random_per_user seeds)
     are independent and their errors combine by the weighted root sum of squares.
     """
     from segrec.metrics import paired_bootstrap
+    from segrec.report import base_mode, video_method
 
     video = {
-        (r["backbone"], r["seed"], p[0]): p
+        (r["backbone"], r["seed"], p[0], r["method"]): p
         for r, p in zip(runs, preds, strict=True)
-        if r["method"] == "video"
+        if base_mode(r["method"]) == "video"
     }
     groups: dict[tuple[str, str], dict[str, list[tuple[Any, Any, Any]]]] = {}
     for r, (key, labels, probs) in zip(runs, preds, strict=True):
-        base = video.get((r["backbone"], r["seed"], key))
-        if base is None or r["method"].split("+")[0].split("-")[0] not in INTEREST_MODES:
+        base = video.get((r["backbone"], r["seed"], key, video_method(r["method"])))
+        if base is None or base_mode(r["method"]) not in INTEREST_MODES:
             continue
         groups.setdefault((r["backbone"], r["method"]), {}).setdefault(key, []).append(
             (labels, probs, base[2])
@@ -640,6 +655,7 @@ def run_table(args: argparse.Namespace) -> int:
 
 def run_select(args: argparse.Namespace) -> int:
     from segrec.metrics import mean_std
+    from segrec.report import method_name
     from segrec.train import load_run
 
     groups: dict[str, list[tuple[float, Path]]] = {}
@@ -655,7 +671,8 @@ def run_select(args: argparse.Namespace) -> int:
             same["sha256"] = provenance.training_file(run.source["provenance"])["sha256"]
         sources.add(json.dumps(same, sort_keys=True))
         in_sample = run.cfg.mode in INTEREST_MODES and run.crossfit is None
-        method = f"{run.cfg.backbone}/{run.cfg.method}{'-insample' if in_sample else ''}"
+        name = method_name(run.cfg.method + ("-insample" if in_sample else ""), run.train)
+        method = f"{run.cfg.backbone}/{name}"
         groups.setdefault(method, []).append((run.valid_auc, Path(model_dir)))
     if len(sources) > 1:
         raise SegintError("the runs come from different data, splits or filters")

@@ -289,3 +289,31 @@ def test_effective_feature_and_platt_scaling(
         results[len(flag)] = json.loads(js.read_text())["runs"][0]["metrics"]
     assert results[0]["AUC"] == pytest.approx(results[1]["AUC"], abs=1e-9)  # monotone map
     assert results[0]["LogLoss"] != pytest.approx(results[1]["LogLoss"], abs=1e-9)
+
+
+@pytest.mark.slow
+def test_round4_options_train_evaluate(
+    tmp_path: Path, fixture_log: Path, interest_run: Path
+) -> None:
+    """`--set model.dense_both=true model.standardize_dense=true optim.ema=0.9
+    optim.emb_weight_decay=1e-5` (DIN, features): the run stores the training rows' feature
+    statistics and the options, and evaluates."""
+    out = tmp_path / "din-both"
+    args = ["segrec", "train", "--backbone", "din", "--mode", "features"]
+    args += ["--data", str(fixture_log), "--format", "kuairand", "--out", str(out), *FAST]
+    args += ["--interest-model", str(interest_run), *CROSSFIT, "--set", "model.dense_both=true"]
+    args += ["model.standardize_dense=true", "optim.ema=0.9", "optim.emb_weight_decay=1e-5"]
+    assert main(args) == 0
+    run = load_run(out)
+    assert run.cfg.method == "features+both+std"
+    assert len(run.cfg.dense_center) == len(run.cfg.dense_scale) == 8
+    assert all(s > 0 for s in run.cfg.dense_scale)
+    assert run.train["ema"] == 0.9 and run.train["emb_weight_decay"] == 1e-5
+    js = tmp_path / "eval.json"
+    ev = ["segrec", "evaluate", "--model", str(out), "--data", str(fixture_log)]
+    assert main([*ev, "--format", "kuairand", "--json", str(js)]) == 0
+    assert json.loads(js.read_text())["runs"][0]["method"] == "features+both+std@ema0.9,wd1e-05"
+    bad = ["segrec", "train", "--backbone", "din", "--mode", "video", "--data", str(fixture_log)]
+    bad += ["--format", "kuairand", "--out", str(tmp_path / "bad"), "--set"]
+    assert main([*bad, "model.standardize_dense=true"]) == 2
+    assert main([*bad, "optim.ema=1.5"]) == 2

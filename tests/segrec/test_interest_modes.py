@@ -184,3 +184,71 @@ def test_din_dense_linear_adds_a_linear_term() -> None:
         m.backbone.dense_linear.weight[0, 2] = 1.5  # completion probability column
         y1 = m(**x)
     assert torch.allclose(y1 - y0, 1.5 * f[:, 2], atol=1e-5)
+
+
+def test_din_dense_both_uses_the_linear_term_and_the_mlp() -> None:
+    """dense_both: the features reach the logit through the linear term AND the MLP."""
+    from dataclasses import replace
+
+    from segrec.network import SegRecModel
+
+    base = model("din", "features")
+    cfg = replace(base.cfg, dense_both=True)
+    assert cfg.method == "features+both"
+    m = SegRecModel(cfg).eval()
+    for p in m.parameters():  # off the tiny init, so that the MLP path carries signal
+        torch.nn.init.normal_(p, std=0.5)
+    x = batch()
+    x2 = dict(x, interest_logits=x["interest_logits"].flip(-1))
+    with torch.no_grad():
+        y, y2 = m(**x), m(**x2)
+        assert not torch.allclose(y, y2)  # both paths on
+        m.backbone.dense_linear.weight.zero_()
+        y0 = m(**x)
+        assert not torch.allclose(y0, m(**x2))  # the MLP alone still reads the features
+        m.backbone.dense_linear.weight[0, 2] = 1.5  # completion probability column
+        f = interest_features(x["interest_logits"], x["n_segments"])
+        assert torch.allclose(m(**x) - y0, 1.5 * f[:, 2], atol=1e-5)  # plus a linear term
+    only_linear = SegRecModel(replace(base.cfg, dense_linear=True))
+    width = only_linear.backbone.out[0].in_features
+    assert m.backbone.out[0].in_features == width + N_INTEREST_FEATURES
+    with pytest.raises(ValueError, match="dense_both applies to backbone din"):
+        replace(model("widedeep", "features").cfg, dense_both=True)
+
+
+def test_standardised_dense_features() -> None:
+    """dense_center / dense_scale: the backbone sees (f - centre) / scale; `dense_statistics`
+    of the rows it is given are their mean and standard deviation, so on those rows the
+    standardised features have mean 0 and standard deviation 1."""
+    from dataclasses import replace
+
+    from segrec.network import SegRecModel, dense_statistics
+
+    x = batch()
+    base = model("widedeep", "features")
+    logits = x["interest_logits"].numpy()
+    centre, scale = dense_statistics(base.cfg, logits, x["n_segments"].numpy())
+    f = interest_features(x["interest_logits"], x["n_segments"]).double()
+    assert np.allclose(centre, f.mean(0).numpy(), atol=1e-6)
+    assert np.allclose(scale, f.std(0, unbiased=False).clamp(min=1e-3).numpy(), atol=1e-6)
+    cfg = replace(base.cfg, dense_center=centre, dense_scale=scale)
+    assert cfg.method == "features+std"
+    m = SegRecModel(cfg).eval()
+    z = m.dense_inputs(x["interest_logits"], x["n_segments"]).double()
+    want = (f - torch.tensor(centre, dtype=torch.float64)) / torch.tensor(scale).double()
+    assert torch.allclose(z, want, atol=1e-5)
+    informative = torch.tensor(scale) > 1e-3  # a constant column keeps the floor
+    assert torch.allclose(z.mean(0), torch.zeros(z.shape[1], dtype=torch.float64), atol=1e-4)
+    assert torch.allclose(
+        z.std(0, unbiased=False)[informative], torch.tensor(1.0).double(), atol=1e-3
+    )
+    # the unstandardised model with the same weights sees the raw features
+    plain = SegRecModel(base.cfg).eval()
+    plain.load_state_dict(m.state_dict())
+    assert not torch.allclose(plain(**x), m(**x))
+    with pytest.raises(ValueError, match="dense_scale must be finite and > 0"):
+        replace(base.cfg, dense_center=(0.0,) * len(scale), dense_scale=(0.0,) * len(scale))
+    with pytest.raises(ValueError, match="one value per feature"):
+        replace(base.cfg, dense_center=centre, dense_scale=scale[:-1])
+    with pytest.raises(ValueError, match="dense_center has 2 values"):
+        SegRecModel(replace(base.cfg, dense_center=(0.0, 0.0), dense_scale=(1.0, 1.0)))

@@ -19,6 +19,11 @@ from tests.segrec.test_network import batch
 
 # features with the P(effective) column and a Platt scaling: both constants of the config
 SERVED = {"effective_thresholds": (1.05, 0.8, 0.8, 0.5, 0.5, 0.3, 0.3), "calibration": (0.8, 0.1)}
+# round 4: the dense features standardised by constants of the config (9 columns with P(eff.))
+STANDARDISED = {
+    "dense_center": (0.5, 0.4, 0.3, 0.1, 0.7, 0.8, 0.6, 0.4, 0.2),
+    "dense_scale": (0.2, 0.25, 0.2, 0.1, 0.15, 0.1, 0.2, 0.2, 0.15),
+}
 
 
 @pytest.mark.slow
@@ -33,6 +38,8 @@ SERVED = {"effective_thresholds": (1.05, 0.8, 0.8, 0.5, 0.5, 0.3, 0.3), "calibra
         ("widedeep", "features", SERVED),
         ("din", "features", SERVED),
         ("din", "features", {**SERVED, "dense_linear": True}),
+        ("din", "features", {**SERVED, "dense_both": True, **STANDARDISED}),
+        ("widedeep", "features", {**SERVED, **STANDARDISED}),
     ],
 )
 def test_export_matches_torch(

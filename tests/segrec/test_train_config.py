@@ -13,7 +13,8 @@ from segint.commands.segrec import TRAIN_CONFIG_FILE, _train_config
 from segrec.train import load_run
 from segrec.train_config import DEFAULT_CONFIG, SegRecTrainConfig, from_dict, load_config
 
-# The defaults of the argparse flags before the YAML config (commit 8a1a135), written out.
+# The defaults of the argparse flags before the YAML config (commit 8a1a135), written out, and
+# the round-4 keys (off by default, so that the old runs' settings stay the defaults).
 OLD_FLAG_DEFAULTS = {
     "data": {
         "split": "random_per_user",
@@ -33,8 +34,20 @@ OLD_FLAG_DEFAULTS = {
         "learn_temperature": False,
         "effective_feature": False,
         "dense_linear": False,
+        "dense_both": False,  # round 4, no flag
+        "standardize_dense": False,  # round 4, no flag
     },
-    "optim": {"lr": 1e-3, "batch_size": 512, "max_epochs": 20, "patience": 3, "calibrate": False},
+    "optim": {
+        "lr": 1e-3,
+        "batch_size": 512,
+        "max_epochs": 20,
+        "patience": 3,
+        "calibrate": False,
+        "ema": 0.0,  # round 4, no flag
+        "emb_weight_decay": 0.0,  # round 4, no flag
+        "eval_every": 0,  # round 4, no flag
+        "zero_init_dense": False,  # round 4, no flag
+    },
     "crossfit": {"k": 5, "epochs": 0},  # epochs 0: the interest run's (the flag's None)
 }
 BASE = ["segrec", "train", "--data", "log.csv", "--out", "run"]

@@ -1,6 +1,7 @@
 """Markdown tables of `segint segrec evaluate --json` files: per backbone and method, the test
 AUC / LogLoss mean ± std over seeds, Welch's p vs Video (per-seed values) and the paired
-difference vs Video (same rows, same seed; bootstrap SE from `paired_vs_video`).
+difference vs Video (same rows, same seed; bootstrap SE from `paired_vs_video`). Video means
+the video-level run of the same training options (round 4: `segrec.report.video_method`).
 
 usage: python docs/results/segrec/summarize3.py EVAL.json [EVAL.json ...]
 """
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 from segrec.metrics import mean_std, welch_p
+from segrec.report import base_mode, video_method
 
 
 def emit(line: str) -> None:
@@ -31,15 +33,16 @@ def main(paths: list[str]) -> None:
         for r in d["runs"]:
             groups.setdefault((r["backbone"], r["method"]), []).append(r)
         for (b, m), runs in sorted(
-            groups.items(), key=lambda kv: (kv[0][0], kv[0][1] != "video", kv[0][1])
+            groups.items(), key=lambda kv: (kv[0][0], base_mode(kv[0][1]) != "video", kv[0][1])
         ):
             vals = {k: [r["metrics"][k] for r in runs] for k in ("AUC", "LogLoss")}
-            base = {k: [r["metrics"][k] for r in groups.get((b, "video"), [])] for k in vals}
+            video = groups.get((b, video_method(m)), [])  # Video of the same training options
+            base = {k: [r["metrics"][k] for r in video] for k in vals}
             cells = []
             for k in ("AUC", "LogLoss"):
                 mu, sd = mean_std(vals[k])
                 cells.append(f"{mu:.4f} ± {sd:.4f}")
-            if m == "video":
+            if base_mode(m) == "video":
                 vs, pa = "", ["", ""]
             else:
                 parts = []
