@@ -63,7 +63,7 @@ class Settings(BaseSettings):
         "2-3x of it (docs/reliability.md)",
     )
     inference_nice: int = Field(
-        default=10,
+        default=0,
         ge=0,
         le=19,
         description="Linux nice levels added to the threads that run the model, so the event "
@@ -71,7 +71,7 @@ class Settings(BaseSettings):
         "priority (docs/reliability.md)",
     )
     gil_switch_interval_ms: float = Field(
-        default=1.0,
+        default=5.0,
         ge=0.1,
         le=100.0,
         description="sys.setswitchinterval: how long a thread may keep the GIL while another "
@@ -79,7 +79,7 @@ class Settings(BaseSettings):
         "sooner after an inference thread took it (docs/reliability.md)",
     )
     loop_lag_in_deadline: bool = Field(
-        default=True,
+        default=False,
         description="start a request's deadline clock earlier by how late the event loop "
         "runs (the time its bytes waited unread), so a loop that falls behind sheds sooner",
     )

@@ -501,6 +501,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from segrec.report import format_table, method_name, paired_table, significance, summarize
     from segrec.train import load_run, predict
 
+    if args.bootstrap < 0 or args.bootstrap == 1:
+        raise SegintError(f"--bootstrap must be 0 (none) or >= 2, got {args.bootstrap}")
     set_threads(args.threads)
     loaded: dict[str, tuple[pl.DataFrame, npt.NDArray[np.int8], dict[str, Any]]] = {}
     histories: dict[tuple[str, int], Any] = {}

@@ -212,6 +212,16 @@ def test_bad_input_exits_2(
             str(tmp_path / "f"),
         ],
         ["segrec", "evaluate", "--model", str(tmp_path), "--data", str(fixture_log)],  # not a run
+        [  # a negative number of bootstrap resamples
+            "segrec",
+            "evaluate",
+            "--model",
+            str(tmp_path),
+            "--data",
+            str(fixture_log),
+            "--bootstrap",
+            "-1",
+        ],  # fmt: skip
         ["segrec", "table", str(fixture_log)],  # not an evaluate JSON
     ]
     for args in cases:
@@ -222,6 +232,8 @@ def test_bad_input_exits_2(
     capsys.readouterr()
     assert main(cases[1]) == 2
     assert "trained on split random_per_user seed 0" in capsys.readouterr().err
+    assert main(cases[-2]) == 2  # refused for the flag, before the runs are read
+    assert "--bootstrap must be 0 (none) or >= 2, got -1" in capsys.readouterr().err
 
 
 def test_evaluate_refuses_another_split_seed(
