@@ -22,10 +22,12 @@ out the whole queue and time out together. Shedding keeps the accepted requests'
 the unloaded one and tells the others, in about a millisecond, to come back later.
 
 Refusing on time needs the event loop on time: the model runs (`Shedder.run`) in
-`InferenceThreads`, worker threads whose Linux nice value is raised (``inference_nice``), so
-that on a replica's one core the loop (accepting connections, parsing HTTP, refusing) preempts
-inference whenever bytes arrive, instead of sharing the core with it half and half while
-arrivals wait in the socket backlog, unseen by the deadline clock. What the loop still runs
+`InferenceThreads`, worker threads whose Linux nice value can be raised (``inference_nice``),
+so that on a replica's one core the loop (accepting connections, parsing HTTP, refusing)
+preempts inference whenever bytes arrive, instead of sharing the core with it half and half
+while arrivals wait in the socket backlog, unseen by the deadline clock. It is off by default:
+on an idle one-core replica it bought no accepted latency and cost throughput
+(docs/reliability.md, the idle-machine rerun); it helped the loop on a loaded, shared core. What the loop still runs
 late (`LoopLag`: how overdue a 10 ms tick is) is time a request waited before the middleware
 saw it; with ``loop_lag_in_deadline`` the deadline clock starts that much earlier.
 """
