@@ -26,6 +26,7 @@ from typing import Any
 
 import polars as pl
 
+from segint.commands import check_bootstrap
 from segint.data import FORMATS
 from segint.errors import SegintError
 from segint.source import ORDER
@@ -67,8 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     if len(args.items) < 3:
         raise SegintError("give at least one predictions file, then methods A and B")
-    if args.bootstrap < 2:
-        raise SegintError(f"--bootstrap must be >= 2, got {args.bootstrap}")
+    check_bootstrap(args.bootstrap, none_allowed=False)
     *paths, a, b = args.items
     if a == b:
         raise SegintError(f"methods A and B are both {a!r}")

@@ -49,6 +49,7 @@ import numpy.typing as npt
 import polars as pl
 
 from segint import provenance
+from segint.commands import check_bootstrap
 from segint.commands.baselines import (
     add_baseline_options,
     add_learned_options,
@@ -175,8 +176,7 @@ def run(args: argparse.Namespace) -> int:
         raise SegintError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.threads < 0:
         raise SegintError(f"--threads must be >= 0, got {args.threads}")
-    if args.bootstrap < 0 or args.bootstrap == 1:
-        raise SegintError(f"--bootstrap must be 0 (none) or >= 2, got {args.bootstrap}")
+    check_bootstrap(args.bootstrap)
     names = learned_names(args)  # checked before any data is read
     set_threads(args.threads)
     device = select_device(args.device)

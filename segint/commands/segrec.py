@@ -34,7 +34,7 @@ import numpy.typing as npt
 import polars as pl
 
 from segint import provenance
-from segint.commands import finite_float
+from segint.commands import check_bootstrap, finite_float
 from segint.commands.data import add_filter_options, source_from_args
 from segint.data import FORMATS, Filters
 from segint.errors import SegintError
@@ -501,8 +501,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from segrec.report import format_table, method_name, paired_table, significance, summarize
     from segrec.train import load_run, predict
 
-    if args.bootstrap < 0 or args.bootstrap == 1:
-        raise SegintError(f"--bootstrap must be 0 (none) or >= 2, got {args.bootstrap}")
+    check_bootstrap(args.bootstrap)
     set_threads(args.threads)
     loaded: dict[str, tuple[pl.DataFrame, npt.NDArray[np.int8], dict[str, Any]]] = {}
     histories: dict[tuple[str, int], Any] = {}
