@@ -85,6 +85,30 @@ def exit_ce(logits: Tensor, exit_slot: Tensor, n_segments: Tensor) -> Tensor:
     return _mean(row, keep)
 
 
+def distill_ce(logits: Tensor, teacher: Tensor, n_segments: Tensor) -> Tensor:
+    """Cross-entropy ``-sum_j t_j log softmax(-z)_j`` of the model's exit distribution under a
+    teacher's (B, S), over the real outcomes ``0..N`` (``optim.distill``, `training.teacher`).
+
+    The teacher's row is renormalised over those outcomes (a 40-segment video's completion
+    mass has no column). Unlike the label losses every row counts, ``V == S`` included: the
+    teacher has a distribution for it. Mean over rows with any teacher mass.
+    """
+    if logits.dim() != 2 or teacher.shape != logits.shape or n_segments.shape != logits.shape[:1]:
+        raise ValueError(
+            f"expected logits (B, S), teacher (B, S), n_segments (B,); got "
+            f"{tuple(logits.shape)}, {tuple(teacher.shape)}, {tuple(n_segments.shape)}"
+        )
+    z = logits.float()
+    real = _outcome_mask(z, n_segments)
+    t = torch.where(real, teacher.float().clamp(min=0.0), 0.0)
+    mass = t.sum(dim=1)
+    keep = mass > 0
+    t = t / mass.clamp(min=1e-12)[:, None]
+    log_p = torch.log_softmax((-z).masked_fill(~real, _NEG), dim=1)
+    row = -(t * torch.where(real, log_p, 0.0)).sum(dim=1)
+    return _mean(row, keep)
+
+
 LOSSES = {"bpr_max": bpr_max, "pairwise": pairwise, "bce": bce, "exit_ce": exit_ce}
 
 

@@ -83,8 +83,14 @@ class OptimConfig:
     # from training + validation rows, the rows the baselines are fitted on at test time; the
     # weights stay. `segint evaluate` scores the validation rows with training-row counts.
     refresh_counts: bool = False
+    # Distillation weight (training.teacher): each training row's loss gains this times the
+    # cross-entropy of the model's exit distribution under an out-of-fold hazard-gbdt's.
+    # 0 = off. The served graph is the same either way.
+    distill: float = 0.0
 
     def __post_init__(self) -> None:
+        if not self.distill >= 0:
+            raise ValueError(f"optim.distill must be >= 0, got {self.distill}")
         if not self.lr > 0 or self.weight_decay < 0 or self.grad_clip < 0:
             raise ValueError(
                 f"need optim.lr > 0, weight_decay >= 0, grad_clip >= 0; got lr={self.lr}, "

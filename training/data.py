@@ -113,6 +113,9 @@ class Batch:
     # and of each history view (B, H), -1 for a view that is not a fitting row or padding.
     fold: torch.Tensor | None = None
     hist_fold: torch.Tensor | None = None
+    # Training only, optim.distill > 0 (not a model input): the teacher's exit distribution of
+    # each row (B, S) float32 (`training.teacher`).
+    teacher: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.user_ids.shape[0])
@@ -135,7 +138,7 @@ class Batch:
 
 
 # Batch fields that are not model inputs: the label and the training-only count folds.
-NOT_INPUTS = frozenset({"exit_slot", "fold", "hist_fold"})
+NOT_INPUTS = frozenset({"exit_slot", "fold", "hist_fold", "teacher"})
 
 
 def collate(examples: Sequence[Example]) -> Batch:
@@ -191,6 +194,8 @@ class InteractionDataset(Dataset[Example]):
         folds: (n,) the count fold of each table row, -1 for rows that are not fitting rows
             (`training.folds.count_folds`; count_mode "kfold" training rows only). Batch with
             `collate` (the method) to get ``fold`` and ``hist_fold``.
+        teacher: (n, S) the teacher's exit distribution of each table row (`training.teacher`;
+            ``optim.distill`` training rows only). Batch with `collate` to get ``teacher``.
     """
 
     def __init__(
@@ -203,6 +208,7 @@ class InteractionDataset(Dataset[Example]):
         s_max: int,
         content: FeatureStore | None = None,
         folds: IntArray | None = None,
+        teacher: npt.NDArray[np.float32] | None = None,
     ) -> None:
         if history.shape[0] != table.height:
             raise ValueError(f"history has {history.shape[0]} rows, table {table.height}")
@@ -226,6 +232,12 @@ class InteractionDataset(Dataset[Example]):
         if folds is not None and folds.shape != (table.height,):
             raise ValueError(f"folds has shape {folds.shape}, the table {table.height} rows")
         self.folds = folds
+        if teacher is not None:
+            if teacher.shape != (table.height, s_max):
+                raise ValueError(f"teacher has shape {teacher.shape}, need {(table.height, s_max)}")
+            if np.isnan(teacher[self.rows]).any():
+                raise ValueError("teacher has no distribution for some of the dataset's rows")
+        self.teacher = teacher
         if content is not None:
             self.raw_video = table["video_id"].to_numpy().astype(np.int64)  # (n,) store keys
             covered = np.isin(self.raw_video[self.rows], content.video_ids)
@@ -259,10 +271,10 @@ class InteractionDataset(Dataset[Example]):
         )
 
     def collate(self, examples: Sequence[Example]) -> Batch:
-        """`collate` plus, for a content model, ``video_content`` and ``hist_content``, and
-        with ``folds``, ``fold`` and ``hist_fold``."""
+        """`collate` plus, for a content model, ``video_content`` and ``hist_content``, with
+        ``folds``, ``fold`` and ``hist_fold``, and with ``teacher``, ``teacher``."""
         batch = collate(examples)
-        if self.content is None and self.folds is None:
+        if self.content is None and self.folds is None and self.teacher is None:
             return batch
         rows = np.array([e.row for e in examples], dtype=np.int64)  # (B,)
         # History rows laid out exactly as `collate` pads them: right-padded, most recent first.
@@ -290,6 +302,8 @@ class InteractionDataset(Dataset[Example]):
                 "fold": torch.from_numpy(self.folds[rows].copy()),
                 "hist_fold": torch.from_numpy(np.where(mask, self.folds[safe], -1)),
             }
+        if self.teacher is not None:
+            extra["teacher"] = torch.from_numpy(self.teacher[rows].astype(np.float32))
         return Batch(**{f.name: getattr(batch, f.name) for f in fields(batch)} | extra)
 
     def targets(self) -> tuple[IntArray, IntArray]:

@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Samp
 from tqdm import tqdm
 
 from model.config import ModelConfig
+from model.loss import distill_ce
 from model.network import SegmentInterestModel
 from segint.errors import DataError, SegintError
 from segint.splits import TRAIN, VALID, history_index
@@ -222,15 +223,39 @@ def prepare(
     folds = None  # count_mode "kfold": each training row's count fold (training.folds)
     if model_cfg.count_mode == "kfold" and model_cfg.exit_prior > 0:
         folds = count_folds(table, train_rows, model_cfg.count_folds, cfg.data.seed)
+    teacher = None  # optim.distill: each training row's out-of-fold teacher (training.teacher)
+    if cfg.optim.distill > 0:
+        teacher = _teacher(cfg, table, train_rows, model_cfg.count_folds)
     return Prepared(
         users,
         videos,
         model_cfg,
-        InteractionDataset(table, history, train_rows, users, videos, s_max, store, folds),
+        InteractionDataset(table, history, train_rows, users, videos, s_max, store, folds, teacher),
         InteractionDataset(table, history, valid_rows, users, videos, s_max, store),
         video_side,
         user_side,
     )
+
+
+def _teacher(
+    cfg: TrainConfig, table: pl.DataFrame, train_rows: npt.NDArray[np.int64], k: int
+) -> npt.NDArray[np.float32]:
+    """Out-of-fold ``hazard-gbdt`` exit distributions of the training rows (`training.teacher`)
+    with the KuaiRand side tables where `segint baselines` finds them."""
+    from segint.commands.baselines import USER_TABLE, VIDEO_TABLE
+    from training.teacher import oof_teacher
+
+    video_table = (
+        read_side_table(VIDEO_TABLE, "video_id", VIDEO_COLUMNS) if VIDEO_TABLE.is_file() else None
+    )
+    user_table = (
+        read_side_table(USER_TABLE, "user_id", USER_COLUMNS) if USER_TABLE.is_file() else None
+    )
+    log.info("distillation: fitting the out-of-fold teacher (hazard-gbdt, %d folds)", k)
+    return oof_teacher(
+        table, train_rows, cfg.data.s_max, k, cfg.data.seed, torch.get_num_threads(),
+        video_table, user_table,
+    )  # fmt: skip
 
 
 def _side(
@@ -252,8 +277,12 @@ def train_step(
     loss_fn: Any,
     batch: Batch,
     grad_clip: float,
+    distill: float = 0.0,
 ) -> torch.Tensor:
     """One optimizer step on one batch (already on the device); returns the detached loss.
+
+    ``distill > 0`` and a batch with ``teacher``: the loss gains ``distill`` times the
+    cross-entropy of the model's exit distribution under the teacher's (`model.loss.distill_ce`).
 
     ``net`` is the training view (`SegmentInterestTrain`, DDP-wrapped under torchrun); a bare
     `SegmentInterestModel` (bench/bench_training.py) is wrapped here.
@@ -263,6 +292,8 @@ def train_step(
     # Leave-one-out: the row's own exit is left out of the exit-count prior and the residual.
     logits = net(batch)  # (B, S)
     loss: torch.Tensor = loss_fn(logits, batch.exit_slot, batch.n_segments)
+    if distill > 0 and batch.teacher is not None:
+        loss = loss + distill * distill_ce(logits, batch.teacher, batch.n_segments)
     optimizer.zero_grad(set_to_none=True)
     torch.autograd.backward(loss)
     if grad_clip > 0:
@@ -467,7 +498,7 @@ def _loop(
             loader.sampler.set_epoch(epoch)
         for batch in loader:
             batch = batch.to(dev)
-            loss = train_step(net, optimizer, loss_fn, batch, o.grad_clip)
+            loss = train_step(net, optimizer, loss_fn, batch, o.grad_clip, o.distill)
             step += 1
             loss_sum += float(loss) * len(batch)
             loss_rows += len(batch)
