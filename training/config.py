@@ -87,6 +87,9 @@ class OptimConfig:
     # cross-entropy of the model's exit distribution under an out-of-fold hazard-gbdt's.
     # 0 = off. The served graph is the same either way.
     distill: float = 0.0
+    # The KuaiRand side tables (where `segint baselines` finds them) enter the teacher's
+    # features. `segint train` turns this off for logs of another format (other id spaces).
+    distill_side_tables: bool = True
 
     def __post_init__(self) -> None:
         if not self.distill >= 0:

@@ -18,7 +18,7 @@ model's step stay unseen.
 
 Fits take about a minute each on one core (K of them per run), so the teacher is cached:
 ``SEGINT_TEACHER_CACHE`` (default ``~/.cache/segint/teacher``) holds one ``.npy`` per
-(table rows, training rows, K, seed, S) content hash.
+(table rows, training rows, K, seed, S, side tables) content hash.
 """
 
 from __future__ import annotations
@@ -45,10 +45,19 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SEGINT_TEACHER_CACHE", str(default)))
 
 
-def _key(table: pl.DataFrame, train_rows: npt.NDArray[np.int64], k: int, seed: int, s: int) -> str:
+def _key(
+    table: pl.DataFrame,
+    train_rows: npt.NDArray[np.int64],
+    k: int,
+    seed: int,
+    s: int,
+    side: tuple[pl.DataFrame | None, ...],
+) -> str:
     h = hashlib.sha256()
     for c in KEY_COLUMNS:
         h.update(np.ascontiguousarray(table[c].to_numpy()).tobytes())
+    for t in side:  # the side tables' contents, or their absence
+        h.update(b"none" if t is None else t.hash_rows(seed=0).to_numpy().tobytes())
     h.update(np.ascontiguousarray(train_rows, dtype=np.int64).tobytes())
     h.update(f"hazard-gbdt/kfold k={k} seed={seed} s={s} inner={INNER_VALID}".encode())
     return h.hexdigest()[:24]
@@ -71,7 +80,7 @@ def oof_teacher(
     ``exit_dist``: slot ``N`` is the completion outcome when ``N < S``.
     """
     rows = np.asarray(train_rows, dtype=np.int64)
-    path = cache_dir() / f"{_key(table, rows, k, seed, s_max)}.npy"
+    path = cache_dir() / f"{_key(table, rows, k, seed, s_max, (video_table, user_table))}.npy"
     if path.is_file():
         log.info("teacher: cached %s", path)
         out: FloatArray = np.load(path)

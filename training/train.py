@@ -245,11 +245,16 @@ def _teacher(
     from segint.commands.baselines import USER_TABLE, VIDEO_TABLE
     from training.teacher import oof_teacher
 
+    side = cfg.optim.distill_side_tables
     video_table = (
-        read_side_table(VIDEO_TABLE, "video_id", VIDEO_COLUMNS) if VIDEO_TABLE.is_file() else None
+        read_side_table(VIDEO_TABLE, "video_id", VIDEO_COLUMNS)
+        if side and VIDEO_TABLE.is_file()
+        else None
     )
     user_table = (
-        read_side_table(USER_TABLE, "user_id", USER_COLUMNS) if USER_TABLE.is_file() else None
+        read_side_table(USER_TABLE, "user_id", USER_COLUMNS)
+        if side and USER_TABLE.is_file()
+        else None
     )
     log.info("distillation: fitting the out-of-fold teacher (hazard-gbdt, %d folds)", k)
     return oof_teacher(

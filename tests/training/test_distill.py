@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from model.loss import distill_ce
+from segint.cli import main
 from segint.errors import SegintError
 from segint.splits import TRAIN, assign_split
 from tests.training.conftest import TINY
+from training.checkpoint import load_run_config
 from training.config import load_config
 from training.folds import count_folds
 from training.teacher import oof_teacher
@@ -117,3 +119,24 @@ def test_training_with_a_teacher(
     assert result.best_step > 0
     with pytest.raises(SegintError, match="optim.distill"):
         load_config(TINY, ["optim.distill=-1"])
+
+
+def test_side_tables_key_the_cache_and_only_kuairand_logs_use_them(
+    table: pl.DataFrame, log_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A teacher fitted with a side table is cached apart from one without; `segint train`
+    on a log of another format than KuaiRand fits its teacher without KuaiRand's tables."""
+    monkeypatch.setenv("SEGINT_TEACHER_CACHE", str(tmp_path / "cache"))
+    rows = np.arange(table.height)
+    s = int(table["n_segments"].max()) + 1
+    videos = table["video_id"].unique().sort()
+    side = pl.DataFrame({"video_id": videos, "video_type": (videos % 3).cast(pl.Utf8)})
+    oof_teacher(table, rows, s, k=3, seed=0)
+    oof_teacher(table, rows, s, k=3, seed=0, video_table=side)
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2
+    run = tmp_path / "run"
+    args = ["--data", str(log_csv), "--format", "canonical", "--config", str(TINY)]
+    sets = ["--set", "optim.distill=1.0", "--set", "optim.max_epochs=1"]
+    assert main(["train", *args, *sets, "--out", str(run), "--no-progress"]) == 0
+    cfg = load_run_config(run)
+    assert cfg.optim.distill == 1.0 and cfg.optim.distill_side_tables is False
