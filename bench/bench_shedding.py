@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_service import base_artifact  # noqa: E402
+from bench.rawhttp import RawClient  # noqa: E402
 from export.manifest import Manifest  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from tests.service.live import uvicorn_server  # noqa: E402
@@ -114,10 +115,18 @@ async def closed_loop(url: str, reqs: list[bytes], concurrency: int, duration: f
 
 
 async def open_loop(
-    url: str, reqs: list[bytes], rate: float, duration: float
+    url: str,
+    reqs: list[bytes],
+    rate: float,
+    duration: float,
+    stamps: list[Any] | None = None,
+    client_kind: str = "raw",
 ) -> tuple[dict[str, Any], list[tuple[int, float]]]:
     """``rate`` req/s for ``duration`` s, each sent on schedule whatever the server does; the
-    run's figures and every request's (status or -1, latency s from its scheduled time)."""
+    run's figures and every request's (status or -1, latency s from its scheduled time).
+    ``stamps``: when given, each request carries ``x-bench-id`` and gets (id, status,
+    scheduled, sent, answered) appended, on the event loop's clock (``time.monotonic``).
+    ``client_kind``: ``raw`` (`bench.rawhttp`) or ``httpx`` (rounds 1 and 2's generator)."""
     n = max(1, int(rate * duration))
     loop = asyncio.get_running_loop()
     done: list[tuple[int, float]] = []
@@ -125,21 +134,36 @@ async def open_loop(
     retry_after: set[str] = set()
     limits = httpx.Limits(max_connections=2048, max_keepalive_connections=2048)
     cpu0 = time.process_time()
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+    client: Any = (
+        RawClient(url)
+        if client_kind == "raw"
+        else httpx.AsyncClient(base_url=url, timeout=120, limits=limits)
+    )
+    async with client:
         start = loop.time() + 0.2
+
+        async def post(body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+            if client_kind == "raw":
+                return await client.post("/score", body, headers)  # type: ignore[no-any-return]
+            r = await client.post("/score", content=body, headers=headers)
+            return r.status_code, r.headers
 
         async def one(i: int) -> None:
             scheduled = start + i / rate
             await asyncio.sleep(max(0.0, scheduled - loop.time()))
-            late.append(loop.time() - scheduled)
+            sent = loop.time()
+            late.append(sent - scheduled)
+            headers = _JSON if stamps is None else _JSON | {"x-bench-id": str(i)}
             try:
-                r = await client.post("/score", content=reqs[i % len(reqs)], headers=_JSON)
-                status = r.status_code
+                status, answer = await post(reqs[i % len(reqs)], headers)
                 if status == 503:
-                    retry_after.add(r.headers.get("retry-after", "missing"))
-            except httpx.HTTPError:
+                    retry_after.add(answer.get("retry-after", "missing"))
+            except (httpx.HTTPError, OSError, asyncio.IncompleteReadError):
                 status = -1
-            done.append((status, loop.time() - scheduled))
+            answered = loop.time()
+            done.append((status, answered - scheduled))
+            if stamps is not None:
+                stamps.append((i, status, scheduled, sent, answered))
 
         await asyncio.gather(*(one(i) for i in range(n)))
         elapsed = loop.time() - start
@@ -176,6 +200,47 @@ def summarize(done: list[tuple[int, float]], rate: float, elapsed: float) -> dic
         "shed_p99_ms": pct(shed, 99),
         "shed_max_ms": float(shed.max()) if len(shed) else None,
     }
+
+
+def trace_breakdown(stamps: list[Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where the shed answers' time went, joining the generator's ``stamps`` with the traced
+    server's records (`bench.shed_trace`) on request id: ``late`` (the generator sent after
+    the schedule), ``to_app`` (sent -> the app saw it: the client's write and the server's
+    read, accept and HTTP parse), ``in_app`` (the app saw it -> its answer ended) and ``back``
+    (-> the client had read it). p50/p99 ms of each over all shed answers, and the mean of
+    each over the slow ones (over 10 ms, with how many of those were refused after parsing)."""
+    by_id = {r["id"]: r for r in records if "end" in r}
+    parts: dict[str, list[float]] = {"late": [], "to_app": [], "in_app": [], "back": []}
+    slow: dict[str, list[float]] = {k: [] for k in parts}
+    slow_routed = unmatched = 0
+    for i, status, scheduled, sent, answered in stamps:
+        r = by_id.get(i)
+        if status != 503:
+            continue
+        if r is None:
+            unmatched += 1
+            continue
+        row = {
+            "late": sent - scheduled,
+            "to_app": r["enter"] - sent,
+            "in_app": r["end"] - r["enter"],
+            "back": answered - r["end"],
+        }
+        for k, v in row.items():
+            parts[k].append(v * 1e3)
+        if answered - scheduled > 0.010:
+            slow_routed += r["routed"]
+            for k, v in row.items():
+                slow[k].append(v * 1e3)
+    out: dict[str, Any] = {"shed_traced": len(parts["late"]), "unmatched": unmatched}
+    for k, v in parts.items():
+        out[f"{k}_p50_ms"] = float(np.percentile(v, 50)) if v else None
+        out[f"{k}_p99_ms"] = float(np.percentile(v, 99)) if v else None
+    out["slow"] = len(slow["late"])
+    out["slow_refused_after_parsing"] = slow_routed
+    for k, v in slow.items():
+        out[f"slow_{k}_mean_ms"] = float(np.mean(v)) if v else None
+    return out
 
 
 def thread_cpu_s(pid: int) -> tuple[float, float]:
@@ -268,17 +333,21 @@ def server_side_sheds(url: str) -> dict[str, float]:
     }
 
 
-def variant_env(spec: str) -> dict[str, str]:
-    """``defaults`` or ``field=value[,field=value...]`` (`Settings` fields) -> SEGINT_* env."""
-    if spec == "defaults":
-        return {}
-    env = {}
-    for item in spec.split(","):
+def variant_env(spec: str) -> tuple[dict[str, str], Path]:
+    """``defaults`` or ``field=value[,field=value...]`` (`Settings` fields, and ``tree=DIR``:
+    serve the code of another checkout) -> (SEGINT_* env, the checkout to serve)."""
+    env, tree = {}, ROOT
+    for item in [] if spec == "defaults" else spec.split(","):
         field, sep, value = item.partition("=")
+        if sep and field == "tree":
+            tree = Path(value).resolve()
+            if not (tree / "service" / "app.py").is_file():
+                raise SystemExit(f"--variants: tree={value} holds no service/app.py")
+            continue
         if not sep or field not in Settings.model_fields:
             raise SystemExit(f"--variants: {item!r} is not field=value of a Settings field")
         env[f"SEGINT_{field.upper()}"] = value
-    return env
+    return env, tree
 
 
 def main() -> int:
@@ -302,7 +371,9 @@ def main() -> int:
         nargs="+",
         default=["inference_nice=0", "defaults"],
         help="shedding servers compared side by side: 'defaults' (the service defaults) or "
-        "field=value[,field=value] overrides of Settings fields",
+        "field=value[,field=value] overrides of Settings fields; tree=DIR serves another "
+        "checkout's code (e.g. a `git archive` of the base commit; with --trace it needs "
+        "bench/shed_trace.py too)",
     )
     p.add_argument("--concurrency", type=int, default=4, help="closed-loop clients (saturation)")
     p.add_argument("--saturation-s", type=float, default=5.0, help="seconds of closed loop")
@@ -320,6 +391,19 @@ def main() -> int:
     )
     p.add_argument("--deadline-x", type=float, default=1.0)
     p.add_argument("--ort-threads", type=int, default=1, help="SEGINT_INTRA_OP_THREADS")
+    p.add_argument(
+        "--client",
+        choices=["raw", "httpx"],
+        default="raw",
+        help="the open-loop generator's HTTP client: raw (bench/rawhttp.py) or httpx (rounds "
+        "1 and 2; costlier per request, and it falls behind at a few hundred req/s)",
+    )
+    p.add_argument(
+        "--trace",
+        action="store_true",
+        help="serve the shedding variants through bench.shed_trace and split each shed "
+        "answer's time into generator / to the app / in the app / back (per round)",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "reports" / "bench" / "shedding.json")
     args = p.parse_args()
     variants = {spec: variant_env(spec) for spec in args.variants}
@@ -361,12 +445,14 @@ def main() -> int:
             "SEGINT_REQUEST_DEADLINE_MS": f"{deadline:.1f}",
         }
         servers = {}
-        for name, env in variants.items():
+        factory = "bench.shed_trace:create_app" if args.trace else "service.app:create_app"
+        for name, (env, tree) in variants.items():
             servers[name] = stack.enter_context(
-                uvicorn_server(base_env | shed_env | env, tmp, wrap=wrap)
+                uvicorn_server(base_env | shed_env | env, tmp, wrap=wrap, factory=factory, cwd=tree)
             )
             report[name] = {
                 "env": env,
+                "tree": str(tree),
                 "unloaded": unloaded(servers[name].url, reqs, args.unloaded),
             }
             print(f"[{name}] unloaded {report[name]['unloaded']}", flush=True)
@@ -379,8 +465,14 @@ def main() -> int:
                 load0 = os.getloadavg()[0]
                 cpu0, lag0 = thread_cpu_s(servers[name].pid), loop_lag_buckets(servers[name].url)
                 drops0 = listen_drops()
-                loaded, done = asyncio.run(open_loop(servers[name].url, reqs, rate, args.duration))
+                stamps: list[Any] | None = [] if args.trace else None
+                loaded, done = asyncio.run(
+                    open_loop(servers[name].url, reqs, rate, args.duration, stamps, args.client)
+                )
                 cpu1, lag1 = thread_cpu_s(servers[name].pid), loop_lag_buckets(servers[name].url)
+                if stamps is not None:
+                    records = httpx.get(f"{servers[name].url}/__trace", timeout=30).json()
+                    loaded["trace"] = trace_breakdown(stamps, records)
                 loaded |= {
                     "variant": name,
                     "round": r,
@@ -403,7 +495,9 @@ def main() -> int:
             }
         # Last and once: without shedding the queue only grows, and draining it takes long.
         load0 = os.getloadavg()[0]
-        loaded, _ = asyncio.run(open_loop(server.url, reqs, rate, args.duration))
+        loaded, _ = asyncio.run(
+            open_loop(server.url, reqs, rate, args.duration, client_kind=args.client)
+        )
         report["no_shedding"]["loaded"] = loaded | {"loadavg_1m_before": load0}
     report["targets"] = {
         name: {
@@ -469,6 +563,28 @@ def print_table(report: dict[str, Any], variants: list[str]) -> None:
             f"| {_pct(lag['over_10ms_share'])} | {x['client_send_late_p99_ms']:.1f} "
             f"| {x['listen_drops']:.0f} |"
         )
+    traced = [x for x in report["rounds"] if "trace" in x]
+    if traced:
+        print("\nshed answers, where the time went (ms; slow: over 10 ms, mean of each part):")
+        print(
+            "| round | config | shed | late p50/p99 | to app p50/p99 | in app p50/p99 "
+            "| back p50/p99 | slow (after parsing) | slow: late / to app / in app / back |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
+        for x in traced:
+            t = x["trace"]
+            print(
+                f"| {x['round']} | {x['variant']} | {t['shed_traced']} "
+                + "".join(
+                    f"| {_f(t[k + '_p50_ms'])} / {_f(t[k + '_p99_ms'])} "
+                    for k in ("late", "to_app", "in_app", "back")
+                )
+                + f"| {t['slow']} ({t['slow_refused_after_parsing']}) | "
+                + " / ".join(
+                    _f(t[f"slow_{k}_mean_ms"]) for k in ("late", "to_app", "in_app", "back")
+                )
+                + " |"
+            )
     for name in variants:
         side = report[name]["loaded"]["server_side"]
         print(
