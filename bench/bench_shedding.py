@@ -121,7 +121,7 @@ async def open_loop(
     duration: float,
     stamps: list[Any] | None = None,
     client_kind: str = "raw",
-) -> tuple[dict[str, Any], list[tuple[int, float]]]:
+) -> tuple[dict[str, Any], list[tuple[int, float, float]]]:
     """``rate`` req/s for ``duration`` s, each sent on schedule whatever the server does; the
     run's figures and every request's (status or -1, latency s from its scheduled time).
     ``stamps``: when given, each request carries ``x-bench-id`` and gets (id, status,
@@ -129,7 +129,7 @@ async def open_loop(
     ``client_kind``: ``raw`` (`bench.rawhttp`) or ``httpx`` (rounds 1 and 2's generator)."""
     n = max(1, int(rate * duration))
     loop = asyncio.get_running_loop()
-    done: list[tuple[int, float]] = []
+    done: list[tuple[int, float, float]] = []
     late: list[float] = []  # how late the generator itself sent each request (s)
     retry_after: set[str] = set()
     limits = httpx.Limits(max_connections=2048, max_keepalive_connections=2048)
@@ -161,7 +161,7 @@ async def open_loop(
             except (httpx.HTTPError, OSError, asyncio.IncompleteReadError):
                 status = -1
             answered = loop.time()
-            done.append((status, answered - scheduled))
+            done.append((status, answered - scheduled, answered - sent))
             if stamps is not None:
                 stamps.append((i, status, scheduled, sent, answered))
 
@@ -178,11 +178,14 @@ async def open_loop(
     return out, done
 
 
-def summarize(done: list[tuple[int, float]], rate: float, elapsed: float) -> dict[str, Any]:
-    """Accepted and shed latency percentiles of (status, latency s) pairs."""
+def summarize(done: list[tuple[int, float, float]], rate: float, elapsed: float) -> dict[str, Any]:
+    """Accepted and shed latency percentiles of (status, latency s from the schedule, latency
+    s from the send) triples. From the schedule is the headline (no coordinated omission);
+    from the send leaves out the generator's own lateness (``client_send_late``)."""
     st = np.array([d[0] for d in done])
     lat = np.array([d[1] for d in done]) * 1e3
     ok, shed = lat[st == 200], lat[st == 503]
+    from_send = np.array([d[2] for d in done]) * 1e3
 
     def pct(a: np.ndarray, q: float) -> float | None:
         return float(np.percentile(a, q)) if len(a) else None
@@ -199,6 +202,9 @@ def summarize(done: list[tuple[int, float]], rate: float, elapsed: float) -> dic
         "shed_p50_ms": pct(shed, 50),
         "shed_p99_ms": pct(shed, 99),
         "shed_max_ms": float(shed.max()) if len(shed) else None,
+        "accepted_from_send_p99_ms": pct(from_send[st == 200], 99),
+        "shed_from_send_p50_ms": pct(from_send[st == 503], 50),
+        "shed_from_send_p99_ms": pct(from_send[st == 503], 99),
     }
 
 
@@ -236,6 +242,16 @@ def trace_breakdown(stamps: list[Any], records: list[dict[str, Any]]) -> dict[st
     for k, v in parts.items():
         out[f"{k}_p50_ms"] = float(np.percentile(v, 50)) if v else None
         out[f"{k}_p99_ms"] = float(np.percentile(v, 99)) if v else None
+    # The server's share of the way in, split by whether a model run held the slot then.
+    for running in (False, True):
+        v = [
+            (by_id[i]["enter"] - sent) * 1e3
+            for i, status, _, sent, _ in stamps
+            if status == 503 and i in by_id and bool(by_id[i].get("running")) == running
+        ]
+        key = "to_app_running" if running else "to_app_idle"
+        out[f"{key}_n"] = len(v)
+        out[f"{key}_p99_ms"] = float(np.percentile(v, 99)) if v else None
     out["slow"] = len(slow["late"])
     out["slow_refused_after_parsing"] = slow_routed
     for k, v in slow.items():
@@ -458,7 +474,7 @@ def main() -> int:
             print(f"[{name}] unloaded {report[name]['unloaded']}", flush=True)
         # Every variant runs in every round, in alternating order: drift in the machine's load
         # falls on all of them alike, and the per-round rows show the spread.
-        pooled: dict[str, list[tuple[int, float]]] = {name: [] for name in variants}
+        pooled: dict[str, list[tuple[int, float, float]]] = {name: [] for name in variants}
         for r in range(args.rounds):
             order = list(variants) if r % 2 == 0 else list(reversed(variants))
             for name in order:
@@ -529,9 +545,10 @@ def print_table(report: dict[str, Any], variants: list[str]) -> None:
     )
     print(
         "| config | rounds | unloaded p99 ms | accepted req/s | accepted p50 / p99 ms "
-        "| accepted p99 / unloaded p99 | shed % | shed p50 / p99 / max ms | errors |"
+        "| accepted p99 / unloaded p99 | shed % | shed p50 / p99 / max ms "
+        "| from the send: accepted p99, shed p50 / p99 ms | errors |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name in [*variants, "no_shedding"]:
         u, x = report[name]["unloaded"], report[name]["loaded"]
         ratio = (x["accepted_p99_ms"] or float("nan")) / u["p99_ms"]
@@ -541,11 +558,13 @@ def print_table(report: dict[str, Any], variants: list[str]) -> None:
             f"| {_f(x['accepted_p50_ms'])} / {_f(x['accepted_p99_ms'])} | {ratio:.1f}x "
             f"| {100 * x['shed'] / x['requests']:.0f} "
             f"| {_f(x['shed_p50_ms'])} / {_f(x['shed_p99_ms'])} / {_f(x['shed_max_ms'])} "
-            f"| {x['errors']} |"
+            f"| {_f(x['accepted_from_send_p99_ms'])}, {_f(x['shed_from_send_p50_ms'])} / "
+            f"{_f(x['shed_from_send_p99_ms'])} | {x['errors']} |"
         )
     print("\nper round (same offered rate, alternating order):")
     print(
-        "| round | config | load 1m | accepted p50 / p99 ms | shed % | shed p50 / p99 ms "
+        "| round | config | load 1m | accepted p50 / p99 ms | shed % "
+        "| shed p50 / p99 ms (from the send: p99) "
         "| server CPU ms per request: loop / other threads "
         "| loop lag p50 / p99 ms (bucket bound) | ticks > 10 ms late | client send late p99 ms "
         "| listen drops |"
@@ -557,7 +576,7 @@ def print_table(report: dict[str, Any], variants: list[str]) -> None:
             f"| {x['round']} | {x['variant']} | {x['loadavg_1m_before']:.2f} "
             f"| {_f(x['accepted_p50_ms'])} / {_f(x['accepted_p99_ms'])} "
             f"| {100 * x['shed'] / x['requests']:.0f} "
-            f"| {_f(x['shed_p50_ms'])} / {_f(x['shed_p99_ms'])} "
+            f"| {_f(x['shed_p50_ms'])} / {_f(x['shed_p99_ms'])} ({_f(x['shed_from_send_p99_ms'])}) "
             f"| {x['loop_cpu_ms_per_request']:.2f} / {x['inference_cpu_ms_per_request']:.2f} "
             f"| {_f(lag['p50_ms_at_most'])} / {_f(lag['p99_ms_at_most'])} "
             f"| {_pct(lag['over_10ms_share'])} | {x['client_send_late_p99_ms']:.1f} "
@@ -568,9 +587,10 @@ def print_table(report: dict[str, Any], variants: list[str]) -> None:
         print("\nshed answers, where the time went (ms; slow: over 10 ms, mean of each part):")
         print(
             "| round | config | shed | late p50/p99 | to app p50/p99 | in app p50/p99 "
-            "| back p50/p99 | slow (after parsing) | slow: late / to app / in app / back |"
+            "| back p50/p99 | slow (after parsing) | slow: late / to app / in app / back "
+            "| to app p99 with a run going / without (n) |"
         )
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for x in traced:
             t = x["trace"]
             print(
@@ -583,7 +603,8 @@ def print_table(report: dict[str, Any], variants: list[str]) -> None:
                 + " / ".join(
                     _f(t[f"slow_{k}_mean_ms"]) for k in ("late", "to_app", "in_app", "back")
                 )
-                + " |"
+                + f" | {_f(t['to_app_running_p99_ms'])} ({t['to_app_running_n']}) / "
+                f"{_f(t['to_app_idle_p99_ms'])} ({t['to_app_idle_n']}) |"
             )
     for name in variants:
         side = report[name]["loaded"]["server_side"]
