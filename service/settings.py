@@ -78,6 +78,15 @@ class Settings(BaseSettings):
         "waits for it (Python's default is 5 ms); shorter gives the event loop the GIL back "
         "sooner after an inference thread took it (docs/reliability.md)",
     )
+    loop_slice_us: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=100_000.0,
+        description="scheduler slice requested for the event-loop thread (Linux 6.12+ EEVDF "
+        "custom slice, clamped by the kernel to 100-100,000 us): a short one lets the loop "
+        "preempt a running inference thread as soon as bytes arrive; 0: the kernel default "
+        "(docs/reliability.md)",
+    )
     loop_lag_in_deadline: bool = Field(
         default=False,
         description="start a request's deadline clock earlier by how late the event loop "

@@ -39,9 +39,12 @@ saw it; with ``loop_lag_in_deadline`` the deadline clock starts that much earlie
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import math
 import os
+import platform
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -136,6 +139,62 @@ class InferenceThreads:
         if self._pool is not None:
             self._pool.shutdown(wait=False)
             self._pool = None
+
+
+class _SchedAttr(ctypes.Structure):
+    """Linux ``struct sched_attr`` (SCHED_ATTR_SIZE_VER1)."""
+
+    _fields_ = [
+        ("size", ctypes.c_uint32),
+        ("sched_policy", ctypes.c_uint32),
+        ("sched_flags", ctypes.c_uint64),
+        ("sched_nice", ctypes.c_int32),
+        ("sched_priority", ctypes.c_uint32),
+        ("sched_runtime", ctypes.c_uint64),
+        ("sched_deadline", ctypes.c_uint64),
+        ("sched_period", ctypes.c_uint64),
+        ("sched_util_min", ctypes.c_uint32),
+        ("sched_util_max", ctypes.c_uint32),
+    ]
+
+
+# (sched_setattr, sched_getattr) syscall numbers
+_SCHED_ATTR_CALLS = {"x86_64": (314, 315), "aarch64": (274, 275)}
+_SCHED_POLICIES_FAIR = (0, 3)  # SCHED_OTHER, SCHED_BATCH: the ones a slice applies to
+
+
+_slice_warned = False
+
+
+def thread_slice(slice_s: float | None = None) -> float | None:
+    """The calling thread's scheduler slice (s), after setting it to ``slice_s`` when given
+    (0: back to the kernel default). On Linux 6.12 and later (EEVDF custom slices) a thread
+    with a short slice preempts a thread with a longer one as soon as it wakes; earlier
+    kernels accept and ignore it. The policy and nice value are kept. None where the system
+    refuses or has no ``sched_setattr`` (logged once)."""
+    calls = _SCHED_ATTR_CALLS.get(platform.machine())
+    try:
+        if sys.platform != "linux" or calls is None:
+            raise OSError(f"no sched_setattr on {sys.platform}/{platform.machine()}")
+        libc = ctypes.CDLL(None, use_errno=True)
+        tid = threading.get_native_id()
+        attr = _SchedAttr()
+        if libc.syscall(calls[1], tid, ctypes.byref(attr), ctypes.sizeof(attr), 0) != 0:
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+        if slice_s is not None and attr.sched_policy in _SCHED_POLICIES_FAIR:
+            attr.size = ctypes.sizeof(attr)
+            attr.sched_flags = 0
+            attr.sched_runtime = round(slice_s * 1e9)
+            if libc.syscall(calls[0], tid, ctypes.byref(attr), 0) != 0:
+                raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+            libc.syscall(calls[1], tid, ctypes.byref(attr), ctypes.sizeof(attr), 0)
+        return float(attr.sched_runtime) / 1e9
+    except OSError as e:
+        global _slice_warned
+        if not _slice_warned:
+            _slice_warned = True
+            log.warning("cannot set the event loop's scheduler slice (%s)", e)
+        return None
 
 
 class LoopLag:

@@ -16,6 +16,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from service import app as app_module
 from service import shedding
 from service.app import create_app
 from service.settings import Settings
@@ -450,3 +451,72 @@ def test_the_lifespan_sets_the_gil_switch_interval_and_restores_it(
         assert client.get("/healthz").status_code == 200
         assert sys.getswitchinterval() == pytest.approx(0.0025)
     assert sys.getswitchinterval() == before
+
+
+def _in_thread(fn: Callable[[], object]) -> object:
+    """``fn()`` in a new thread (a slice belongs to a thread, not to the test process)."""
+    out: list[object] = []
+    t = threading.Thread(target=lambda: out.append(fn()))
+    t.start()
+    t.join()
+    return out[0]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="sched_setattr is Linux's")
+def test_thread_slice_sets_the_calling_threads_slice_and_zero_restores_the_default() -> None:
+    """`thread_slice` sets the calling thread's slice (read back), keeps its nice value, and
+    0 restores the kernel's default; another thread's slice is untouched."""
+    default = shedding.thread_slice()
+    assert default is not None and default > 0
+
+    def set_then_reset() -> tuple[float | None, float | None, int, float | None]:
+        nice = _nice()
+        short = shedding.thread_slice(0.0003)
+        assert _nice() == nice
+        return short, shedding.thread_slice(), _nice(), shedding.thread_slice(0.0)
+
+    short, read, nice, reset = _in_thread(set_then_reset)  # type: ignore[misc]
+    assert short == pytest.approx(0.0003) and read == pytest.approx(0.0003)
+    assert reset == pytest.approx(default) and nice == _nice()
+    assert shedding.thread_slice() == pytest.approx(default)
+
+
+def test_a_system_without_sched_setattr_logs_once_and_returns_none(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where there is no ``sched_setattr`` (another OS or CPU) the slice is left alone, None
+    comes back, and the refusal is logged once per process."""
+    monkeypatch.setattr(shedding.platform, "machine", lambda: "vax")
+    monkeypatch.setattr(shedding, "_slice_warned", False)
+    with caplog.at_level(logging.WARNING, logger="service.shedding"):
+        assert shedding.thread_slice(0.0005) is None
+        assert shedding.thread_slice(0.0005) is None
+    assert len([r for r in caplog.records if "scheduler slice" in r.getMessage()]) == 1
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="sched_setattr is Linux's")
+def test_the_lifespan_sets_the_event_loops_slice_and_restores_it(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``loop_slice_us`` is the slice of the thread running the event loop while the app
+    runs; at shutdown that thread gets the default back (0). Unset, nothing is touched."""
+    calls: list[tuple[float | None, int]] = []
+
+    def recorded(slice_s: float | None = None) -> float | None:
+        calls.append((slice_s, threading.get_native_id()))
+        return shedding.thread_slice(slice_s)
+
+    monkeypatch.setattr(app_module, "thread_slice", recorded)
+    with TestClient(create_app(make_settings(loop_slice_us=400))) as client:
+        assert client.portal is not None
+        assert client.portal.call(_loop_slice) == pytest.approx(0.0004)
+        assert client.get("/healthz").status_code == 200
+    assert [c[0] for c in calls] == [0.0004, 0.0] and calls[0][1] == calls[1][1]
+    calls.clear()
+    with TestClient(create_app(make_settings())) as client:
+        assert client.get("/healthz").status_code == 200
+    assert calls == []
+
+
+async def _loop_slice() -> float | None:
+    return shedding.thread_slice()
