@@ -18,6 +18,10 @@
    accepted p50/p99, shed share and p50/p99, the server's CPU per request (event-loop thread
    and other threads, from /proc) and its event-loop lag (``segint_event_loop_lag_seconds``).
    Pooled over the rounds: the same, and the targets. Last, once: the no-shedding server.
+   The generator is `bench.rawhttp` (``--client httpx``: rounds 1 and 2's, which falls behind
+   at a few hundred req/s); with ``--trace`` the servers stamp each request
+   (`bench.shed_trace`) and each shed answer's time is split into the generator's lateness,
+   the way to the app, the app, and the way back.
 
 Targets (issue 15): accepted p99 within 3x the unloaded p99; shed answers under 10 ms.
 Run: ``.venv/bin/python bench/bench_shedding.py`` (~3 min; the first run exports the base
@@ -34,6 +38,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -349,21 +354,38 @@ def server_side_sheds(url: str) -> dict[str, float]:
     }
 
 
-def variant_env(spec: str) -> tuple[dict[str, str], Path]:
-    """``defaults`` or ``field=value[,field=value...]`` (`Settings` fields, and ``tree=DIR``:
-    serve the code of another checkout) -> (SEGINT_* env, the checkout to serve)."""
-    env, tree = {}, ROOT
+@dataclass
+class Variant:
+    """One shedding server of the comparison (see `variant`)."""
+
+    env: dict[str, str]  # SEGINT_* overrides
+    tree: Path  # the checkout whose code it serves
+    client: str  # the generator's HTTP client: raw or httpx
+    deadline_x: float | None  # its deadline / the no-shedding unloaded p99 (None: --deadline-x)
+
+
+def variant(spec: str, client: str) -> Variant:
+    """``defaults`` or ``field=value[,field=value...]``: `Settings` fields, and ``tree=DIR``
+    (serve the code of another checkout), ``client=raw|httpx`` (this variant's generator,
+    default ``client``), ``deadline_x=F`` (this variant's deadline, as --deadline-x)."""
+    out = Variant({}, ROOT, client, None)
     for item in [] if spec == "defaults" else spec.split(","):
         field, sep, value = item.partition("=")
         if sep and field == "tree":
-            tree = Path(value).resolve()
-            if not (tree / "service" / "app.py").is_file():
+            out.tree = Path(value).resolve()
+            if not (out.tree / "service" / "app.py").is_file():
                 raise SystemExit(f"--variants: tree={value} holds no service/app.py")
-            continue
-        if not sep or field not in Settings.model_fields:
+        elif sep and field == "client":
+            if value not in ("raw", "httpx"):
+                raise SystemExit(f"--variants: client={value} is not raw or httpx")
+            out.client = value
+        elif sep and field == "deadline_x":
+            out.deadline_x = float(value)
+        elif not sep or field not in Settings.model_fields:
             raise SystemExit(f"--variants: {item!r} is not field=value of a Settings field")
-        env[f"SEGINT_{field.upper()}"] = value
-    return env, tree
+        else:
+            out.env[f"SEGINT_{field.upper()}"] = value
+    return out
 
 
 def main() -> int:
@@ -389,7 +411,8 @@ def main() -> int:
         help="shedding servers compared side by side: 'defaults' (the service defaults) or "
         "field=value[,field=value] overrides of Settings fields; tree=DIR serves another "
         "checkout's code (e.g. a `git archive` of the base commit; with --trace it needs "
-        "bench/shed_trace.py too)",
+        "bench/shed_trace.py too); client=raw|httpx sets the variant's generator and "
+        "deadline_x=F its deadline (as --deadline-x)",
     )
     p.add_argument("--concurrency", type=int, default=4, help="closed-loop clients (saturation)")
     p.add_argument("--saturation-s", type=float, default=5.0, help="seconds of closed loop")
@@ -422,7 +445,7 @@ def main() -> int:
     )
     p.add_argument("--out", type=Path, default=ROOT / "reports" / "bench" / "shedding.json")
     args = p.parse_args()
-    variants = {spec: variant_env(spec) for spec in args.variants}
+    variants = {spec: variant(spec, args.client) for spec in args.variants}
     artifact = args.artifact or base_artifact()[0]
     reqs = bodies(artifact, args.users, args.candidates)
     base_env = {
@@ -462,13 +485,20 @@ def main() -> int:
         }
         servers = {}
         factory = "bench.shed_trace:create_app" if args.trace else "service.app:create_app"
-        for name, (env, tree) in variants.items():
+        for name, v in variants.items():
+            own = {}
+            if v.deadline_x is not None:
+                own_ms = v.deadline_x * report["no_shedding"]["unloaded"]["p99_ms"]
+                own = {"SEGINT_REQUEST_DEADLINE_MS": f"{own_ms:.1f}"}
+            env = base_env | shed_env | own | v.env
             servers[name] = stack.enter_context(
-                uvicorn_server(base_env | shed_env | env, tmp, wrap=wrap, factory=factory, cwd=tree)
+                uvicorn_server(env, tmp, wrap=wrap, factory=factory, cwd=v.tree)
             )
             report[name] = {
-                "env": env,
-                "tree": str(tree),
+                "env": v.env,
+                "tree": str(v.tree),
+                "client": v.client,
+                "deadline_ms": float(env["SEGINT_REQUEST_DEADLINE_MS"]),
                 "unloaded": unloaded(servers[name].url, reqs, args.unloaded),
             }
             print(f"[{name}] unloaded {report[name]['unloaded']}", flush=True)
@@ -483,7 +513,9 @@ def main() -> int:
                 drops0 = listen_drops()
                 stamps: list[Any] | None = [] if args.trace else None
                 loaded, done = asyncio.run(
-                    open_loop(servers[name].url, reqs, rate, args.duration, stamps, args.client)
+                    open_loop(
+                        servers[name].url, reqs, rate, args.duration, stamps, variants[name].client
+                    )
                 )
                 cpu1, lag1 = thread_cpu_s(servers[name].pid), loop_lag_buckets(servers[name].url)
                 if stamps is not None:

@@ -57,9 +57,10 @@ class Settings(BaseSettings):
     request_deadline_ms: float = Field(
         default=1000.0,
         gt=0,
-        description="a request that would not get an inference slot this long after it "
-        "arrived is shed (503) instead of queued. The default is a safety valve against a "
-        "queue that only grows; set it near the unloaded p99 to hold the accepted p99 within "
+        description="a request predicted not to get an inference slot this long after it "
+        "arrived is shed (503) at the door instead of queued; one admitted is shed only if it "
+        "waits twice this. The default is a safety valve against a queue that only grows; "
+        "set it to half to three quarters of the unloaded p99 to hold the accepted p99 within "
         "2-3x of it (docs/reliability.md)",
     )
     inference_nice: int = Field(
