@@ -247,16 +247,6 @@ def trace_breakdown(stamps: list[Any], records: list[dict[str, Any]]) -> dict[st
     for k, v in parts.items():
         out[f"{k}_p50_ms"] = float(np.percentile(v, 50)) if v else None
         out[f"{k}_p99_ms"] = float(np.percentile(v, 99)) if v else None
-    # The server's share of the way in, split by whether a model run held the slot then.
-    for running in (False, True):
-        v = [
-            (by_id[i]["enter"] - sent) * 1e3
-            for i, status, _, sent, _ in stamps
-            if status == 503 and i in by_id and bool(by_id[i].get("running")) == running
-        ]
-        key = "to_app_running" if running else "to_app_idle"
-        out[f"{key}_n"] = len(v)
-        out[f"{key}_p99_ms"] = float(np.percentile(v, 99)) if v else None
     out["slow"] = len(slow["late"])
     out["slow_refused_after_parsing"] = slow_routed
     for k, v in slow.items():
@@ -619,10 +609,9 @@ def print_table(report: dict[str, Any], variants: list[str]) -> None:
         print("\nshed answers, where the time went (ms; slow: over 10 ms, mean of each part):")
         print(
             "| round | config | shed | late p50/p99 | to app p50/p99 | in app p50/p99 "
-            "| back p50/p99 | slow (after parsing) | slow: late / to app / in app / back "
-            "| to app p99 with a run going / without (n) |"
+            "| back p50/p99 | slow (after parsing) | slow: late / to app / in app / back |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|")
         for x in traced:
             t = x["trace"]
             print(
@@ -635,8 +624,7 @@ def print_table(report: dict[str, Any], variants: list[str]) -> None:
                 + " / ".join(
                     _f(t[f"slow_{k}_mean_ms"]) for k in ("late", "to_app", "in_app", "back")
                 )
-                + f" | {_f(t['to_app_running_p99_ms'])} ({t['to_app_running_n']}) / "
-                f"{_f(t['to_app_idle_p99_ms'])} ({t['to_app_idle_n']}) |"
+                + " |"
             )
     for name in variants:
         side = report[name]["loaded"]["server_side"]

@@ -5,8 +5,8 @@
 ``x-bench-id`` header: when the app first saw it, when its response started and ended
 (``time.monotonic``, CLOCK_MONOTONIC: the same clock in every process of the host, so the
 load generator's own timestamps line up with these), its status, whether it was routed
-(a 503 that was routed was refused after parsing), how many requests were in the app and
-whether a model run held the inference slot at that moment. ``GET /__trace`` returns the records as JSON and clears them.
+(a 503 that was routed was refused after parsing) and how many requests were in the app at
+that moment. ``GET /__trace`` returns the records as JSON and clears them.
 
 The service never imports this module.
 """
@@ -17,22 +17,16 @@ import time
 from typing import Any
 
 import orjson
-from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.app import create_app as create_service_app
-from service.shedding import Shedder, ShedMiddleware
 
 
 class Trace:
     """Outermost ASGI middleware: a timestamp record per traced request (see module doc)."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        (self.shedder,) = [
-            m.kwargs["shedder"] for m in app.user_middleware if m.cls is ShedMiddleware
-        ]
-        assert isinstance(self.shedder, Shedder)
         self.records: list[dict[str, Any]] = []
         self.in_app = 0
 
@@ -54,7 +48,6 @@ class Trace:
             "id": int(rid),
             "enter": time.monotonic(),
             "in_app": self.in_app,
-            "running": self.shedder.limiter.borrowed_tokens,
         }
 
         async def traced_send(message: Message) -> None:
