@@ -18,6 +18,10 @@
    accepted p50/p99, shed share and p50/p99, the server's CPU per request (event-loop thread
    and other threads, from /proc) and its event-loop lag (``segint_event_loop_lag_seconds``).
    Pooled over the rounds: the same, and the targets. Last, once: the no-shedding server.
+   The generator is `bench.rawhttp` (``--client httpx``: rounds 1 and 2's, which falls behind
+   at a few hundred req/s); with ``--trace`` the servers stamp each request
+   (`bench.shed_trace`) and each shed answer's time is split into the generator's lateness,
+   the way to the app, the app, and the way back.
 
 Targets (issue 15): accepted p99 within 3x the unloaded p99; shed answers under 10 ms.
 Run: ``.venv/bin/python bench/bench_shedding.py`` (~3 min; the first run exports the base
@@ -34,6 +38,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_service import base_artifact  # noqa: E402
+from bench.rawhttp import RawClient  # noqa: E402
 from export.manifest import Manifest  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from tests.service.live import uvicorn_server  # noqa: E402
@@ -114,32 +120,55 @@ async def closed_loop(url: str, reqs: list[bytes], concurrency: int, duration: f
 
 
 async def open_loop(
-    url: str, reqs: list[bytes], rate: float, duration: float
-) -> tuple[dict[str, Any], list[tuple[int, float]]]:
+    url: str,
+    reqs: list[bytes],
+    rate: float,
+    duration: float,
+    stamps: list[Any] | None = None,
+    client_kind: str = "raw",
+) -> tuple[dict[str, Any], list[tuple[int, float, float]]]:
     """``rate`` req/s for ``duration`` s, each sent on schedule whatever the server does; the
-    run's figures and every request's (status or -1, latency s from its scheduled time)."""
+    run's figures and every request's (status or -1, latency s from its scheduled time).
+    ``stamps``: when given, each request carries ``x-bench-id`` and gets (id, status,
+    scheduled, sent, answered) appended, on the event loop's clock (``time.monotonic``).
+    ``client_kind``: ``raw`` (`bench.rawhttp`) or ``httpx`` (rounds 1 and 2's generator)."""
     n = max(1, int(rate * duration))
     loop = asyncio.get_running_loop()
-    done: list[tuple[int, float]] = []
+    done: list[tuple[int, float, float]] = []
     late: list[float] = []  # how late the generator itself sent each request (s)
     retry_after: set[str] = set()
     limits = httpx.Limits(max_connections=2048, max_keepalive_connections=2048)
     cpu0 = time.process_time()
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+    client: Any = (
+        RawClient(url)
+        if client_kind == "raw"
+        else httpx.AsyncClient(base_url=url, timeout=120, limits=limits)
+    )
+    async with client:
         start = loop.time() + 0.2
+
+        async def post(body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+            if client_kind == "raw":
+                return await client.post("/score", body, headers)  # type: ignore[no-any-return]
+            r = await client.post("/score", content=body, headers=headers)
+            return r.status_code, r.headers
 
         async def one(i: int) -> None:
             scheduled = start + i / rate
             await asyncio.sleep(max(0.0, scheduled - loop.time()))
-            late.append(loop.time() - scheduled)
+            sent = loop.time()
+            late.append(sent - scheduled)
+            headers = _JSON if stamps is None else _JSON | {"x-bench-id": str(i)}
             try:
-                r = await client.post("/score", content=reqs[i % len(reqs)], headers=_JSON)
-                status = r.status_code
+                status, answer = await post(reqs[i % len(reqs)], headers)
                 if status == 503:
-                    retry_after.add(r.headers.get("retry-after", "missing"))
-            except httpx.HTTPError:
+                    retry_after.add(answer.get("retry-after", "missing"))
+            except (httpx.HTTPError, OSError, asyncio.IncompleteReadError):
                 status = -1
-            done.append((status, loop.time() - scheduled))
+            answered = loop.time()
+            done.append((status, answered - scheduled, answered - sent))
+            if stamps is not None:
+                stamps.append((i, status, scheduled, sent, answered))
 
         await asyncio.gather(*(one(i) for i in range(n)))
         elapsed = loop.time() - start
@@ -154,11 +183,14 @@ async def open_loop(
     return out, done
 
 
-def summarize(done: list[tuple[int, float]], rate: float, elapsed: float) -> dict[str, Any]:
-    """Accepted and shed latency percentiles of (status, latency s) pairs."""
+def summarize(done: list[tuple[int, float, float]], rate: float, elapsed: float) -> dict[str, Any]:
+    """Accepted and shed latency percentiles of (status, latency s from the schedule, latency
+    s from the send) triples. From the schedule is the headline (no coordinated omission);
+    from the send leaves out the generator's own lateness (``client_send_late``)."""
     st = np.array([d[0] for d in done])
     lat = np.array([d[1] for d in done]) * 1e3
     ok, shed = lat[st == 200], lat[st == 503]
+    from_send = np.array([d[2] for d in done]) * 1e3
 
     def pct(a: np.ndarray, q: float) -> float | None:
         return float(np.percentile(a, q)) if len(a) else None
@@ -175,7 +207,51 @@ def summarize(done: list[tuple[int, float]], rate: float, elapsed: float) -> dic
         "shed_p50_ms": pct(shed, 50),
         "shed_p99_ms": pct(shed, 99),
         "shed_max_ms": float(shed.max()) if len(shed) else None,
+        "accepted_from_send_p99_ms": pct(from_send[st == 200], 99),
+        "shed_from_send_p50_ms": pct(from_send[st == 503], 50),
+        "shed_from_send_p99_ms": pct(from_send[st == 503], 99),
     }
+
+
+def trace_breakdown(stamps: list[Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where the shed answers' time went, joining the generator's ``stamps`` with the traced
+    server's records (`bench.shed_trace`) on request id: ``late`` (the generator sent after
+    the schedule), ``to_app`` (sent -> the app saw it: the client's write and the server's
+    read, accept and HTTP parse), ``in_app`` (the app saw it -> its answer ended) and ``back``
+    (-> the client had read it). p50/p99 ms of each over all shed answers, and the mean of
+    each over the slow ones (over 10 ms, with how many of those were refused after parsing)."""
+    by_id = {r["id"]: r for r in records if "end" in r}
+    parts: dict[str, list[float]] = {"late": [], "to_app": [], "in_app": [], "back": []}
+    slow: dict[str, list[float]] = {k: [] for k in parts}
+    slow_routed = unmatched = 0
+    for i, status, scheduled, sent, answered in stamps:
+        r = by_id.get(i)
+        if status != 503:
+            continue
+        if r is None:
+            unmatched += 1
+            continue
+        row = {
+            "late": sent - scheduled,
+            "to_app": r["enter"] - sent,
+            "in_app": r["end"] - r["enter"],
+            "back": answered - r["end"],
+        }
+        for k, v in row.items():
+            parts[k].append(v * 1e3)
+        if answered - scheduled > 0.010:
+            slow_routed += r["routed"]
+            for k, v in row.items():
+                slow[k].append(v * 1e3)
+    out: dict[str, Any] = {"shed_traced": len(parts["late"]), "unmatched": unmatched}
+    for k, v in parts.items():
+        out[f"{k}_p50_ms"] = float(np.percentile(v, 50)) if v else None
+        out[f"{k}_p99_ms"] = float(np.percentile(v, 99)) if v else None
+    out["slow"] = len(slow["late"])
+    out["slow_refused_after_parsing"] = slow_routed
+    for k, v in slow.items():
+        out[f"slow_{k}_mean_ms"] = float(np.mean(v)) if v else None
+    return out
 
 
 def thread_cpu_s(pid: int) -> tuple[float, float]:
@@ -268,17 +344,38 @@ def server_side_sheds(url: str) -> dict[str, float]:
     }
 
 
-def variant_env(spec: str) -> dict[str, str]:
-    """``defaults`` or ``field=value[,field=value...]`` (`Settings` fields) -> SEGINT_* env."""
-    if spec == "defaults":
-        return {}
-    env = {}
-    for item in spec.split(","):
+@dataclass
+class Variant:
+    """One shedding server of the comparison (see `variant`)."""
+
+    env: dict[str, str]  # SEGINT_* overrides
+    tree: Path  # the checkout whose code it serves
+    client: str  # the generator's HTTP client: raw or httpx
+    deadline_x: float | None  # its deadline / the no-shedding unloaded p99 (None: --deadline-x)
+
+
+def variant(spec: str, client: str) -> Variant:
+    """``defaults`` or ``field=value[,field=value...]``: `Settings` fields, and ``tree=DIR``
+    (serve the code of another checkout), ``client=raw|httpx`` (this variant's generator,
+    default ``client``), ``deadline_x=F`` (this variant's deadline, as --deadline-x)."""
+    out = Variant({}, ROOT, client, None)
+    for item in [] if spec == "defaults" else spec.split(","):
         field, sep, value = item.partition("=")
-        if not sep or field not in Settings.model_fields:
+        if sep and field == "tree":
+            out.tree = Path(value).resolve()
+            if not (out.tree / "service" / "app.py").is_file():
+                raise SystemExit(f"--variants: tree={value} holds no service/app.py")
+        elif sep and field == "client":
+            if value not in ("raw", "httpx"):
+                raise SystemExit(f"--variants: client={value} is not raw or httpx")
+            out.client = value
+        elif sep and field == "deadline_x":
+            out.deadline_x = float(value)
+        elif not sep or field not in Settings.model_fields:
             raise SystemExit(f"--variants: {item!r} is not field=value of a Settings field")
-        env[f"SEGINT_{field.upper()}"] = value
-    return env
+        else:
+            out.env[f"SEGINT_{field.upper()}"] = value
+    return out
 
 
 def main() -> int:
@@ -302,7 +399,10 @@ def main() -> int:
         nargs="+",
         default=["inference_nice=0", "defaults"],
         help="shedding servers compared side by side: 'defaults' (the service defaults) or "
-        "field=value[,field=value] overrides of Settings fields",
+        "field=value[,field=value] overrides of Settings fields; tree=DIR serves another "
+        "checkout's code (e.g. a `git archive` of the base commit; with --trace it needs "
+        "bench/shed_trace.py too); client=raw|httpx sets the variant's generator and "
+        "deadline_x=F its deadline (as --deadline-x)",
     )
     p.add_argument("--concurrency", type=int, default=4, help="closed-loop clients (saturation)")
     p.add_argument("--saturation-s", type=float, default=5.0, help="seconds of closed loop")
@@ -320,9 +420,22 @@ def main() -> int:
     )
     p.add_argument("--deadline-x", type=float, default=1.0)
     p.add_argument("--ort-threads", type=int, default=1, help="SEGINT_INTRA_OP_THREADS")
+    p.add_argument(
+        "--client",
+        choices=["raw", "httpx"],
+        default="raw",
+        help="the open-loop generator's HTTP client: raw (bench/rawhttp.py) or httpx (rounds "
+        "1 and 2; costlier per request, and it falls behind at a few hundred req/s)",
+    )
+    p.add_argument(
+        "--trace",
+        action="store_true",
+        help="serve the shedding variants through bench.shed_trace and split each shed "
+        "answer's time into generator / to the app / in the app / back (per round)",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "reports" / "bench" / "shedding.json")
     args = p.parse_args()
-    variants = {spec: variant_env(spec) for spec in args.variants}
+    variants = {spec: variant(spec, args.client) for spec in args.variants}
     artifact = args.artifact or base_artifact()[0]
     reqs = bodies(artifact, args.users, args.candidates)
     base_env = {
@@ -361,26 +474,43 @@ def main() -> int:
             "SEGINT_REQUEST_DEADLINE_MS": f"{deadline:.1f}",
         }
         servers = {}
-        for name, env in variants.items():
+        factory = "bench.shed_trace:create_app" if args.trace else "service.app:create_app"
+        for name, v in variants.items():
+            own = {}
+            if v.deadline_x is not None:
+                own_ms = v.deadline_x * report["no_shedding"]["unloaded"]["p99_ms"]
+                own = {"SEGINT_REQUEST_DEADLINE_MS": f"{own_ms:.1f}"}
+            env = base_env | shed_env | own | v.env
             servers[name] = stack.enter_context(
-                uvicorn_server(base_env | shed_env | env, tmp, wrap=wrap)
+                uvicorn_server(env, tmp, wrap=wrap, factory=factory, cwd=v.tree)
             )
             report[name] = {
-                "env": env,
+                "env": v.env,
+                "tree": str(v.tree),
+                "client": v.client,
+                "deadline_ms": float(env["SEGINT_REQUEST_DEADLINE_MS"]),
                 "unloaded": unloaded(servers[name].url, reqs, args.unloaded),
             }
             print(f"[{name}] unloaded {report[name]['unloaded']}", flush=True)
         # Every variant runs in every round, in alternating order: drift in the machine's load
         # falls on all of them alike, and the per-round rows show the spread.
-        pooled: dict[str, list[tuple[int, float]]] = {name: [] for name in variants}
+        pooled: dict[str, list[tuple[int, float, float]]] = {name: [] for name in variants}
         for r in range(args.rounds):
             order = list(variants) if r % 2 == 0 else list(reversed(variants))
             for name in order:
                 load0 = os.getloadavg()[0]
                 cpu0, lag0 = thread_cpu_s(servers[name].pid), loop_lag_buckets(servers[name].url)
                 drops0 = listen_drops()
-                loaded, done = asyncio.run(open_loop(servers[name].url, reqs, rate, args.duration))
+                stamps: list[Any] | None = [] if args.trace else None
+                loaded, done = asyncio.run(
+                    open_loop(
+                        servers[name].url, reqs, rate, args.duration, stamps, variants[name].client
+                    )
+                )
                 cpu1, lag1 = thread_cpu_s(servers[name].pid), loop_lag_buckets(servers[name].url)
+                if stamps is not None:
+                    records = httpx.get(f"{servers[name].url}/__trace", timeout=30).json()
+                    loaded["trace"] = trace_breakdown(stamps, records)
                 loaded |= {
                     "variant": name,
                     "round": r,
@@ -403,7 +533,9 @@ def main() -> int:
             }
         # Last and once: without shedding the queue only grows, and draining it takes long.
         load0 = os.getloadavg()[0]
-        loaded, _ = asyncio.run(open_loop(server.url, reqs, rate, args.duration))
+        loaded, _ = asyncio.run(
+            open_loop(server.url, reqs, rate, args.duration, client_kind=args.client)
+        )
         report["no_shedding"]["loaded"] = loaded | {"loadavg_1m_before": load0}
     report["targets"] = {
         name: {
@@ -435,9 +567,10 @@ def print_table(report: dict[str, Any], variants: list[str]) -> None:
     )
     print(
         "| config | rounds | unloaded p99 ms | accepted req/s | accepted p50 / p99 ms "
-        "| accepted p99 / unloaded p99 | shed % | shed p50 / p99 / max ms | errors |"
+        "| accepted p99 / unloaded p99 | shed % | shed p50 / p99 / max ms "
+        "| from the send: accepted p99, shed p50 / p99 ms | errors |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name in [*variants, "no_shedding"]:
         u, x = report[name]["unloaded"], report[name]["loaded"]
         ratio = (x["accepted_p99_ms"] or float("nan")) / u["p99_ms"]
@@ -447,11 +580,13 @@ def print_table(report: dict[str, Any], variants: list[str]) -> None:
             f"| {_f(x['accepted_p50_ms'])} / {_f(x['accepted_p99_ms'])} | {ratio:.1f}x "
             f"| {100 * x['shed'] / x['requests']:.0f} "
             f"| {_f(x['shed_p50_ms'])} / {_f(x['shed_p99_ms'])} / {_f(x['shed_max_ms'])} "
-            f"| {x['errors']} |"
+            f"| {_f(x['accepted_from_send_p99_ms'])}, {_f(x['shed_from_send_p50_ms'])} / "
+            f"{_f(x['shed_from_send_p99_ms'])} | {x['errors']} |"
         )
     print("\nper round (same offered rate, alternating order):")
     print(
-        "| round | config | load 1m | accepted p50 / p99 ms | shed % | shed p50 / p99 ms "
+        "| round | config | load 1m | accepted p50 / p99 ms | shed % "
+        "| shed p50 / p99 ms (from the send: p99) "
         "| server CPU ms per request: loop / other threads "
         "| loop lag p50 / p99 ms (bucket bound) | ticks > 10 ms late | client send late p99 ms "
         "| listen drops |"
@@ -463,12 +598,34 @@ def print_table(report: dict[str, Any], variants: list[str]) -> None:
             f"| {x['round']} | {x['variant']} | {x['loadavg_1m_before']:.2f} "
             f"| {_f(x['accepted_p50_ms'])} / {_f(x['accepted_p99_ms'])} "
             f"| {100 * x['shed'] / x['requests']:.0f} "
-            f"| {_f(x['shed_p50_ms'])} / {_f(x['shed_p99_ms'])} "
+            f"| {_f(x['shed_p50_ms'])} / {_f(x['shed_p99_ms'])} ({_f(x['shed_from_send_p99_ms'])}) "
             f"| {x['loop_cpu_ms_per_request']:.2f} / {x['inference_cpu_ms_per_request']:.2f} "
             f"| {_f(lag['p50_ms_at_most'])} / {_f(lag['p99_ms_at_most'])} "
             f"| {_pct(lag['over_10ms_share'])} | {x['client_send_late_p99_ms']:.1f} "
             f"| {x['listen_drops']:.0f} |"
         )
+    traced = [x for x in report["rounds"] if "trace" in x]
+    if traced:
+        print("\nshed answers, where the time went (ms; slow: over 10 ms, mean of each part):")
+        print(
+            "| round | config | shed | late p50/p99 | to app p50/p99 | in app p50/p99 "
+            "| back p50/p99 | slow (after parsing) | slow: late / to app / in app / back |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
+        for x in traced:
+            t = x["trace"]
+            print(
+                f"| {x['round']} | {x['variant']} | {t['shed_traced']} "
+                + "".join(
+                    f"| {_f(t[k + '_p50_ms'])} / {_f(t[k + '_p99_ms'])} "
+                    for k in ("late", "to_app", "in_app", "back")
+                )
+                + f"| {t['slow']} ({t['slow_refused_after_parsing']}) | "
+                + " / ".join(
+                    _f(t[f"slow_{k}_mean_ms"]) for k in ("late", "to_app", "in_app", "back")
+                )
+                + " |"
+            )
     for name in variants:
         side = report[name]["loaded"]["server_side"]
         print(

@@ -34,7 +34,13 @@ from service.journal import Journal
 from service.routes import build_router
 from service.schemas import Limits, limited_models
 from service.settings import Settings, get_settings
-from service.shedding import Overloaded, Shedder, ShedMiddleware, overloaded_handler
+from service.shedding import (
+    Overloaded,
+    Shedder,
+    ShedMiddleware,
+    overloaded_handler,
+    thread_slice,
+)
 from service.swap import ModelSwapper, load_ranker
 from service.users import UserStates
 
@@ -137,6 +143,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         thresholds = gc.get_threshold()
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(settings.gil_switch_interval_ms / 1e3)
+        # The lifespan runs on the event loop's thread: its slice is the loop's.
+        loop_slice = thread_slice(settings.loop_slice_us / 1e6) if settings.loop_slice_us else None
         if settings.gc_freeze:
             # Start-up objects (sessions, vocabularies, FastAPI's models) never die: move them
             # out of the collector's sight, and collect young objects less often.
@@ -162,6 +170,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await cache.close()
             shedder.threads.close()
             sys.setswitchinterval(switch_interval)
+            if loop_slice is not None:
+                thread_slice(0.0)
             if settings.gc_freeze:
                 gc.set_threshold(*thresholds)
                 gc.unfreeze()

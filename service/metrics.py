@@ -97,7 +97,8 @@ LOOP_LAG = Histogram(
 SHED = Counter(
     "segint_shed_total",
     "Requests refused with 503 instead of queued: queue_full (the inference queue is full), "
-    "deadline (it would not start in time), outage_queue_full (too many view events pending), "
+    "deadline (it would not start in time), overrun (admitted, but not started by twice its "
+    "deadline), outage_queue_full (too many view events pending), "
     "journal_error (the outage journal could not be written).",
     ["reason"],
 )

@@ -57,9 +57,10 @@ class Settings(BaseSettings):
     request_deadline_ms: float = Field(
         default=1000.0,
         gt=0,
-        description="a request that would not get an inference slot this long after it "
-        "arrived is shed (503) instead of queued. The default is a safety valve against a "
-        "queue that only grows; set it near the unloaded p99 to hold the accepted p99 within "
+        description="a request predicted not to get an inference slot this long after it "
+        "arrived is shed (503) at the door instead of queued; one admitted is shed only if it "
+        "waits twice this. The default is a safety valve against a queue that only grows; "
+        "set it to half to three quarters of the unloaded p99 to hold the accepted p99 within "
         "2-3x of it (docs/reliability.md)",
     )
     inference_nice: int = Field(
@@ -77,6 +78,15 @@ class Settings(BaseSettings):
         description="sys.setswitchinterval: how long a thread may keep the GIL while another "
         "waits for it (Python's default is 5 ms); shorter gives the event loop the GIL back "
         "sooner after an inference thread took it (docs/reliability.md)",
+    )
+    loop_slice_us: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=100_000.0,
+        description="scheduler slice requested for the event-loop thread (Linux 6.12+ EEVDF "
+        "custom slice, clamped by the kernel to 100-100,000 us): a short one lets the loop "
+        "preempt a running inference thread as soon as bytes arrive; 0: the kernel default "
+        "(docs/reliability.md)",
     )
     loop_lag_in_deadline: bool = Field(
         default=False,

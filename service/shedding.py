@@ -1,21 +1,25 @@
 """Load shedding: a bounded inference queue and a per-request deadline.
 
 Every model run of a request goes through `Shedder.slot`: at most ``concurrency`` runs at
-once, at most ``queue_max`` requests waiting for one. A request is refused at once (HTTP 503
-with ``Retry-After``, counted in ``segint_shed_total{reason}``) when
+once, at most ``queue_max`` requests waiting for one. The decision is taken once, at the door
+(`ShedMiddleware`, before the body is read): a request is refused there (HTTP 503 with
+``Retry-After``, counted in ``segint_shed_total{reason}``) when
 
 * it would have to wait and the queue is full (``queue_full``), or
-* it would not start before its deadline: what the running runs have left plus a mean run per
-  waiting request (the mean is an exponentially weighted average of recent runs), divided by
-  ``concurrency``, exceeds the time it has left (``deadline``).
+* it would not start before its deadline: the time it still needs to reach the queue (the
+  mean of recent requests' reading and parsing), plus what the running runs have left and a
+  mean run per request ahead of it, divided by ``concurrency``, exceeds the deadline
+  (``deadline``; the means are exponentially weighted averages).
 
-A free slot is always taken, whatever the time left.
-
-Waiting is bounded by the deadline too: a request still queued when it passes gives up
-(``deadline``). The deadline is for getting the first slot: an admitted request's later runs
-(the scorer after the user encoder) queue without one, since shedding it then wastes work. The deadline starts when the request arrives (`ShedMiddleware`), so the time
-spent parsing and reading the cache counts. Work without a request (the outage replay, the
-warm-up of a new model) has no deadline and is never shed, only queued.
+A free slot is always taken, whatever the time left. A request admitted at the door is not
+refused later at its deadline (round 2 refused about 10% of its sheds that way, after parsing,
+each after waiting out the whole deadline): it waits for its slot, and gives up only when it
+has not started by twice its deadline (``overrun``: the prediction was far off, a run much
+slower than the mean or a stuck model). The deadline is for getting the first slot: an
+admitted request's later runs (the scorer after the user encoder) queue without one, since
+shedding it then wastes work. The deadline starts when the request arrives, so the time spent
+parsing and reading the cache counts. Work without a request (the outage replay, the warm-up
+of a new model) has no deadline and is never shed, only queued.
 
 Refusing early is the point: past saturation a queue only grows, and every caller would wait
 out the whole queue and time out together. Shedding keeps the accepted requests' latency near
@@ -35,9 +39,12 @@ saw it; with ``loop_lag_in_deadline`` the deadline clock starts that much earlie
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import math
 import os
+import platform
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -56,10 +63,16 @@ from service import metrics
 
 class Budget:
     """A request's deadline; once it got a slot the request is admitted and its later model
-    runs (user encoder, then scorer) are queued, never shed: dropping it then wastes work."""
+    runs (user encoder, then scorer) are queued, never shed: dropping it then wastes work.
 
-    def __init__(self, deadline: float) -> None:
+    ``door``: the middleware admitted it, predicting it starts in time; that decision is
+    final, and it is refused later only if it has not started by twice its deadline (the
+    prediction was far off: a run much slower than the mean, a stuck model)."""
+
+    def __init__(self, deadline: float, arrived: float | None = None, door: bool = False) -> None:
         self.deadline = deadline
+        self.arrived = time.monotonic() if arrived is None else arrived
+        self.door = door
         self.admitted = False
         self.reserved = False  # counted in `Shedder.reserved` (passed the middleware's check)
 
@@ -128,6 +141,62 @@ class InferenceThreads:
             self._pool = None
 
 
+class _SchedAttr(ctypes.Structure):
+    """Linux ``struct sched_attr`` (SCHED_ATTR_SIZE_VER1)."""
+
+    _fields_ = [
+        ("size", ctypes.c_uint32),
+        ("sched_policy", ctypes.c_uint32),
+        ("sched_flags", ctypes.c_uint64),
+        ("sched_nice", ctypes.c_int32),
+        ("sched_priority", ctypes.c_uint32),
+        ("sched_runtime", ctypes.c_uint64),
+        ("sched_deadline", ctypes.c_uint64),
+        ("sched_period", ctypes.c_uint64),
+        ("sched_util_min", ctypes.c_uint32),
+        ("sched_util_max", ctypes.c_uint32),
+    ]
+
+
+# (sched_setattr, sched_getattr) syscall numbers
+_SCHED_ATTR_CALLS = {"x86_64": (314, 315), "aarch64": (274, 275)}
+_SCHED_POLICIES_FAIR = (0, 3)  # SCHED_OTHER, SCHED_BATCH: the ones a slice applies to
+
+
+_slice_warned = False
+
+
+def thread_slice(slice_s: float | None = None) -> float | None:
+    """The calling thread's scheduler slice (s), after setting it to ``slice_s`` when given
+    (0: back to the kernel default). On Linux 6.12 and later (EEVDF custom slices) a thread
+    with a short slice preempts a thread with a longer one as soon as it wakes; earlier
+    kernels accept and ignore it. The policy and nice value are kept. None where the system
+    refuses or has no ``sched_setattr`` (logged once)."""
+    calls = _SCHED_ATTR_CALLS.get(platform.machine())
+    try:
+        if sys.platform != "linux" or calls is None:
+            raise OSError(f"no sched_setattr on {sys.platform}/{platform.machine()}")
+        libc = ctypes.CDLL(None, use_errno=True)
+        tid = threading.get_native_id()
+        attr = _SchedAttr()
+        if libc.syscall(calls[1], tid, ctypes.byref(attr), ctypes.sizeof(attr), 0) != 0:
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+        if slice_s is not None and attr.sched_policy in _SCHED_POLICIES_FAIR:
+            attr.size = ctypes.sizeof(attr)
+            attr.sched_flags = 0
+            attr.sched_runtime = round(slice_s * 1e9)
+            if libc.syscall(calls[0], tid, ctypes.byref(attr), 0) != 0:
+                raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+            libc.syscall(calls[1], tid, ctypes.byref(attr), ctypes.sizeof(attr), 0)
+        return float(attr.sched_runtime) / 1e9
+    except OSError as e:
+        global _slice_warned
+        if not _slice_warned:
+            _slice_warned = True
+            log.warning("cannot set the event loop's scheduler slice (%s)", e)
+        return None
+
+
 class LoopLag:
     """How late the event loop runs what is due: a tick every ``interval_s``; `now` is the
     last tick's lateness, or how overdue the next one is when that is more (the loop is busy
@@ -187,6 +256,9 @@ class Shedder:
         # looked up in the cache: they will want a slot, so the next arrival counts them.
         self.reserved = 0
         self.mean_run_s = 0.0  # EWMA of the time a slot is held
+        # EWMA of the time from the door to the queue (reading, parsing, the cache) of the
+        # requests the middleware admitted: the door counts it before the wait for a slot.
+        self.mean_pre_s = 0.0
         self._running: list[float] = []  # when each slot held now was taken
 
     async def run(self, fn: Callable[[], T]) -> T:
@@ -258,29 +330,38 @@ class Shedder:
             yield
         finally:
             self._running.remove(t0)
-            self.mean_run_s += _EWMA_WEIGHT * (time.monotonic() - t0 - self.mean_run_s)
+            self.mean_run_s = _ewma(self.mean_run_s, time.monotonic() - t0)
             self.limiter.release()
 
     async def _admit(self, budget: Budget) -> None:
-        """Take a slot for a request not admitted yet, or raise `Overloaded`."""
+        """Take a slot for a request not admitted yet, or raise `Overloaded`.
+
+        A request the door admitted (``budget.door``) is not checked again: it waits for its
+        slot up to twice its deadline (``overrun`` past that). Any other request with a
+        budget is checked here and waits up to its deadline (``deadline`` past that)."""
         self.release(budget)  # from here on it is counted as waiting (or running)
-        left = budget.deadline - time.monotonic()
-        reason = self.refusal(left)
-        if reason is not None:
-            raise self.shed(reason)
+        now = time.monotonic()
+        if budget.door:
+            self.mean_pre_s = _ewma(self.mean_pre_s, now - budget.arrived)
+            give_up_s, late = budget.deadline + self.deadline_s - now, "overrun"
+        else:
+            give_up_s, late = budget.deadline - now, "deadline"
+            reason = self.refusal(give_up_s)
+            if reason is not None:
+                raise self.shed(reason)
         try:
             self.limiter.acquire_nowait()  # a free slot (and nobody waiting): taken at once
         except anyio.WouldBlock:
             acquired = False
             self.waiting += 1
             try:
-                with anyio.move_on_after(left):
+                with anyio.move_on_after(give_up_s):
                     await self.limiter.acquire()
                     acquired = True
             finally:
                 self.waiting -= 1
             if not acquired:
-                raise self.shed("deadline") from None
+                raise self.shed(late) from None
         budget.admitted = True
 
 
@@ -311,16 +392,21 @@ class ShedMiddleware:
         # passed this check and are still on their way to the queue count as ahead of this
         # one, so a burst is refused here rather than after parsing (in `Shedder.slot`).
         # A loop running late read these bytes late: they arrived about `lag` ago.
+        # The decision is final: a request admitted here is not refused later unless it
+        # waits twice its deadline, so it must be predicted to start in time, after the
+        # reading and parsing still ahead of it (`Shedder.mean_pre_s`).
         shedder = self.shedder
         lag = shedder.loop_lag.now() if shedder.loop_lag_in_deadline else 0.0
-        reason = shedder.refusal(shedder.deadline_s - lag, ahead=shedder.reserved)
+        left = shedder.deadline_s - lag - shedder.mean_pre_s
+        reason = shedder.refusal(left, ahead=shedder.reserved)
         if reason is not None:
             shedder.shed(reason)
             start, body = self._refusals[reason]
             await send(start)
             await send(body)
             return
-        budget = Budget(time.monotonic() - lag + shedder.deadline_s)
+        arrived = time.monotonic() - lag
+        budget = Budget(arrived + shedder.deadline_s, arrived, door=True)
         shedder.reserve(budget)
         token = _BUDGET.set(budget)
         try:
@@ -328,6 +414,13 @@ class ShedMiddleware:
         finally:
             shedder.release(budget)
             _BUDGET.reset(token)
+
+
+def _ewma(mean: float, x: float) -> float:
+    """The exponentially weighted mean after ``x``; the first observation (``mean`` still 0)
+    is taken whole, so a cold server's estimate is not a tenth of the truth for its first runs
+    (it admits a burst's worth of requests on that estimate)."""
+    return x if mean == 0.0 else mean + _EWMA_WEIGHT * (x - mean)
 
 
 def overloaded_response(error: Overloaded) -> Response:

@@ -53,10 +53,18 @@ class Server:
 
 @contextmanager
 def uvicorn_server(
-    env: dict[str, str], tmp: Path, timeout_s: float = 60.0, wrap: list[str] | None = None
+    env: dict[str, str],
+    tmp: Path,
+    timeout_s: float = 60.0,
+    wrap: list[str] | None = None,
+    factory: str = "service.app:create_app",
+    args: tuple[str, ...] = (),
+    cwd: Path = ROOT,
 ) -> Iterator[Server]:
     """``uvicorn --factory service.app:create_app`` on a free port, ready when /readyz is 200.
-    ``wrap`` prefixes the command (e.g. ``["taskset", "-c", "0"]``)."""
+    ``wrap`` prefixes the command (e.g. ``["taskset", "-c", "0"]``); ``factory`` replaces the
+    app factory (the bench's traced app) and ``args`` are more uvicorn options; ``cwd``
+    another checkout whose code to serve (``python -m`` imports from it first)."""
     port = free_port()
     log = tmp / f"uvicorn-{port}.log"
     with log.open("w") as err:
@@ -67,15 +75,16 @@ def uvicorn_server(
                 "-m",
                 "uvicorn",
                 "--factory",
-                "service.app:create_app",
+                factory,
                 "--host",
                 "127.0.0.1",
                 "--port",
                 str(port),
                 "--log-level",
                 "warning",
+                *args,
             ],
-            cwd=ROOT,
+            cwd=cwd,
             env={**os.environ, "SEGINT_INTRA_OP_THREADS": "1", **env},
             stdout=subprocess.DEVNULL,
             stderr=err,

@@ -8,7 +8,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 import anyio
@@ -16,10 +16,18 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from service import app as app_module
 from service import shedding
 from service.app import create_app
 from service.settings import Settings
-from service.shedding import InferenceThreads, LoopLag, Overloaded, Shedder, ShedMiddleware
+from service.shedding import (
+    Budget,
+    InferenceThreads,
+    LoopLag,
+    Overloaded,
+    Shedder,
+    ShedMiddleware,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -131,18 +139,112 @@ def test_shed_requests_get_503_with_retry_after_and_are_counted(
         assert client.post("/score", json=SCORE).status_code == 200
 
 
-def test_a_request_that_waits_past_its_deadline_gets_503(
+def test_an_admitted_request_stuck_in_the_queue_gets_503_at_twice_its_deadline(
     make_settings: Callable[..., Settings],
 ) -> None:
-    """With the slot busy, a request queues; when its 50 ms deadline passes it gets a 503
-    (from the handler, not a 500). A free slot is taken however late the request is."""
+    """With the slot held and no run time known yet (nothing ahead to outlast the deadline)
+    the door admits a request; the slot never frees, and at twice its 50 ms deadline it gets
+    a 503 ``overrun`` from the handler (not a 500). A free slot is taken however late the
+    request is."""
     app = create_app(make_settings(request_deadline_ms=50))
     with TestClient(app) as client:
         with _slot_taken(client, _shedder(app)):
+            t0 = time.monotonic()
             r = client.post("/score", json=SCORE)
             assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
-            assert "deadline" in r.json()["detail"]
+            assert "overrun" in r.json()["detail"] and time.monotonic() - t0 >= 0.1
         assert client.post("/score", json=SCORE).status_code == 200
+
+
+def _door(shedder: Shedder, reached: list[Budget]) -> Callable[[], Awaitable[list[dict]]]:  # type: ignore[type-arg]
+    """A `ShedMiddleware` over an app that records its request's budget and takes a slot
+    (as `/score` does after parsing); each call returns what was sent."""
+
+    async def app(scope: dict, receive: object, send: Callable[..., Awaitable[None]]) -> None:  # type: ignore[type-arg]
+        budget = shedding._BUDGET.get()
+        assert budget is not None
+        reached.append(budget)
+        try:
+            async with shedder.slot():
+                status = 200
+        except Overloaded as e:
+            status = 503
+            body = e.reason.encode()
+        else:
+            body = b"{}"
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    middleware = ShedMiddleware(app, shedder, frozenset({"/score"}))  # type: ignore[arg-type]
+
+    async def call() -> list[dict]:  # type: ignore[type-arg]
+        sent: list[dict] = []  # type: ignore[type-arg]
+
+        async def send(message: dict) -> None:  # type: ignore[type-arg]
+            sent.append(message)
+
+        scope = {"type": "http", "path": "/score", "method": "POST", "headers": []}
+        await middleware(scope, None, send)  # type: ignore[arg-type]
+        return sent
+
+    return call
+
+
+async def test_a_request_admitted_at_the_door_is_not_refused_at_its_deadline() -> None:
+    """The door predicts a 30 ms wait against a 200 ms deadline and admits; the run ahead then
+    takes 250 ms (longer than the deadline, shorter than twice it): the request waits and is
+    served, not refused after parsing as round 2 did."""
+    shedder = Shedder(concurrency=1, queue_max=10, deadline_s=0.2)
+    shedder.mean_run_s = 0.03
+    started, release = asyncio.Event(), asyncio.Event()
+    holder = asyncio.create_task(_hold(shedder, started, release))
+    await started.wait()
+    reached: list[Budget] = []
+    call = asyncio.create_task(_door(shedder, reached)())
+    await asyncio.sleep(0.25)
+    assert not call.done() and shedder.waiting == 1 and reached[0].door
+    release.set()
+    await holder
+    sent = await asyncio.wait_for(call, 1.0)
+    assert sent[0]["status"] == 200 and reached[0].admitted
+
+
+async def test_the_door_counts_the_time_to_reach_the_queue() -> None:
+    """One run ahead with 40 ms left and a 100 ms deadline: admitted while requests take
+    little time to reach the queue; refused at the door (never reaching the app) once they
+    take 70 ms (70 + 40 > 100). The door-to-queue time is measured on admitted requests."""
+    shedder = Shedder(concurrency=1, queue_max=10, deadline_s=0.1)
+    started, release = asyncio.Event(), asyncio.Event()
+    holder = asyncio.create_task(_hold(shedder, started, release))
+    await started.wait()
+    shedder.mean_run_s = 0.04 + (time.monotonic() - shedder._running[0])
+    reached: list[Budget] = []
+    door = _door(shedder, reached)
+    shedder.mean_pre_s = 0.07
+    sent = await door()
+    assert sent[0]["status"] == 503 and b"deadline" in sent[1]["body"] and not reached
+    shedder.mean_pre_s = 0.01
+    call = asyncio.create_task(door())
+    await asyncio.sleep(0.02)
+    assert len(reached) == 1 and shedder.waiting == 1
+    # Its own time from the door to the queue (near 0 here) went into the mean.
+    assert shedder.mean_pre_s < 0.01
+    release.set()
+    await holder
+    assert (await asyncio.wait_for(call, 1.0))[0]["status"] == 200
+
+
+async def test_the_first_run_sets_the_mean_run_time_whole() -> None:
+    """A cold shedder's mean run time is its first run's time, not a tenth of it; later runs
+    move it by the EWMA weight."""
+    shedder = Shedder(concurrency=1, queue_max=10, deadline_s=1.0)
+    async with shedder.slot():
+        await asyncio.sleep(0.05)
+    first = shedder.mean_run_s
+    assert first >= 0.05
+    async with shedder.slot():
+        pass
+    assert 0.85 * first <= shedder.mean_run_s < first
 
 
 async def test_an_admitted_request_finishes_even_past_its_deadline() -> None:
@@ -349,3 +451,72 @@ def test_the_lifespan_sets_the_gil_switch_interval_and_restores_it(
         assert client.get("/healthz").status_code == 200
         assert sys.getswitchinterval() == pytest.approx(0.0025)
     assert sys.getswitchinterval() == before
+
+
+def _in_thread(fn: Callable[[], object]) -> object:
+    """``fn()`` in a new thread (a slice belongs to a thread, not to the test process)."""
+    out: list[object] = []
+    t = threading.Thread(target=lambda: out.append(fn()))
+    t.start()
+    t.join()
+    return out[0]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="sched_setattr is Linux's")
+def test_thread_slice_sets_the_calling_threads_slice_and_zero_restores_the_default() -> None:
+    """`thread_slice` sets the calling thread's slice (read back), keeps its nice value, and
+    0 restores the kernel's default; another thread's slice is untouched."""
+    default = shedding.thread_slice()
+    assert default is not None and default > 0
+
+    def set_then_reset() -> tuple[float | None, float | None, int, float | None]:
+        nice = _nice()
+        short = shedding.thread_slice(0.0003)
+        assert _nice() == nice
+        return short, shedding.thread_slice(), _nice(), shedding.thread_slice(0.0)
+
+    short, read, nice, reset = _in_thread(set_then_reset)  # type: ignore[misc]
+    assert short == pytest.approx(0.0003) and read == pytest.approx(0.0003)
+    assert reset == pytest.approx(default) and nice == _nice()
+    assert shedding.thread_slice() == pytest.approx(default)
+
+
+def test_a_system_without_sched_setattr_logs_once_and_returns_none(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where there is no ``sched_setattr`` (another OS or CPU) the slice is left alone, None
+    comes back, and the refusal is logged once per process."""
+    monkeypatch.setattr(shedding.platform, "machine", lambda: "vax")
+    monkeypatch.setattr(shedding, "_slice_warned", False)
+    with caplog.at_level(logging.WARNING, logger="service.shedding"):
+        assert shedding.thread_slice(0.0005) is None
+        assert shedding.thread_slice(0.0005) is None
+    assert len([r for r in caplog.records if "scheduler slice" in r.getMessage()]) == 1
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="sched_setattr is Linux's")
+def test_the_lifespan_sets_the_event_loops_slice_and_restores_it(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``loop_slice_us`` is the slice of the thread running the event loop while the app
+    runs; at shutdown that thread gets the default back (0). Unset, nothing is touched."""
+    calls: list[tuple[float | None, int]] = []
+
+    def recorded(slice_s: float | None = None) -> float | None:
+        calls.append((slice_s, threading.get_native_id()))
+        return shedding.thread_slice(slice_s)
+
+    monkeypatch.setattr(app_module, "thread_slice", recorded)
+    with TestClient(create_app(make_settings(loop_slice_us=400))) as client:
+        assert client.portal is not None
+        assert client.portal.call(_loop_slice) == pytest.approx(0.0004)
+        assert client.get("/healthz").status_code == 200
+    assert [c[0] for c in calls] == [0.0004, 0.0] and calls[0][1] == calls[1][1]
+    calls.clear()
+    with TestClient(create_app(make_settings())) as client:
+        assert client.get("/healthz").status_code == 200
+    assert calls == []
+
+
+async def _loop_slice() -> float | None:
+    return shedding.thread_slice()

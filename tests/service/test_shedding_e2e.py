@@ -53,3 +53,41 @@ def test_a_burst_is_answered_200_or_503_with_retry_after_and_never_500(
         after = httpx.post(f"{server.url}/score", json=score_body(1, CANDIDATES), timeout=10)
         assert after.status_code == 200
     assert "Traceback" not in server.log_text(), server.log_text()
+
+
+def _metric(text: str, prefix: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
+    )
+
+
+def test_under_a_burst_every_deadline_refusal_is_taken_at_the_door(
+    self_artifact: Path, tmp_path: Path
+) -> None:
+    """A warmed server (its mean run time known), one slot, a 30 ms deadline, 96 requests
+    at once: some are refused for the deadline, and every refusal for the queue or the
+    deadline is the middleware's, before routing
+    (counted under route "unmatched"); a request admitted there is served, or refused only
+    as ``overrun`` (not started by twice its deadline). None fails."""
+    env = {
+        "SEGINT_ARTIFACT_DIR": str(self_artifact),
+        "SEGINT_REQUEST_DEADLINE_MS": "30",
+        "SEGINT_INFERENCE_QUEUE_MAX": "64",
+        "SEGINT_MODEL_WATCH_S": "0",
+    }
+    with uvicorn_server(env, tmp_path) as server:
+        for i in range(8):
+            body = score_body(100 + i, CANDIDATES)
+            assert httpx.post(f"{server.url}/score", json=body, timeout=30).status_code == 200
+        responses = asyncio.run(_burst(server.url, 96))
+        statuses = [r.status_code for r in responses]
+        assert set(statuses) <= {200, 503} and 503 in statuses, statuses
+        metrics = httpx.get(f"{server.url}/metrics").text
+    at_door = _metric(
+        metrics, 'segint_http_requests_total{method="POST",route="unmatched",status="503"}'
+    )
+    deadline = _metric(metrics, 'segint_shed_total{reason="deadline"}')
+    refused = deadline + _metric(metrics, 'segint_shed_total{reason="queue_full"}')
+    overrun = _metric(metrics, 'segint_shed_total{reason="overrun"}')
+    assert deadline > 0 and refused == at_door, metrics
+    assert refused + overrun == statuses.count(503), metrics
