@@ -26,6 +26,10 @@ from segint.errors import DataError
 from segint.vocab import Vocab
 
 MIN_COUNT = 5  # vocabulary rows a value needs for its own embedding row
+# The bundled KuaiRand-Pure side tables: `segint baselines`' defaults and the teacher's.
+DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "kuairand_pure"
+VIDEO_TABLE = DATA_DIR / "video_features_basic_pure.csv.gz"
+USER_TABLE = DATA_DIR / "user_features_pure.csv.gz"
 VIDEO_COLUMNS = ("video_type", "upload_type", "music_type", "tag", "author_id")
 USER_COLUMNS = (
     "user_active_degree",

@@ -242,7 +242,7 @@ def _teacher(
 ) -> npt.NDArray[np.float32]:
     """Out-of-fold ``hazard-gbdt`` exit distributions of the training rows (`training.teacher`)
     with the KuaiRand side tables where `segint baselines` finds them."""
-    from segint.commands.baselines import USER_TABLE, VIDEO_TABLE
+    from training.side import USER_TABLE, VIDEO_TABLE
     from training.teacher import oof_teacher
 
     side = cfg.optim.distill_side_tables

@@ -35,6 +35,7 @@ from segint.data import FORMATS
 from segint.errors import SegintError
 from segint.report import evaluate_methods, format_table
 from segint.splits import SPLIT_METHODS, TEST, TRAIN, VALID
+from training.side import USER_TABLE, VIDEO_TABLE
 
 
 def add_source_options(p: argparse.ArgumentParser) -> None:
@@ -195,11 +196,6 @@ def report_methods(
     if args.predictions is not None and frame is not None:
         write_predictions(frame, args.predictions)
         sys.stdout.write(f"wrote {args.predictions}\n")
-
-
-DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "kuairand_pure"
-VIDEO_TABLE = DATA_DIR / "video_features_basic_pure.csv.gz"
-USER_TABLE = DATA_DIR / "user_features_pure.csv.gz"
 
 
 def add_learned_options(p: argparse.ArgumentParser, threads: bool = True) -> None:

@@ -6,11 +6,10 @@ import polars as pl
 import pytest
 
 from learned.base import LearnedInput
-from segint.commands.baselines import USER_TABLE, VIDEO_TABLE
 from segint.data import load_table
 from segint.splits import TEST, VALID, assign_split
 from tests.paths import KUAIRAND_FIXTURE
-from training.side import USER_COLUMNS, VIDEO_COLUMNS, read_side_table
+from training.side import USER_COLUMNS, USER_TABLE, VIDEO_COLUMNS, VIDEO_TABLE, read_side_table
 
 
 @pytest.fixture(scope="session")
