@@ -10,7 +10,8 @@
 #   SERVE_DATA           training log (default: the bundled KuaiRand-Pure slice)
 #   SERVE_RUN            training run folder (default: runs/default)
 #   SERVE_TRAIN_SET      config overrides of the training run; the default (configs/base.yaml,
-#                        at most two epochs) takes about two minutes on 2 cores
+#                        at most two epochs, with its distillation teacher) takes about
+#                        three minutes on 2 cores
 #   SERVE_PREPARE_ONLY   1: stop once the artifact exists, serve nothing (`make stack-up`)
 # Any other SEGINT_* variable configures the service (see service/settings.py).
 set -euo pipefail
