@@ -264,19 +264,25 @@ def capacity_probe(url: str, bodies: list[bytes], n: int = 30) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def interleaved_ms(fns: dict[str, Any], repeats: int) -> dict[str, list[float]]:
-    """Each function's times (ms) over ``repeats`` rounds; every round runs every function once,
-    in a rotated order, so load on a shared machine falls on all of them alike."""
+def interleaved_ms(
+    fns: dict[str, Any], repeats: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Each function's wall-clock and thread CPU times (ms) over ``repeats`` rounds; every
+    round runs every function once, in a rotated order, so load on a shared machine falls on
+    all of them alike. The CPU time (one ORT thread: the calling thread) leaves out the time
+    other processes held the core, the largest noise on a shared machine."""
     names = list(fns)
     for name in names:  # warm-up
         fns[name]()
-    times: dict[str, list[float]] = {n: [] for n in names}
+    wall: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
     for r in range(repeats):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             fns[name]()
-            times[name].append((time.perf_counter() - t0) * 1e3)
-    return times
+            wall[name].append((time.perf_counter() - t0) * 1e3)
+            cpu[name].append((time.thread_time() - c0) * 1e3)
+    return wall, cpu
 
 
 def paired_ratio(a: list[float], b: list[float], seed: int = 0) -> tuple[float, float]:
@@ -293,24 +299,33 @@ def scorer_variant(
     layout: str,
     tilt: str = "elementwise",
     rewrite: bool = True,
+    values: str = "joined",
+    unbind: str = "split",
 ) -> Path:
     """The artifact's scorer exported in another inference form (`export.onnx.export_model`'s
-    ``layout``, ``tilt`` and ``rewrite``), cached."""
+    ``layout``, ``tilt``, ``rewrite``, ``values`` and ``unbind``), cached."""
     from export.onnx import export_model
 
-    out = CACHE / f"{artifact.name}-scorer-{layout}-{tilt}-{'rw' if rewrite else 'norw'}"
+    rw = "rw" if rewrite else "norw"
+    out = CACHE / f"{artifact.name}-scorer-{layout}-{tilt}-{rw}-{values}-{unbind}"
     if not (out / "scorer.onnx").exists():
         out.mkdir(parents=True, exist_ok=True)
-        export_model(model, out, layout=layout, tilt=tilt, rewrite=rewrite)
+        export_model(
+            model, out, layout=layout, tilt=tilt, rewrite=rewrite, values=values, unbind=unbind
+        )
     return out / "scorer.onnx"
 
 
 # The ORT-stage levers, each against the served graph (fp32, level all less
 # DISABLED_OPTIMIZERS; heads-first layout on 2-D token rows, elementwise tilt, FusedMatMul
-# rewrite). Each ``fp32_*`` lever undoes one of them (or tries another form); ``fp32_round2`` and
-# ``before_graph`` are the scorers served after round 2 and before round 1.
+# rewrite, joined values, Split). Each ``fp32_*`` lever undoes one of them (or tries another form);
+# ``fp32_round3``, ``fp32_round2`` and ``before_graph`` are the scorers served after rounds 3
+# and 2 and before round 1.
 LEVERS = (
     "fp32",
+    "fp32_round3",
+    "fp32_split_values",
+    "fp32_slice_unbind",
     "fp32_round2",
     "fp32_3d",
     "fp32_matmul_tilt",
@@ -338,10 +353,13 @@ def ort_stage(
     candidate's own N + 1 slots).
 
     Levers: ``fp32`` the served scorer and session (`export.fused` heads-first layout on 2-D
-    token rows, elementwise user tilt, `export.rewrite` FusedMatMul rewrite, optimisation level
-    all less `service.ranker.DISABLED_OPTIMIZERS`); ``fp32_round2`` the scorer served after
-    round 2 (3-D token rows, MatMul tilt, no rewrite); ``fp32_3d``, ``fp32_matmul_tilt``,
-    ``fp32_no_rewrite`` the served scorer less one round-3 lever each; ``fp32_token_major``
+    token rows, elementwise user tilt, joined values, Split, `export.rewrite` FusedMatMul
+    rewrite, optimisation level all less `service.ranker.DISABLED_OPTIMIZERS`); ``fp32_round3``
+    the scorer served after round 3 (split values, Slice + Squeeze: both round-4 levers
+    undone); ``fp32_split_values`` and ``fp32_slice_unbind`` the served scorer less one
+    round-4 lever each; ``fp32_round2`` the scorer served after round 2 (3-D token rows,
+    MatMul tilt, no rewrite, round-3 values and unbind); ``fp32_3d``, ``fp32_matmul_tilt``, ``fp32_no_rewrite`` the served scorer
+    less one round-3 lever each; ``fp32_token_major``
     `export.fused.TokenMajorVideoBlock` (tried, not served); ``fp32_skipln_fusion`` the served
     scorer with every level-all transformer (ORT's SkipLayerNormalization fusion included);
     ``fp32_stacked`` the round-1 attention form (stacked projections) with the served tilt
@@ -394,35 +412,53 @@ def ort_stage(
 
     states, mask = session(artifact / "user_encoder.onnx").run(None, user)
     served = artifact / "scorer.onnx"
-    int8 = CACHE / f"{artifact.name}-scorer.int8.onnx"
-    if not int8.exists():
-        quantize_int8(served, int8)
-    preopt = CACHE / f"{artifact.name}-scorer.ort-all.onnx"
-    session(served, save=preopt)
 
-    def form(layout: str, tilt: str = "elementwise", rewrite: bool = True) -> Path | None:
+    def form(
+        layout: str,
+        tilt: str = "elementwise",
+        rewrite: bool = True,
+        values: str = "joined",
+        unbind: str = "split",
+    ) -> Path | None:
         # another export of the same weights: needs the model (None with --artifact
         # without its training run)
-        return None if model is None else scorer_variant(artifact, model, layout, tilt, rewrite)
+        if model is None:
+            return None
+        return scorer_variant(artifact, model, layout, tilt, rewrite, values, unbind)
 
-    forms = {
-        "fp32_round2": form("heads_first_3d", "matmul", rewrite=False),
-        "fp32_3d": form("heads_first_3d"),
-        "fp32_matmul_tilt": form("heads_first", "matmul"),
-        "fp32_no_rewrite": form("heads_first", rewrite=False),
-        "fp32_token_major": form("token_major"),
-        "fp32_stacked": form("stacked"),
-        "before_graph": form("stacked", "matmul", rewrite=False),
+    # (layout, tilt, rewrite, values, unbind) of each other export; only the levers asked for
+    # are exported (each export takes about a minute on a busy machine)
+    form_args: dict[str, tuple[str, str, bool, str, str]] = {
+        "fp32_round3": ("heads_first", "elementwise", True, "split", "slice"),
+        "fp32_split_values": ("heads_first", "elementwise", True, "split", "split"),
+        "fp32_slice_unbind": ("heads_first", "elementwise", True, "joined", "slice"),
+        "fp32_round2": ("heads_first_3d", "matmul", False, "split", "slice"),
+        "fp32_3d": ("heads_first_3d", "elementwise", True, "joined", "split"),
+        "fp32_matmul_tilt": ("heads_first", "matmul", True, "joined", "split"),
+        "fp32_no_rewrite": ("heads_first", "elementwise", False, "joined", "split"),
+        "fp32_token_major": ("token_major", "elementwise", True, "joined", "split"),
+        "fp32_stacked": ("stacked", "elementwise", True, "joined", "split"),
+        "before_graph": ("stacked", "matmul", False, "joined", "split"),
     }
+    forms = {name: form(*a) for name, a in form_args.items() if name in levers}
     sessions = {
         "fp32": session(served),
-        **{name: session(path) if path else None for name, path in forms.items()},
-        "fp32_skipln_fusion": session(served, disabled=()),
-        "fp32_preoptimized": session(preopt, level.ORT_DISABLE_ALL),
-        "fp32_basic_opt": session(served, level.ORT_ENABLE_BASIC),
-        "int8_dynamic": session(int8),
+        **{name: session(path) for name, path in forms.items() if path and name != "before_graph"},
     }
-    before = forms["before_graph"]
+    if "fp32_skipln_fusion" in levers:
+        sessions["fp32_skipln_fusion"] = session(served, disabled=())
+    if "fp32_preoptimized" in levers:
+        preopt = CACHE / f"{artifact.name}-scorer.ort-all.onnx"
+        session(served, save=preopt)
+        sessions["fp32_preoptimized"] = session(preopt, level.ORT_DISABLE_ALL)
+    if "fp32_basic_opt" in levers:
+        sessions["fp32_basic_opt"] = session(served, level.ORT_ENABLE_BASIC)
+    if "int8_dynamic" in levers:
+        int8 = CACHE / f"{artifact.name}-scorer.int8.onnx"
+        if not int8.exists():
+            quantize_int8(served, int8)
+        sessions["int8_dynamic"] = session(int8)
+    before = forms.get("before_graph")
     if before is not None:
         sessions["before_graph"] = session(before, disabled=())
     plan_ragged = buckets(nseg, s_max)
@@ -471,12 +507,18 @@ def ort_stage(
                 run_torch(plan)
             flops[name] = int(counter.get_total_flops())
         out["flops"] = flops
-    rounds = interleaved_ms(fns, repeats)
+    rounds, cpu = interleaved_ms(fns, repeats)
     out["ms"] = {name: statistics.median(t) for name, t in rounds.items()}
+    out["cpu_ms"] = {name: statistics.median(t) for name, t in cpu.items()}
     # paired time ratios against the served graph, ragged: < 1 = faster than fp32
     out["ratio_vs_fp32_ragged"] = {
         name: paired_ratio(t, rounds["fp32_ragged"])
         for name, t in rounds.items()
+        if name != "fp32_ragged"
+    }
+    out["cpu_ratio_vs_fp32_ragged"] = {
+        name: paired_ratio(t, cpu["fp32_ragged"])
+        for name, t in cpu.items()
         if name != "fp32_ragged"
     }
     out["rounds"] = repeats
@@ -664,9 +706,9 @@ def report(r: dict[str, Any]) -> str:
         "",
         "ORT stage (in process, 1 thread, median ms; levers interleaved round by round in one process):",
         "",
-        "| C | lever | padded | ragged | ragged time / fp32 ragged (paired, +- SE) | useful "
-        "GFLOP | efficiency (ragged) |",
-        "|---|---|---|---|---|---|---|",
+        "| C | lever | padded | ragged | ragged time / fp32 ragged (paired, +- SE) | same, "
+        "thread CPU time | useful GFLOP | efficiency (ragged) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for c, st in r["ort_stage"].items():
         useful = st.get("flops", {}).get("useful", 0)
@@ -676,14 +718,16 @@ def report(r: dict[str, Any]) -> str:
             pad, rag = st["ms"][f"{lever}_padded"], st["ms"][f"{lever}_ragged"]
             eff = useful / (rag * 1e-3) / (peak * 1e9) if useful else float("nan")
             ratio, se = st.get("ratio_vs_fp32_ragged", {}).get(f"{lever}_ragged", (1.0, 0.0))
+            cpu = st.get("cpu_ratio_vs_fp32_ragged", {}).get(f"{lever}_ragged", (1.0, 0.0))
             lines.append(
                 f"| {c} | {lever} | {pad:.2f} | {rag:.2f} ({st['runs_ragged']} runs) | "
-                f"{ratio:.3f} +- {se:.3f} | {useful / 1e9:.3f} | {eff:.1%} |"
+                f"{ratio:.3f} +- {se:.3f} | {cpu[0]:.3f} +- {cpu[1]:.3f} | "
+                f"{useful / 1e9:.3f} | {eff:.1%} |"
             )
         if "torch_fp32_ragged" in st["ms"]:
             lines.append(
                 f"| {c} | torch eager fp32 / bf16 | | {st['ms']['torch_fp32_ragged']:.2f} / "
-                f"{st['ms']['torch_bf16_ragged']:.2f} | | | |"
+                f"{st['ms']['torch_bf16_ragged']:.2f} | | | | |"
             )
     lines += [
         "",

@@ -83,7 +83,11 @@ LAYOUTS = ("heads_first", "heads_first_3d", "stacked", "token_major")
 
 
 def fused_copy(
-    model: SegmentInterestModel, layout: str = "heads_first", tilt: str = "elementwise"
+    model: SegmentInterestModel,
+    layout: str = "heads_first",
+    tilt: str = "elementwise",
+    values: str = "joined",
+    unbind: str = "split",
 ) -> SegmentInterestModel:
     """A copy of ``model`` (eval mode) for the exported scorer; the user blocks (the cached
     user encoder) are left as they are.
@@ -97,9 +101,17 @@ def fused_copy(
 
     ``tilt``: ``elementwise`` (default): the decoder's user tilt is `ElementwiseTiltDecoder`;
     ``matmul``: the model's own (a (C, T, 4) @ (4,) MatMul; the bench's "before").
+
+    ``values`` (heads-first layouts): ``joined`` (default): both sources' values in one
+    tensor, one product with the whole softmax (`FusedVideoBlock`); ``split``: the softmax
+    sliced per source, two products (the round-2 and round-3 export).
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if values not in ("joined", "split"):
+        raise ValueError(f"values must be joined or split, got {values!r}")
+    if unbind not in ("split", "slice"):
+        raise ValueError(f"unbind must be split or slice, got {unbind!r}")
     if tilt not in ("elementwise", "matmul"):
         raise ValueError(f"tilt must be elementwise or matmul, got {tilt!r}")
     cfg = model.cfg
@@ -111,7 +123,12 @@ def fused_copy(
     for name, enc in fused.encoders.items():
         enc = cast(ModalityEncoder, enc)
         if layout in ("heads_first", "heads_first_3d") and cfg.user_stream == "self":
-            fused.encoders[name] = FusedVideoEncoder(enc, rows_2d=layout == "heads_first")
+            fused.encoders[name] = FusedVideoEncoder(
+                enc,
+                rows_2d=layout == "heads_first",
+                joined_values=values == "joined",
+                split=unbind == "split",
+            )
             continue
         if layout == "token_major" and cfg.user_stream == "self":
             fused.encoders[name] = TokenMajorVideoEncoder(enc)
@@ -134,10 +151,25 @@ class FusedVideoBlock(nn.Module):
       ``-1e4``: both softmax to exactly 0 in float32 (no query has only masked keys).
     - The projections, norms and feed-forward map run on 2-D (C T, d) rows (Gemm with the
       bias inside).
+    - ``joined_values``: the user's values are broadcast per candidate and put after the
+      video's, (h, C, T + M, dh), so one batched product with the whole softmax gives the
+      output: the softmax is not sliced (two copies of the largest tensor of the block), and
+      the copy of the values is 2 dh / T times smaller than those slices (round 4). Without
+      it, each source's slice of the softmax has its own product (round 3).
+    - ``split``: the stacked q, q_user, k, v (and the user's k, v) are taken apart with one
+      Split each (round 4), not the Slice + Squeeze per tensor that unpacking a tensor
+      exports as (round 3).
     """
 
-    def __init__(self, block: CrossAttentionBlock, rows_2d: bool = True):
+    def __init__(
+        self,
+        block: CrossAttentionBlock,
+        rows_2d: bool = True,
+        joined_values: bool = True,
+        split: bool = True,
+    ):
         super().__init__()
+        self.joined_values, self.split = joined_values, split
         attn = cast(CrossAttention, block.attn)
         if len(attn.q) != 2:
             raise ValueError(f"a video block has 2 key sources, got {len(attn.q)}")
@@ -166,8 +198,14 @@ class FusedVideoBlock(nn.Module):
         m = states.shape[1]
         # kept 3-D: a 2-D input exports as Gemm, on which ORT's int8 quantiser's shape
         # inference fails ("Inferred shape and existing shape differ")
-        k, v = self.user_kv(states).view(m, 2, self.h, self.dh).permute(1, 2, 0, 3)
+        k, v = self._unbind(self.user_kv(states).view(m, 2, self.h, self.dh).permute(1, 2, 0, 3))
         return k.transpose(1, 2), v
+
+    def _unbind(self, x: Tensor) -> list[Tensor]:
+        """The tensors stacked on ``x``'s first axis."""
+        if self.split:
+            return [part.squeeze(0) for part in x.split(1)]  # Split + Squeeze (a view)
+        return list(x.unbind(0))
 
     def forward(self, x: Tensor, bias: Tensor, user_k: Tensor, user_v: Tensor) -> Tensor:
         c, t, d = x.shape
@@ -178,12 +216,16 @@ class FusedVideoBlock(nn.Module):
         if self.rows_2d:
             x = x.reshape(rows)
         # (C T, 4d) -> 4 x (h, C, T, dh): one Transpose for every head of every tensor
-        qv, qu, k, v = self.qkv(x).view(c, t, 4, h, dh).permute(2, 3, 0, 1, 4)
+        qv, qu, k, v = self._unbind(self.qkv(x).view(c, t, 4, h, dh).permute(2, 3, 0, 1, 4))
         att_v = qv @ k.transpose(-2, -1)  # (h, C, T, T)
         att_u = (qu.reshape(h, c * t, dh) @ user_k).view(h, c, t, -1)  # (h, C, T, M)
         p = (torch.cat([att_v, att_u], dim=-1) + bias).softmax(dim=-1)  # (h, C, T, T + M)
-        y_u = p[..., t:].reshape(h, c * t, -1) @ user_v  # (h, C T, dh)
-        y = p[..., :t] @ v + y_u.view(h, c, t, dh)  # (h, C, T, dh)
+        if self.joined_values:
+            values = torch.cat([v, user_v[:, None].expand(-1, c, -1, -1)], dim=2)
+            y = p @ values  # (h, C, T, T + M) @ (h, C, T + M, dh) -> (h, C, T, dh)
+        else:
+            y_u = p[..., t:].reshape(h, c * t, -1) @ user_v  # (h, C T, dh)
+            y = p[..., :t] @ v + y_u.view(h, c, t, dh)  # (h, C, T, dh)
         x = self.norm1(x + self.out(y.permute(1, 2, 0, 3).reshape(rows)))  # (C T, d)
         out: Tensor = self.norm2(x + self.ffn(x))
         return out.view(c, t, d) if self.rows_2d else out
@@ -193,10 +235,17 @@ class FusedVideoEncoder(nn.Module):
     """`ModalityEncoder.encode_video` (self stream, eval mode) over `FusedVideoBlock`s: the
     key-mask bias is computed once for all layers."""
 
-    def __init__(self, enc: ModalityEncoder, rows_2d: bool = True):
+    def __init__(
+        self,
+        enc: ModalityEncoder,
+        rows_2d: bool = True,
+        joined_values: bool = True,
+        split: bool = True,
+    ):
         super().__init__()
         self.video = nn.ModuleList(
-            FusedVideoBlock(cast(CrossAttentionBlock, b), rows_2d) for b in enc.video[: enc.n_run]
+            FusedVideoBlock(cast(CrossAttentionBlock, b), rows_2d, joined_values, split)
+            for b in enc.video[: enc.n_run]
         )
 
     def encode_video(self, v: Tensor, v_mask: Tensor, states: Tensor, u_mask: Tensor) -> Tensor:

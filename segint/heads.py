@@ -24,14 +24,17 @@ def outcome_mask(n_segments: npt.ArrayLike, s_max: int) -> npt.NDArray[np.bool_]
 def exit_distribution(
     logits: npt.ArrayLike, mask: npt.NDArray[np.bool_] | None = None
 ) -> FloatArray:
-    """``softmax(-logits)`` along the last axis, over ``mask`` (all slots when None)."""
-    z = -np.asarray(logits, dtype=np.float64)
+    """``softmax(-logits)`` along the last axis, over ``mask`` (all slots when None).
+
+    In place on one float64 copy (the service computes it per request on (C, S)): the same
+    operations, in the same order, as the out-of-place form, so the same values."""
+    z: FloatArray = np.negative(np.asarray(logits), dtype=np.float64)
     if mask is not None:
-        z = np.where(mask, z, -np.inf)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    out: FloatArray = e / e.sum(axis=-1, keepdims=True)
-    return out
+        np.copyto(z, -np.inf, where=~mask)
+    z -= z.max(axis=-1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=-1, keepdims=True)
+    return z
 
 
 def expected_exit_slot(dist: FloatArray) -> npt.NDArray[np.int64]:
@@ -45,8 +48,10 @@ def expected_watch_ms(dist: FloatArray, duration_ms: npt.ArrayLike) -> FloatArra
     d = np.asarray(duration_ms, dtype=np.float64)[:, None]
     n = np.ceil(d / SEGMENT_MS)
     j = np.arange(s)[None, :]
-    watched = np.where(j < n, np.minimum((j + 0.5) * SEGMENT_MS, d), d)
-    out: FloatArray = np.sum(dist * watched, axis=-1)
+    watched = np.minimum((j + 0.5) * SEGMENT_MS, d)  # (n, S): slot j's watch time, j < N
+    np.copyto(watched, np.broadcast_to(d, watched.shape), where=j >= n)  # finished: all of it
+    watched *= dist
+    out: FloatArray = watched.sum(axis=-1)
     return out
 
 

@@ -96,12 +96,9 @@ def encode_scores(
     head: dict[str, Any], video_ids: list[int], s: Scores, include: frozenset[str]
 ) -> bytes:
     """The `ScoreResponse` JSON: ``head``, the request-level ``user_unknown`` and one
-    `CandidateScore` object per candidate, written by orjson."""
-    body = head | {
-        "user_unknown": s.user_unknown,
-        "candidates": CandidateScore.from_scores(video_ids, s, include),
-    }
-    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    `CandidateScore` object per candidate (`CandidateScore.json_array`)."""
+    front = orjson.dumps(head | {"user_unknown": s.user_unknown})  # {...}
+    return front[:-1] + b',"candidates":' + CandidateScore.json_array(video_ids, s, include) + b"}"
 
 
 async def thumbnail(

@@ -180,14 +180,17 @@ def test_buckets_are_the_cheapest_contiguous_plan() -> None:
     assert cost(buckets(n, 40, overhead)) == best
 
 
+@pytest.mark.parametrize("values, unbind", [("joined", "split"), ("split", "slice")])
 @pytest.mark.parametrize("tilt", ["elementwise", "matmul"])
 @pytest.mark.parametrize("layout", ["heads_first", "heads_first_3d", "stacked", "token_major"])
-def test_fused_attention_copy_matches_the_model(layout: str, tilt: str) -> None:
-    """export.fused's inference forms (heads_first + elementwise tilt: what scorer.onnx is
-    exported from; the others: the bench's side-by-side) give model.score's logits, padded
-    and ragged, within the parity tolerance."""
+def test_fused_attention_copy_matches_the_model(
+    layout: str, tilt: str, values: str, unbind: str
+) -> None:
+    """export.fused's inference forms (heads_first + elementwise tilt + joined values + Split:
+    what scorer.onnx is exported from; the others: the bench's side-by-side) give
+    model.score's logits, padded and ragged, within the parity tolerance."""
     model = tiny_model("self")
-    fused = fused_copy(model, layout, tilt)
+    fused = fused_copy(model, layout, tilt, values, unbind)
     states, mask = user_state(seed=7)
     cand = candidates([1, 4, 3, 2, 5, 2, 4, 1], seed=8)  # N + 1 <= S - 1 slots
     with torch.no_grad():
@@ -208,6 +211,9 @@ def test_fused_attention_copy_matches_the_model(layout: str, tilt: str) -> None:
     decoder = type(fused.decoder).__name__
     assert decoder == {"elementwise": "ElementwiseTiltDecoder", "matmul": "InterestDecoder"}[tilt]
     assert torch.equal(fused.decoder.tilt, model.decoder.tilt)  # the carrier token is stripped
+    if layout.startswith("heads_first"):
+        assert all(b.joined_values == (values == "joined") for b in encoder.video)
+        assert all(b.split == (unbind == "split") for b in encoder.video)
 
 
 def test_elementwise_tilt_matches_on_every_slot_count() -> None:
@@ -230,9 +236,13 @@ def test_elementwise_tilt_matches_on_every_slot_count() -> None:
     ).all()
 
 
-def test_unknown_layout_or_tilt_is_refused() -> None:
+def test_unknown_layout_tilt_or_values_is_refused() -> None:
     model = tiny_model("self")
     with pytest.raises(ValueError, match="layout"):
         fused_copy(model, "diagonal")
     with pytest.raises(ValueError, match="tilt"):
         fused_copy(model, "heads_first", "gemv")
+    with pytest.raises(ValueError, match="values"):
+        fused_copy(model, "heads_first", "elementwise", "stacked")
+    with pytest.raises(ValueError, match="unbind"):
+        fused_copy(model, "heads_first", "elementwise", "joined", "gather")

@@ -116,3 +116,21 @@ def test_int8_form_of_the_served_scorer_runs_close_to_fp32(
     assert np.isfinite(got).all()
     np.testing.assert_allclose(got[real], want[real], atol=0.05)
     assert (got[~real] == want[~real]).all()  # impossible slots: the constant, untouched
+
+
+def test_served_scorer_neither_slices_the_softmax_nor_the_heads(self_artifact: Path) -> None:
+    """Round 4's forms are in the exported file: each attention's softmax feeds one MatMul
+    with the joined values (no Slice per source), and the stacked q/k/v after a Transpose are
+    taken apart by a Split (no Slice per tensor)."""
+    graph = onnx.load(str(self_artifact / "scorer.onnx")).graph
+    consumers: dict[str, list[str]] = {}
+    for n in graph.node:
+        for name in n.input:
+            consumers.setdefault(name, []).append(n.op_type)
+    softmax = [n for n in graph.node if n.op_type == "Softmax"]
+    assert softmax
+    for n in softmax:
+        assert consumers[n.output[0]] == ["MatMul"]
+    transposes = [n for n in graph.node if n.op_type == "Transpose"]
+    assert "Split" in {op for n in transposes for op in consumers.get(n.output[0], [])}
+    assert not {op for n in transposes for op in consumers.get(n.output[0], [])} & {"Slice"}

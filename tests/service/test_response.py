@@ -112,7 +112,7 @@ def test_bad_include_is_a_422_naming_the_field(client: TestClient, include: obje
 
 
 def test_default_fields_are_the_models_fields_less_the_optional_ones() -> None:
-    """`CandidateScore.from_scores` writes every field of the model except the opt-in arrays
+    """`CandidateScore.json_array` writes every field of the model except the opt-in arrays
     and the CTR-head-only ``ctr``: the route has no mapping of its own to drift."""
     from service.schemas import CandidateScore
 
@@ -129,3 +129,61 @@ def test_openapi_documents_the_diet(make_settings: Callable[..., Settings]) -> N
     cand = schema["CandidateScore"]
     assert {"segment_scores", "exit_distribution"}.isdisjoint(cand["required"])
     assert {"skip_probability", "predicted_exit_slot", "expected_watch_ms"} <= set(cand["required"])
+
+
+@pytest.mark.parametrize("ctr", [False, True])
+@pytest.mark.parametrize("include", [[], ["segment_scores", "exit_distribution"]])
+def test_json_array_writes_what_orjson_writes_of_one_dict_per_candidate(
+    ctr: bool, include: list[str]
+) -> None:
+    """The column-wise writer gives the same bytes as one dict per candidate given to orjson
+    (the float32 values, bools, whole ms, N-long and N+1-long arrays; N = S has no completion
+    slot), for odd values: 1e-8, 0.1, 1.0, ids up to 2**53 - 1."""
+    import orjson
+
+    from service.ranker import Scores
+    from service.schemas import JSON_INT_MAX, CandidateScore
+
+    rng = np.random.default_rng(3)
+    c = 9
+    nseg = np.array([1, S, 3, 2, S - 1, 4, 1, 5, 6])
+    dist = rng.random((c, S))
+    dist[np.arange(S)[None, :] > nseg[:, None]] = 0.0
+    dist /= dist.sum(axis=1, keepdims=True)
+    comp = np.array([dist[i, n] if n < S else 0.0 for i, n in enumerate(nseg)])
+    comp[:3] = [1e-8, 0.1, 1.0]
+    s = Scores(
+        logits=rng.normal(size=(c, S)).astype(np.float32),
+        n_segments=nseg,
+        exit_distribution=dist,
+        predicted_exit_slot=rng.integers(0, S, c),
+        expected_watch_ms=rng.random(c) * 1e5,
+        completion_probability=comp,
+        median_watch_ms=rng.random(c) * 1e5 + 0.5,
+        video_unknown=rng.random(c) < 0.5,
+        user_unknown=False,
+        ctr=rng.random(c) if ctr else None,
+    )
+    ids = [0, 1, JSON_INT_MAX, *range(7, 13)]
+    got = CandidateScore.json_array(ids, s, frozenset(include))
+    f32 = np.float32
+    want = []
+    for i in range(c):
+        row = {
+            "video_id": ids[i],
+            "video_unknown": bool(s.video_unknown[i]),
+            "n_segments": int(nseg[i]),
+            "predicted_exit_slot": int(s.predicted_exit_slot[i]),
+            "skip_probability": f32(1.0 - comp[i]),
+            "expected_watch_ms": int(np.rint(s.expected_watch_ms[i])),
+            "median_watch_ms": int(np.rint(s.median_watch_ms[i])),
+            "completion_probability": f32(comp[i]),
+        }
+        if ctr:
+            assert s.ctr is not None
+            row["ctr"] = f32(s.ctr[i])
+        if include:
+            row["segment_scores"] = s.logits[i, : nseg[i]]
+            row["exit_distribution"] = dist[i, : min(nseg[i] + 1, S)].astype(f32)
+        want.append(row)
+    assert got == orjson.dumps(want, option=orjson.OPT_SERIALIZE_NUMPY)
