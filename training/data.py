@@ -271,8 +271,8 @@ class InteractionDataset(Dataset[Example]):
         )
 
     def collate(self, examples: Sequence[Example]) -> Batch:
-        """`collate` plus, for a content model, ``video_content`` and ``hist_content``, with
-        ``folds``, ``fold`` and ``hist_fold``, and with ``teacher``, ``teacher``."""
+        """`collate` plus, for a content model, ``video_content`` and ``hist_content``; with
+        ``folds``, ``fold`` and ``hist_fold``; with a teacher, the rows' ``teacher``."""
         batch = collate(examples)
         if self.content is None and self.folds is None and self.teacher is None:
             return batch
