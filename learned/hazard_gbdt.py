@@ -82,10 +82,12 @@ def expand(
 def fit_predict(data: LearnedInput) -> LearnedOutput:
     """Fit on the training rows, stop on the validation rows, score the test rows; the video
     statistics' encoding is chosen by validation log-loss (`learned.features.best_encoding`)."""
-    return best_encoding(data, lambda feats: _fit(data, feats))
+    return best_encoding(data, lambda feats: fit_features(data, feats))
 
 
-def _fit(data: LearnedInput, feats: ViewFeatures) -> tuple[LearnedOutput, float]:
+def fit_features(data: LearnedInput, feats: ViewFeatures) -> tuple[LearnedOutput, float]:
+    """Fit on ``feats`` (one encoding of the video statistics); the output and its validation
+    log-loss. `fit_predict` calls it per encoding; `training.teacher` with ``kfold`` only."""
     start = time.perf_counter()
     s = data.s_max
     names = [*feats.names, *SLOT_FEATURES]

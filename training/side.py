@@ -45,6 +45,26 @@ USER_COLUMNS = (
 IntArray = npt.NDArray[np.int64]
 
 
+def kuairand_side_tables(
+    video: Path | None = None, user: Path | None = None
+) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
+    """(video table, user table) with `read_side_table`'s columns: each from the path given
+    (read, so a missing file is an error), else from the bundled KuaiRand-Pure file when it
+    exists, else None."""
+    return (
+        _given_or_bundled(video, VIDEO_TABLE, "video_id", VIDEO_COLUMNS),
+        _given_or_bundled(user, USER_TABLE, "user_id", USER_COLUMNS),
+    )
+
+
+def _given_or_bundled(
+    path: Path | None, bundled: Path, key: str, columns: tuple[str, ...]
+) -> pl.DataFrame | None:
+    if path is None and not bundled.is_file():
+        return None
+    return read_side_table(path or bundled, key, columns)
+
+
 def read_side_table(path: str | Path, key: str, columns: tuple[str, ...]) -> pl.DataFrame:
     """``key`` plus ``columns`` as strings ("" = missing); the first tag of a tag list.
 

@@ -87,7 +87,7 @@ def oof_teacher(
         return out
     from learned.base import LearnedInput
     from learned.features import view_features
-    from learned.hazard_gbdt import _fit
+    from learned.hazard_gbdt import fit_features
 
     folds = count_folds(table, rows, k, seed)[rows]
     out = np.full((table.height, s_max), np.nan, dtype=np.float32)
@@ -104,7 +104,7 @@ def oof_teacher(
             user_table=user_table,
             threads=threads,
         )
-        fitted, loss = _fit(data, view_features(data, "kfold"))
+        fitted, loss = fit_features(data, view_features(data, "kfold"))
         assert fitted.exit_dist is not None
         out[test_rows] = fitted.exit_dist
         log.info(

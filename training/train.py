@@ -242,24 +242,13 @@ def _teacher(
 ) -> npt.NDArray[np.float32]:
     """Out-of-fold ``hazard-gbdt`` exit distributions of the training rows (`training.teacher`)
     with the KuaiRand side tables where `segint baselines` finds them."""
-    from training.side import USER_TABLE, VIDEO_TABLE
+    from training.side import kuairand_side_tables
     from training.teacher import oof_teacher
 
-    side = cfg.optim.distill_side_tables
-    video_table = (
-        read_side_table(VIDEO_TABLE, "video_id", VIDEO_COLUMNS)
-        if side and VIDEO_TABLE.is_file()
-        else None
-    )
-    user_table = (
-        read_side_table(USER_TABLE, "user_id", USER_COLUMNS)
-        if side and USER_TABLE.is_file()
-        else None
-    )
+    side = kuairand_side_tables() if cfg.optim.distill_side_tables else (None, None)
     log.info("distillation: fitting the out-of-fold teacher (hazard-gbdt, %d folds)", k)
     return oof_teacher(
-        table, train_rows, cfg.data.s_max, k, cfg.data.seed, torch.get_num_threads(),
-        video_table, user_table,
+        table, train_rows, cfg.data.s_max, k, cfg.data.seed, torch.get_num_threads(), *side
     )  # fmt: skip
 
 

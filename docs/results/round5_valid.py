@@ -29,7 +29,7 @@ from segint.splits import TRAIN, VALID, assign_split, history_index
 from training.checkpoint import load_model
 from training.data import InteractionDataset
 from training.inference import predict_logits, scores_and_exit_dist
-from training.side import USER_COLUMNS, USER_TABLE, VIDEO_COLUMNS, VIDEO_TABLE, read_side_table
+from training.side import kuairand_side_tables
 from training.train import set_prior_counts, table_counts_args
 
 LOG = "../shared/data/kuairand_pure/log_standard_4_25_to_4_30_pure.csv"
@@ -60,6 +60,7 @@ def main() -> None:
         out["NLL"] = np.where(target < dist.shape[1], -np.log(np.maximum(p, 1e-12)), np.nan)
         return out
 
+    video_table, user_table = kuairand_side_tables()
     trees = get_learner("hazard-gbdt")(
         LearnedInput(
             fit=fit,
@@ -67,8 +68,8 @@ def main() -> None:
             test=valid,
             s_max=40,
             seed=args.seed,
-            video_table=read_side_table(VIDEO_TABLE, "video_id", VIDEO_COLUMNS),
-            user_table=read_side_table(USER_TABLE, "user_id", USER_COLUMNS),
+            video_table=video_table,
+            user_table=user_table,
             threads=1,
         )
     )

@@ -257,20 +257,18 @@ def fit_learned(
 
     from learned import LearnedInput, get_learner
     from learned.base import to_method
-    from training.side import USER_COLUMNS, VIDEO_COLUMNS, read_side_table
+    from training.side import kuairand_side_tables
 
     if not valid.any() or valid.all():
         raise SegintError(
             f"learned baselines need training and validation rows, got "
             f"{int((~valid).sum())} and {int(valid.sum())}"
         )
-    video_table = user_table = None
-    if not args.no_side_tables:
-        vpath, upath = args.video_table or VIDEO_TABLE, args.user_table or USER_TABLE
-        if args.video_table or vpath.is_file():
-            video_table = read_side_table(vpath, "video_id", VIDEO_COLUMNS)
-        if args.user_table or upath.is_file():
-            user_table = read_side_table(upath, "user_id", USER_COLUMNS)
+    video_table, user_table = (
+        (None, None)
+        if args.no_side_tables
+        else kuairand_side_tables(args.video_table, args.user_table)
+    )
     data = LearnedInput(
         fit=fit,
         valid=valid,
