@@ -22,13 +22,4 @@ for seed in 0 1 2; do
     if [ $split = temporal ]; then t+=("$d/gbdt-with-segint.parquet"); else r+=("$d/gbdt-with-segint.parquet"); fi
   done
 done
-mkdir -p "$M/compare"
-run() {  # set, baseline
-  local set=$1 b=$2 f
-  case $set in pooled) f=("${files[@]}");; temporal) f=("${t[@]}");; *) f=("${r[@]}");; esac
-  nice -n 10 .venv/bin/segint compare "${f[@]}" SegInterest "$b" --no-progress \
-    --json "$M/compare/$set-vs-${b//[|+]/_}.json" > "$M/compare/$set-vs-${b//[|+]/_}.txt"
-}
-for b in hazard-gbdt "ItemPosition+prior|N"; do for set in pooled temporal random_per_user; do run $set "$b"; done; done
-for b in "AllPosition|N" "ItemPosition+prior" ItemPosition UserPosition AllPosition; do run pooled "$b"; done
-echo "wrote $M/compare/"
+source docs/results/final_compare.sh

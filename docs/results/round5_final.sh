@@ -27,13 +27,4 @@ one_split temporal & one_split random_per_user & wait
 t=("$M"/temporal-s{0,1,2}/gbdt-with-segint.parquet)
 r=("$M"/random_per_user-s{0,1,2}/gbdt-with-segint.parquet)
 files=("${t[@]}" "${r[@]}")
-mkdir -p "$M/compare"
-run() {  # set, baseline
-  local set=$1 b=$2 f
-  case $set in pooled) f=("${files[@]}");; temporal) f=("${t[@]}");; *) f=("${r[@]}");; esac
-  nice -n 10 .venv/bin/segint compare "${f[@]}" SegInterest "$b" --no-progress \
-    --json "$M/compare/$set-vs-${b//[|+]/_}.json" > "$M/compare/$set-vs-${b//[|+]/_}.txt"
-}
-for b in hazard-gbdt "ItemPosition+prior|N"; do for set in pooled temporal random_per_user; do run $set "$b"; done; done
-for b in "AllPosition|N" "ItemPosition+prior" ItemPosition UserPosition AllPosition; do run pooled "$b"; done
-echo "wrote $M/compare/"
+source docs/results/final_compare.sh
