@@ -90,10 +90,16 @@ class OptimConfig:
     # The KuaiRand side tables (where `segint baselines` finds them) enter the teacher's
     # features. `segint train` turns this off for logs of another format (other id spaces).
     distill_side_tables: bool = True
+    # Exponential moving average of the weights (training.ema): decay per step, warmed up as
+    # min(ema, (1 + t) / (10 + t)). What is validated, early-stopped and saved are the
+    # averaged weights; the optimiser steps the raw ones. 0 = off.
+    ema: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.distill >= 0:
             raise ValueError(f"optim.distill must be >= 0, got {self.distill}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"optim.ema must be in [0, 1), got {self.ema}")
         if not self.lr > 0 or self.weight_decay < 0 or self.grad_clip < 0:
             raise ValueError(
                 f"need optim.lr > 0, weight_decay >= 0, grad_clip >= 0; got lr={self.lr}, "

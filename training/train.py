@@ -21,6 +21,7 @@ import os
 import random
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from segint.vocab import Vocab
 from training import checkpoint
 from training.config import TrainConfig
 from training.data import Batch, InteractionDataset, build_vocabs, open_content_store
+from training.ema import WeightAverage
 from training.folds import count_folds, fold_counts
 from training.inference import evaluate_dataset
 from training.side import USER_COLUMNS, VIDEO_COLUMNS, read_side_table, side_codes
@@ -486,6 +488,7 @@ def _loop(
         disable=not (progress and info.main),
         file=sys.stderr,
     )
+    ema = WeightAverage(net, o.ema) if o.ema > 0 else None
     net.train()
     for epoch in range(o.max_epochs):
         if isinstance(loader.sampler, DistributedSampler):
@@ -493,6 +496,8 @@ def _loop(
         for batch in loader:
             batch = batch.to(dev)
             loss = train_step(net, optimizer, loss_fn, batch, o.grad_clip, o.distill)
+            if ema is not None:
+                ema.update()
             step += 1
             loss_sum += float(loss) * len(batch)
             loss_rows += len(batch)
@@ -504,7 +509,8 @@ def _loop(
                 train_loss = loss_sum / max(loss_rows, 1)
                 loss_sum, loss_rows = 0.0, 0
                 if validator is not None:
-                    stop = validator(step, step / len(loader), train_loss)
+                    with ema.swapped() if ema is not None else nullcontext():
+                        stop = validator(step, step / len(loader), train_loss)
                     bar.set_postfix(loss=f"{train_loss:.4f}", best=f"{validator.best:.4f}")
                 stop = _stop_everywhere(stop, info, dev)
                 if stop:
@@ -512,6 +518,8 @@ def _loop(
         if stop:
             break
     bar.close()
+    if ema is not None and validator is None:  # a refit ships the averaged weights
+        ema.copy_to_model()
     elapsed = time.perf_counter() - start
     best_step = validator.best_step if validator else 0
     best = validator.best if validator else math.nan
