@@ -1,6 +1,6 @@
-"""Dynamic int8 quantisation of an exported graph (an option measured by the benches, not
-served by default): weights int8, activations quantised per run (VNNI kernels on AVX512-VNNI
-CPUs).
+"""Dynamic int8 quantisation of an exported graph: weights int8, activations quantised per run
+(VNNI kernels on AVX512-VNNI CPUs). `segint export` writes the scorer's int8 form beside it
+(``export.contract.INT8_FILES``); the service serves it with ``SEGINT_SCORER_PRECISION``.
 
 The exporter's value_info is dropped first: the shapes it recorded for the scorer's 2-D Gemm
 rows fail the quantiser's shape inference ("Inferred shape and existing shape differ"), and the
@@ -14,6 +14,19 @@ import tempfile
 from pathlib import Path
 
 import onnx
+
+from segint.errors import SegintError
+
+
+def require_quantizer() -> None:
+    """Raise `SegintError` when ONNX Runtime's quantiser cannot be imported."""
+    try:
+        import onnxruntime.quantization  # noqa: F401
+    except ImportError as e:
+        raise SegintError(
+            f"the scorer's int8 form needs onnxruntime.quantization ({e}): install onnxruntime "
+            "(extra export-cpu) or onnxruntime-gpu (extra serve) beside the train extra"
+        ) from None
 
 
 def quantize_int8(src: Path, dst: Path) -> Path:

@@ -25,6 +25,7 @@ def test_export_command_writes_an_artifact_once(
     assert m.model_version == "v7"
     assert sorted(p.name for p in out.iterdir()) == [
         "manifest.json",
+        "scorer.int8.onnx",
         "scorer.onnx",
         "user_encoder.onnx",
         "vocab_users.npy",
