@@ -27,9 +27,12 @@ from pydantic import ValidationError
 
 from export.manifest import ArtifactError, Manifest
 from service.app import create_app
+from service.cache import LocalStore, UserCache, namespace
+from service.deps import AppState
 from service.ranker import Ranker, Scores, _open_session
 from service.settings import Settings
-from service.swap import load_ranker
+from service.swap import ModelSwapper, load_ranker
+from service.users import UserStates
 from tests.service.reference import score_body
 from tests.service.test_ragged import durations, history
 
@@ -220,3 +223,25 @@ def test_a_bad_precision_is_a_settings_error(monkeypatch: pytest.MonkeyPatch) ->
     assert "scorer_precision" in str(e.value) and "'auto', 'fp32' or 'int8'" in str(e.value)
     with pytest.raises(ValueError, match="precision 'fp16'"):
         Ranker.load(Path("nowhere"), precision="fp16")
+
+
+@pytest.mark.anyio
+async def test_a_swap_keeps_the_precision_and_refuses_an_artifact_without_int8(
+    make_settings: Callable[..., Settings],
+    self_artifact: Path,
+    ctr_artifact: Path,
+    tmp_path: Path,
+) -> None:
+    """A model swap loads the new artifact in the configured precision (int8 again), and with
+    int8 set refuses one without an int8 scorer: the serving int8 model stays."""
+    settings = make_settings(scorer_precision="int8")
+    ranker = load_ranker(self_artifact, settings)
+    cache = UserCache(LocalStore(100), None, namespace=namespace("t", "tiny-self"))
+    state = AppState(settings, ranker, cache, UserStates(ranker, cache))
+    swapper = ModelSwapper(state, settings, self_artifact)
+    assert await swapper.swap_to(ctr_artifact)
+    assert state.ranker.manifest.model_version == "tiny-self-ctr"
+    assert state.ranker.precision == "int8"
+    assert not await swapper.swap_to(without_int8(self_artifact, tmp_path))
+    assert state.ranker.manifest.model_version == "tiny-self-ctr"
+    assert state.ranker.precision == "int8"
