@@ -64,11 +64,12 @@ RUN --mount=type=cache,target=/root/.cache/pip pip install --no-deps /src
 # ---------------------------------------------------------------------------------------------
 # train: offline jobs (train a model, export it to ONNX into a mounted volume). torch is the
 # pinned CPU wheel from the PyTorch CPU index so the image never pulls a multi-GB CUDA build.
+# The CPU onnxruntime (extra export-cpu): the export quantises the scorer to int8 with it.
 FROM deps AS train
 RUN --mount=type=cache,target=/root/.cache/pip \
     python -m venv "$VIRTUAL_ENV" \
     && pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0" \
-    && pip install -r /src/requirements-train.txt
+    && pip install -r /src/requirements-train.txt -r /src/requirements-export-cpu.txt
 # Owned by the job's user: training may write next to the code (runs/, caches).
 COPY --chown=10001:10001 . /app
 RUN --mount=type=cache,target=/root/.cache/pip pip install --no-deps /app \

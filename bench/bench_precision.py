@@ -7,8 +7,9 @@ four ways, all on the same rows:
 - ``torch_bf16``: the same under ``torch.autocast("cpu", dtype=torch.bfloat16)``;
 - ``ort_fp32``: the exported graphs (user encoder + scorer, ragged: each row on its N + 1
   slots), as the service runs them;
-- ``ort_int8``: the same with the scorer quantised by ONNX Runtime's dynamic int8
-  quantisation (weights int8, activations quantised per run; VNNI kernels on this CPU).
+- ``ort_int8``: the same with the artifact's ``scorer.int8.onnx``, the scorer quantised by
+  ONNX Runtime's dynamic int8 quantisation at export (weights int8, activations quantised per
+  run; VNNI kernels on this CPU), as ``SEGINT_SCORER_PRECISION=int8`` serves it.
 
 Quality: per-row NDCG@5 of the exit slot (strict protocol), paired differences against fp32
 of the same path (bf16 - torch fp32, int8 - ORT fp32) with a bootstrap standard error (1,000
@@ -70,7 +71,6 @@ def main() -> int:
     from tqdm import tqdm
 
     from export.onnx import export_run
-    from export.quantize import quantize_int8
     from segint.data import load_table
     from segint.splits import TEST, assign_split, history_index
     from training.checkpoint import load_model, load_run_config
@@ -99,9 +99,11 @@ def main() -> int:
     seconds["torch_bf16"] = time.perf_counter() - t0
 
     artifact = CACHE / f"precision-{args.model.resolve().name}"
-    export_run(args.model, artifact, version="precision", force=True)
-    int8 = artifact / "scorer.int8.onnx"
-    quantize_int8(artifact / "scorer.onnx", int8)
+    manifest = export_run(args.model, artifact, version="precision", force=True)
+    variant = manifest.variant("scorer", "int8")
+    if variant is None:
+        raise SystemExit(f"{artifact}: the export wrote no int8 scorer")
+    int8 = artifact / variant.file
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
 

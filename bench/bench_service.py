@@ -454,9 +454,15 @@ def ort_stage(
     if "fp32_basic_opt" in levers:
         sessions["fp32_basic_opt"] = session(served, level.ORT_ENABLE_BASIC)
     if "int8_dynamic" in levers:
-        int8 = CACHE / f"{artifact.name}-scorer.int8.onnx"
-        if not int8.exists():
-            quantize_int8(served, int8)
+        # the artifact's own int8 scorer (what SEGINT_SCORER_PRECISION=int8 serves); an
+        # artifact exported before it has none: quantised here with the same function
+        variant = m.variant("scorer", "int8")
+        if variant is not None:
+            int8 = artifact / variant.file
+        else:
+            int8 = CACHE / f"{artifact.name}-scorer.int8.onnx"
+            if not int8.exists():
+                quantize_int8(served, int8)
         sessions["int8_dynamic"] = session(int8)
     before = forms.get("before_graph")
     if before is not None:
@@ -559,6 +565,7 @@ def serve_and_load(
         "SEGINT_KEY_PREFIX": prefix,
         "SEGINT_MAX_CANDIDATES": "1000",
         "SEGINT_RAGGED_SCORING": "true" if ragged else "false",
+        "SEGINT_SCORER_PRECISION": args.server_precision,
     }
     if url_redis:
         env["SEGINT_REDIS_URL"] = url_redis
@@ -628,6 +635,12 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=20, help="in-process timing repeats")
     p.add_argument("--server-threads", type=int, default=1, help="ORT intra-op threads")
     p.add_argument("--skip-padded-server", action="store_true", help="ragged server only")
+    p.add_argument(
+        "--server-precision",
+        choices=("fp32", "int8", "auto"),
+        default="fp32",
+        help="SEGINT_SCORER_PRECISION of the servers (default fp32, as in the earlier rounds)",
+    )
     p.add_argument(
         "--stage-only", action="store_true", help="peak and ORT stage only (no HTTP servers)"
     )

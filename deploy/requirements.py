@@ -10,7 +10,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-EXTRAS = ("serve-cpu", "serve", "train")
+EXTRAS = ("serve-cpu", "serve", "train", "export-cpu")
 
 
 def main(pyproject: Path, out: Path) -> None:

@@ -128,6 +128,13 @@ GRAPHS: dict[str, GraphContract] = {
     ),
 }
 
+# Precisions the scorer can be served in: ``fp32`` is the exported graph, ``int8`` its dynamic
+# int8 form (`export.quantize`: weights int8, activations quantised per run), written beside it
+# by the exporter. Only the scorer has one: it runs per request, the user encoder once per user.
+FP32, INT8 = "fp32", "int8"
+PRECISIONS = (FP32, INT8)
+INT8_FILES = {SCORER: "scorer.int8.onnx"}  # graph name -> file of its int8 form
+
 # The logit of a slot a ragged scorer run did not compute (j >= T > N, an impossible outcome):
 # the padded model's constant there (`model.network.IMPOSSIBLE_LOGIT`).
 CUT_SLOT_LOGIT = 1e4

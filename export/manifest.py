@@ -18,6 +18,11 @@ Optional parts:
   from its training rows, which need not be the interest model's).
 - ``features``: for content models, how the segment features were read in training
   (``l1_normalize``, the store's path); the service reads the same kind of store.
+- ``precisions``: other precisions of a graph, by precision then graph name (`VariantSpec`):
+  ``{"int8": {"scorer": {"file": "scorer.int8.onnx", "sha256": ...}}}``, the scorer's dynamic
+  int8 form (`export.quantize`). A graph not listed there exists in fp32 only (its entry in
+  ``graphs``). The service serves one of them (``SEGINT_SCORER_PRECISION``) and checks the
+  file's sha256 when it opens it.
 - ``watch_time``: the run's watch-time calibration (``RUN/calibration.json`` written by
   `segint evaluate`: ``temperature``, the rows that fitted it, ``served_estimate``); the
   service divides the interest logits by ``temperature`` before its exit distribution
@@ -72,6 +77,14 @@ class GraphSpec:
 
 
 @dataclass(frozen=True)
+class VariantSpec:
+    """Another precision of one graph: its `GraphSpec`'s inputs and outputs, another file."""
+
+    file: str
+    sha256: str  # of the file's bytes (`file_sha256`)
+
+
+@dataclass(frozen=True)
 class CtrSpec:
     """The SegRec CTR head exported next to the interest model (graph ``ctr``)."""
 
@@ -112,6 +125,8 @@ class Manifest:
     ctr: CtrSpec | None = None  # the SegRec CTR head, when exported with --segrec
     features: dict[str, Any] | None = None  # content models: l1_normalize, training store
     watch_time: dict[str, Any] | None = None  # calibration.json of the run (temperature)
+    # precision -> graph name -> that graph's file in this precision (graphs are fp32)
+    precisions: dict[str, dict[str, VariantSpec]] = field(default_factory=dict)
 
     def graph(self, name: str) -> GraphSpec:
         if name not in self.graphs:
@@ -120,6 +135,10 @@ class Manifest:
                 f"(has {sorted(self.graphs)})"
             )
         return self.graphs[name]
+
+    def variant(self, name: str, precision: str) -> VariantSpec | None:
+        """Graph ``name`` in ``precision`` (not fp32); None when the artifact has no such file."""
+        return self.precisions.get(precision, {}).get(name)
 
     @property
     def max_duration_ms(self) -> int:
@@ -169,10 +188,18 @@ class Manifest:
             name: GraphSpec(g["file"], tensors(g["inputs"]), tensors(g["outputs"]))
             for name, g in data["graphs"].items()
         }
-        fields = {k: v for k, v in data.items() if k not in ("graphs", "ctr")}
+        precisions = {
+            precision: {name: VariantSpec(**v) for name, v in by_graph.items()}
+            for precision, by_graph in data.get("precisions", {}).items()
+        }
+        for precision, by_graph in precisions.items():
+            for name in by_graph:
+                if name not in graphs:
+                    raise ValueError(f"{precision} form of graph {name!r}, not in {sorted(graphs)}")
+        fields = {k: v for k, v in data.items() if k not in ("graphs", "ctr", "precisions")}
         fields["modalities"] = tuple(fields["modalities"])
         ctr = CtrSpec(**data["ctr"]) if data.get("ctr") is not None else None
-        manifest = cls(graphs=graphs, ctr=ctr, **fields)
+        manifest = cls(graphs=graphs, ctr=ctr, precisions=precisions, **fields)
         if ctr is not None and ctr.graph not in graphs:
             raise ValueError(f"ctr head names graph {ctr.graph!r}, not in {sorted(graphs)}")
         expected = {"self": {"user_encoder", "scorer"}, "cross": {"model"}}.get(
@@ -198,6 +225,11 @@ def files_fingerprint(paths: list[Path]) -> str:
     for p in paths:
         h.update(p.read_bytes())
     return h.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of one file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _by_name(specs: tuple[TensorSpec, ...], name: str, file: str) -> TensorSpec:

@@ -15,6 +15,10 @@ Graphs (shape legend as in ``model/network.py``):
   T slots only (T = S is the padded model).
 - cross stream: ``model``: the full forward on B rows -> logits (B, S).
 
+- ``scorer.int8.onnx`` (self stream): the scorer's dynamic int8 form (`export.quantize`),
+  listed in the manifest's ``precisions`` with its sha256; served with
+  ``SEGINT_SCORER_PRECISION=int8``.
+
 - with ``--segrec``: ``ctr``, the SegRec CTR head (`export.ctr`): the interest inputs on B rows
   plus interest_logits (B, S) -> ctr (B,).
 
@@ -39,7 +43,7 @@ import yaml
 from torch import Tensor, nn
 from torch.export import Dim
 
-from export.contract import GRAPHS, MODEL, SCORER, USER_ENCODER, GraphContract
+from export.contract import GRAPHS, INT8, INT8_FILES, MODEL, SCORER, USER_ENCODER, GraphContract
 from export.ctr import export_ctr, load_checked_run
 from export.fused import fused_copy
 from export.graph import EXPORTER, OPSET, export_graph
@@ -49,9 +53,12 @@ from export.manifest import (
     CtrSpec,
     GraphSpec,
     Manifest,
+    VariantSpec,
     config_hash,
+    file_sha256,
     files_fingerprint,
 )
+from export.quantize import quantize_int8, require_quantizer
 from export.rewrite import rewrite_file
 from model.config import ModelConfig
 from model.network import SegmentInterestModel
@@ -238,10 +245,13 @@ def export_run(
             f"model version {version!r} must be non-empty without braces, colons or spaces"
         )
     ctr_run = None if segrec is None else load_checked_run(segrec, run_dir, cfg.s_max)
+    if cfg.user_stream == "self":  # the scorer's int8 form is written too (write_int8_forms)
+        require_quantizer()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         graphs = export_model(model, tmp)
+        precisions = write_int8_forms(graphs, tmp)
         ctr = None
         if ctr_run is not None:
             graphs["ctr"], ctr = export_ctr(ctr_run, tmp, OPSET)
@@ -259,6 +269,7 @@ def export_run(
             ctr=ctr,
             features=_content_features(run_dir) if "content" in cfg.modalities else None,
             watch_time=read_calibration(run_dir),
+            precisions=precisions,
         )
         manifest.write(tmp)
         make_readable(tmp)
@@ -269,6 +280,19 @@ def export_run(
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("exported %s (%s stream) to %s", version, cfg.user_stream, out)
     return manifest
+
+
+def write_int8_forms(
+    graphs: dict[str, GraphSpec], folder: Path
+) -> dict[str, dict[str, VariantSpec]]:
+    """Quantise every exported graph that has an int8 form (the scorer) into ``folder``; returns
+    the manifest's ``precisions`` entry (empty for the cross stream, which has no scorer)."""
+    int8: dict[str, VariantSpec] = {}
+    for name, file in INT8_FILES.items():
+        if name in graphs:
+            path = quantize_int8(folder / graphs[name].file, folder / file)
+            int8[name] = VariantSpec(file, file_sha256(path))
+    return {INT8: int8} if int8 else {}
 
 
 def make_readable(folder: Path) -> None:
@@ -293,8 +317,10 @@ def build_manifest(
     ctr: CtrSpec | None = None,
     features: dict[str, Any] | None = None,
     watch_time: dict[str, Any] | None = None,
+    precisions: dict[str, dict[str, VariantSpec]] | None = None,
 ) -> Manifest:
-    """The manifest of graphs already written to ``folder``."""
+    """The manifest of graphs already written to ``folder``. The fingerprint covers the fp32
+    graphs: the int8 scorer derives from them, and carries its own sha256."""
     config = cfg.to_dict()
     return Manifest(
         model_version=version,
@@ -315,6 +341,7 @@ def build_manifest(
         ctr=ctr,
         features=features,
         watch_time=watch_time,
+        precisions=precisions or {},
     )
 
 

@@ -1,19 +1,38 @@
-"""Dynamic int8 quantisation of an exported graph (an option measured by the benches, not
-served by default): weights int8, activations quantised per run (VNNI kernels on AVX512-VNNI
-CPUs).
+"""Dynamic int8 quantisation of an exported graph: weights int8, activations quantised per run
+(VNNI kernels on AVX512-VNNI CPUs). `segint export` writes the scorer's int8 form beside it
+(``export.contract.INT8_FILES``); the service serves it with ``SEGINT_SCORER_PRECISION``.
 
 The exporter's value_info is dropped first: the shapes it recorded for the scorer's 2-D Gemm
 rows fail the quantiser's shape inference ("Inferred shape and existing shape differ"), and the
 graph needs none of them. Tensors the inference cannot type (after a com.microsoft op such as
-FusedMatMul) default to float32, which they are.
+FusedMatMul) default to float32, which they are. While it runs, the quantiser's root-logger
+records below WARNING (one per tensor) and its warnings about exactly these two things ("Please
+consider to run pre-processing", "Failed to infer data type") are dropped; any other warning
+passes.
 """
 
 from __future__ import annotations
 
+import logging
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import onnx
+
+from segint.errors import SegintError
+
+
+def require_quantizer() -> None:
+    """Raise `SegintError` when ONNX Runtime's quantiser cannot be imported."""
+    try:
+        import onnxruntime.quantization  # noqa: F401
+    except ImportError as e:
+        raise SegintError(
+            f"the scorer's int8 form needs onnxruntime.quantization ({e}): install onnxruntime "
+            "(extra export-cpu) or onnxruntime-gpu (extra serve) beside the train extra"
+        ) from None
 
 
 def quantize_int8(src: Path, dst: Path) -> Path:
@@ -22,7 +41,7 @@ def quantize_int8(src: Path, dst: Path) -> Path:
 
     model = onnx.load(str(src))
     del model.graph.value_info[:]
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _known_warnings_dropped():
         plain = Path(tmp) / "plain.onnx"
         onnx.save(model, str(plain))
         quantize_dynamic(
@@ -32,3 +51,20 @@ def quantize_int8(src: Path, dst: Path) -> Path:
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
     return dst
+
+
+# Warnings of onnxruntime.quantization (root logger) that the module docstring accounts for.
+_KNOWN = ("Please consider to run pre-processing before quantization", "Failed to infer data type")
+
+
+@contextmanager
+def _known_warnings_dropped() -> Iterator[None]:
+    def keep(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING and not str(record.msg).startswith(_KNOWN)
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)

@@ -13,6 +13,10 @@ by their segment count into a few runs, each on only the slots its candidates ha
 (`buckets`), and the logits are put back in request order; the result equals one padded run
 on every real slot and outcome.
 
+Precision: the scorer runs in fp32 (the exported graph) or in its dynamic int8 form
+(``scorer.int8.onnx``, listed in the manifest's ``precisions``), as ``Ranker.load``'s
+``precision`` picks; the user encoder and the other graphs always run as exported (fp32).
+
 Notation: ``C`` candidates, ``h`` real history views, ``H = max(h, 1)`` history columns fed
 to the graph (never 0, as in training's collate), ``S`` = s_max slots, ``M = 1 + H`` user
 tokens, ``n_mod`` modalities, ``L`` layers, ``d`` token width.
@@ -30,8 +34,16 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from export.contract import CONTENT_INPUTS, CUT_SLOT_LOGIT, KNOWN_INPUTS, SCORER
-from export.manifest import ArtifactError, Manifest
+from export.contract import (
+    CONTENT_INPUTS,
+    CUT_SLOT_LOGIT,
+    FP32,
+    INT8,
+    INT8_FILES,
+    KNOWN_INPUTS,
+    SCORER,
+)
+from export.manifest import ArtifactError, Manifest, VariantSpec, file_sha256
 from segint import heads, watchtime
 from segint.segments import n_segments as count_segments
 from segint.vocab import UNKNOWN, Vocab
@@ -58,6 +70,9 @@ RUN_OVERHEAD_SLOTS = 64
 # lever fp32_skipln_fusion). On the round-3 scorer (2-D token rows) the fusion ties (1.005 +-
 # 0.044 at C = 500); it stays off.
 DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
+# `Ranker.load`'s precision: fp32, int8, or auto (int8 when the artifact has it, on CPU).
+AUTO = "auto"
+PRECISION_CHOICES = (AUTO, FP32, INT8)
 
 
 @dataclass
@@ -97,8 +112,10 @@ class Ranker:
         videos: Vocab,
         content: ContentFeatures | None = None,
         ctr: CtrHead | None = None,
+        precision: str = FP32,
     ) -> None:
         self.manifest = manifest
+        self.precision = precision  # the scorer's, as served: fp32 or int8
         self.sessions = sessions
         self.users = users
         self.videos = videos
@@ -158,6 +175,7 @@ class Ranker:
         spinning: bool = True,
         feature_store: str | Path | None = None,
         feature_l1: bool | None = None,
+        precision: str = FP32,
     ) -> Ranker:
         """Open every graph of the artifact in its own session.
 
@@ -171,20 +189,41 @@ class Ranker:
             feature_store: segment feature store of a content model (ignored, with a
                 warning, for models without the content modality).
             feature_l1: L1-normalise the store's vectors; None: as in the model's training.
+            precision: the scorer's: ``fp32`` (the exported graph), ``int8`` (its int8 form;
+                an artifact without one is an error) or ``auto`` (int8 when the artifact has
+                it and the scorer runs on CPU, where it was measured; fp32 otherwise).
 
         Raises:
-            ArtifactError: the artifact is missing, malformed or needs unsupported inputs.
+            ArtifactError: the artifact is missing, malformed or needs unsupported inputs;
+                int8 asked of an artifact without an int8 scorer; a file whose sha256
+                differs from the manifest's.
             SegintError: the feature store is unreadable or has another width.
         """
+        if precision not in PRECISION_CHOICES:
+            raise ValueError(f"precision {precision!r}, not one of {PRECISION_CHOICES}")
         folder = Path(artifact_dir)
         manifest = Manifest.read(folder)
+        if precision == INT8 and not any(manifest.variant(g, INT8) for g in INT8_FILES):
+            raise ArtifactError(
+                f"SEGINT_SCORER_PRECISION=int8 but the artifact {folder} has no int8 scorer "
+                f"({INT8_FILES[SCORER]} in its manifest's precisions; a cross-stream artifact, "
+                "or one exported before the int8 form was, has none): re-export it with "
+                "`segint export`, or set SEGINT_SCORER_PRECISION=fp32"
+            )
         content = _open_content(manifest, feature_store, feature_l1)
         use_cuda = provider in ("auto", "cuda")
         sessions: dict[str, ort.InferenceSession] = {}
-        for name, spec in manifest.graphs.items():
-            path = folder / spec.file
+        served = FP32
+        # Graphs with an int8 form last: by then a failed CUDA start is known (``auto``).
+        for name in sorted(manifest.graphs, key=lambda g: g in INT8_FILES):
+            variant = _variant(manifest, name, precision, use_cuda)
+            path = folder / (manifest.graphs[name].file if variant is None else variant.file)
             if not path.exists():
                 raise ArtifactError(f"{path} is listed in the manifest but missing")
+            if variant is not None:
+                if file_sha256(path) != variant.sha256:
+                    raise ArtifactError(f"{path}: its sha256 differs from the manifest's")
+                served = INT8
             session = _open_session(path, use_cuda, intra_op_threads, spinning)
             active = session.get_providers()[0]
             if use_cuda and active != _CUDA:
@@ -201,12 +240,13 @@ class Ranker:
         users = _load_vocab(folder / manifest.vocab_users)
         videos = _load_vocab(folder / manifest.vocab_videos)
         ctr = None if manifest.ctr is None else CtrHead.load(folder, manifest.ctr, manifest.s_max)
-        ranker = cls(manifest, sessions, users, videos, content, ctr)
+        ranker = cls(manifest, sessions, users, videos, content, ctr, precision=served)
         log.info(
-            "loaded artifact %s (%s stream, graphs %s) on %s with %d threads",
+            "loaded artifact %s (%s stream, graphs %s, scorer precision %s) on %s with %d threads",
             manifest.model_version,
             manifest.user_stream,
             sorted(sessions),
+            served,
             ranker.provider,
             intra_op_threads,
         )
@@ -470,6 +510,16 @@ def _open_session(path: Path, cuda: bool, threads: int, spinning: bool) -> ort.I
     finally:
         if probe:
             ort.set_default_logger_severity(2)
+
+
+def _variant(manifest: Manifest, name: str, precision: str, cuda: bool) -> VariantSpec | None:
+    """The int8 form of graph ``name`` to open in its place, or None for the exported graph."""
+    if precision == FP32 or name not in INT8_FILES:
+        return None
+    variant = manifest.variant(name, INT8)
+    if precision == AUTO and cuda:
+        return None  # int8 kernels measured on CPU only
+    return variant
 
 
 def _open_content(

@@ -13,6 +13,7 @@ import orjson
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from export.contract import INT8
 from segint.segments import segment_bounds_ms
 from service.deps import StateDep, UsersDep, require_api_key
 from service.history import NO_TIME, History, UserState
@@ -150,8 +151,8 @@ async def record_view(body: ViewEvent, users: UsersDep) -> ViewResponse:
 
 @probes.get("/healthz", response_model=Health)
 async def healthz(state: StateDep) -> Health:
-    """Liveness, with the model version, the execution provider actually in use, the CTR
-    head and the feature store."""
+    """Liveness, with the model version, the execution provider and the scorer precision
+    actually in use, the CTR head and the feature store."""
     ranker = state.ranker
     ctr = ranker.ctr.spec if ranker.ctr is not None else None
     return Health(
@@ -159,6 +160,7 @@ async def healthz(state: StateDep) -> Health:
         model_version=ranker.manifest.model_version,
         provider=ranker.provider,
         user_stream=ranker.manifest.user_stream,
+        scorer_precision="int8" if ranker.precision == INT8 else "fp32",
         cache="redis" if state.cache.redis is not None else "local",
         ctr_head=None if ctr is None else f"{ctr.backbone}/{ctr.mode}",
         feature_store_loaded=ranker.content is not None,

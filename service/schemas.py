@@ -374,6 +374,11 @@ class Health(BaseModel):
     model_version: str
     provider: str = Field(description="ONNX Runtime execution provider actually in use")
     user_stream: str
+    scorer_precision: Literal["fp32", "int8"] = Field(
+        description="precision of the candidate scorer actually served: fp32 (the exported "
+        "graph) or int8 (its dynamic int8 form: weights int8, activations quantised per run); "
+        "SEGINT_SCORER_PRECISION chooses it. The user encoder always runs in fp32"
+    )
     cache: Literal["redis", "local"]
     ctr_head: str | None = Field(
         description="backbone/mode of the SegRec CTR head; null without one (no `ctr` in /score)"

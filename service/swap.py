@@ -52,6 +52,7 @@ def load_ranker(artifact: Path, settings: Settings) -> Ranker:
         spinning=settings.ort_spinning,
         feature_store=settings.feature_store,
         feature_l1=settings.feature_l1,
+        precision=settings.scorer_precision,
     )
     ranker.ragged_enabled = settings.ragged_scoring
     return ranker

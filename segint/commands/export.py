@@ -33,6 +33,8 @@ def run_export(args: argparse.Namespace) -> int:
         args.model, args.out, version=args.version, force=args.force, segrec=args.segrec
     )
     graphs = ", ".join(spec.file for spec in manifest.graphs.values())
+    for precision, by_graph in manifest.precisions.items():
+        graphs += "".join(f", {v.file} ({precision})" for v in by_graph.values())
     if manifest.ctr is not None:
         graphs += f" (CTR head {manifest.ctr.backbone}/{manifest.ctr.mode})"
     sys.stdout.write(

@@ -231,6 +231,8 @@ def test_serving_image_has_no_torch_and_one_runtime() -> None:
     assert 'gpu) reqs=/src/requirements-serve.txt; extra="onnxruntime-gpu[cuda,cudnn]"' in build
     train = text[text.index("AS train") : text.index("AS serve\n")]
     assert '"torch==2.13.0"' in train and "download.pytorch.org/whl/cpu" in train
+    # segint export quantises the scorer to int8 with onnxruntime.quantization
+    assert "-r /src/requirements-train.txt -r /src/requirements-export-cpu.txt" in train
 
 
 def test_shell_scripts_pass_shellcheck() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ def test_export_command_writes_an_artifact_once(
     assert m.model_version == "v7"
     assert sorted(p.name for p in out.iterdir()) == [
         "manifest.json",
+        "scorer.int8.onnx",
         "scorer.onnx",
         "user_encoder.onnx",
         "vocab_users.npy",
@@ -35,6 +37,20 @@ def test_export_command_writes_an_artifact_once(
     assert main(["export", "--model", str(run), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "already exists" in err and len(err.strip().splitlines()) == 1
+
+
+def test_export_without_the_quantiser_is_exit_2_before_any_graph(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No onnxruntime.quantization (a venv with the train extra only): exit 2, one line naming
+    it and the extra to install, and no artifact folder."""
+    run = write_run(tmp_path / "run", tiny_model("self"))
+    monkeypatch.setitem(sys.modules, "onnxruntime.quantization", None)  # import fails
+    code = main(["export", "--model", str(run), "--out", str(tmp_path / "artifacts" / "v1")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "onnxruntime.quantization" in err and "export-cpu" in err
+    assert not (tmp_path / "artifacts").exists()
 
 
 def test_export_command_rejects_a_missing_run(

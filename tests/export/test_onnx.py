@@ -11,6 +11,7 @@ are compared too (rtol covers them).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from export.contract import INT8_FILES
 from export.manifest import Manifest, config_hash, files_fingerprint
 from export.onnx import OPSET
 from segint.heads import exit_distribution, outcome_mask
@@ -71,6 +73,31 @@ def test_manifest_describes_the_artifact(self_artifact: Path) -> None:
     ]
     assert scorer.output("logits").shape == ("candidates", "slots")
     assert json.loads((self_artifact / "manifest.json").read_text())["format_version"] == 1
+
+
+def test_artifact_carries_the_int8_scorer_in_its_manifest(
+    self_artifact: Path, cross_artifact: Path
+) -> None:
+    """The self-stream artifact has scorer.int8.onnx (quantised: MatMulInteger) beside
+    scorer.onnx, listed under the manifest's precisions with the file's sha256 and the fp32
+    scorer's inputs and outputs; the fingerprint stays over the fp32 graphs. The cross stream
+    has no scorer, so no int8 form."""
+    m = Manifest.read(self_artifact)
+    variant = m.variant("scorer", "int8")
+    assert variant is not None and variant.file == "scorer.int8.onnx" == INT8_FILES["scorer"]
+    assert list(m.precisions) == ["int8"] and list(m.precisions["int8"]) == ["scorer"]
+    path = self_artifact / variant.file
+    assert variant.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert "MatMulInteger" in {n.op_type for n in onnx.load(str(path)).graph.node}
+    sess, fp32 = session(path), m.graph("scorer")
+    assert [i.name for i in sess.get_inputs()] == [i.name for i in fp32.inputs]
+    assert [o.name for o in sess.get_outputs()] == [o.name for o in fp32.outputs]
+    assert m.variant("user_encoder", "int8") is None
+    assert json.loads((self_artifact / "manifest.json").read_text())["precisions"] == {
+        "int8": {"scorer": {"file": "scorer.int8.onnx", "sha256": variant.sha256}}
+    }
+    cross = Manifest.read(cross_artifact)
+    assert cross.precisions == {} and not (cross_artifact / "scorer.int8.onnx").exists()
 
 
 def test_exported_dims_are_symbolic(self_artifact: Path) -> None:

@@ -42,12 +42,14 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def make_settings(self_artifact: Path) -> Callable[..., Settings]:
-    """Settings for the tiny artifact: one ORT thread, no gc tuning (tests share a process)."""
+    """Settings for the tiny artifact: one ORT thread, no gc tuning (tests share a process),
+    the scorer in fp32 (the parity tests compare fp32 answers; int8 tests say so)."""
 
     def make(**overrides: Any) -> Settings:
         base: dict[str, Any] = {
             "artifact_dir": self_artifact,
             "intra_op_threads": 1,
+            "scorer_precision": "fp32",
             "gc_freeze": False,
             "redis_url": None,
             "api_key": None,

@@ -85,7 +85,13 @@ def uvicorn_server(
                 *args,
             ],
             cwd=cwd,
-            env={**os.environ, "SEGINT_INTRA_OP_THREADS": "1", **env},
+            # fp32 unless a test says otherwise: the parity tests compare fp32 answers.
+            env={
+                **os.environ,
+                "SEGINT_INTRA_OP_THREADS": "1",
+                "SEGINT_SCORER_PRECISION": "fp32",
+                **env,
+            },
             stdout=subprocess.DEVNULL,
             stderr=err,
         )
