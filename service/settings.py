@@ -97,11 +97,12 @@ class Settings(BaseSettings):
         default=True, description="let ORT worker threads spin between runs (off on shared cores)"
     )
     scorer_precision: Literal["auto", "fp32", "int8"] = Field(
-        default="auto",
+        default="fp32",
         description="the scorer's precision: fp32 (the exported graph), int8 (its dynamic int8 "
         "form, scorer.int8.onnx: weights int8, activations quantised per run; start-up fails "
         "on an artifact without it) or auto (int8 when the artifact has it and the scorer "
-        "runs on CPU, else fp32). /healthz reports the one served (docs/serving.md)",
+        "runs on CPU, else fp32). fp32 is the default: an int8 answer moves with the other "
+        "candidates of its request. /healthz reports the one served (docs/serving.md)",
     )
     ragged_scoring: bool = Field(
         default=True,

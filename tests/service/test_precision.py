@@ -174,7 +174,7 @@ def test_auto_serves_int8_on_cpu_when_the_artifact_has_it(
     assert probed.precision == ("fp32" if probed.provider == "CUDAExecutionProvider" else "int8")
     assert load_ranker(without_int8(self_artifact, tmp_path), auto).precision == "fp32"
     assert load_ranker(cross_artifact, auto).precision == "fp32"
-    assert Settings.model_fields["scorer_precision"].default == "auto"
+    assert Settings.model_fields["scorer_precision"].default == "fp32"
 
 
 def test_int8_on_an_artifact_without_it_fails_start_up_naming_the_setting(
