@@ -10,11 +10,22 @@ so it could not be paired on them. Each run is scored as `training.valid_compare
 mixture of its exit distribution with the trees' (``mix-RUN``). Prints, for each reference
 (hazard-gbdt, then RUN_A), every method's NDCG@5, NDCG@10, HR@1, MAE and exit NLL and the
 paired difference ± bootstrap SE over the rows (1000 draws). Test rows are never read.
+
+Round 6 (docs/results/user-signal.md, "Round 6") adds two questions:
+
+* ``--video-trees``: hazard-gbdt fitted on the per-video features only (N, duration, the
+  video's exit statistics and side codes, the slot features; no hour, no user statistics or
+  side codes), ``video-trees``, and each run's 0.5/0.5 mixture with it (``vmix-RUN``). Its
+  exit distribution depends on the video alone, so a service could hold it as a table.
+* ``--ensemble RUN``: the 0.5/0.5 mixture of RUN_A with another run (``ens-A+RUN``), e.g.
+  the same split and data seed with another initialisation seed: is the trees' mixture gain
+  more than averaging two networks gives?
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 import numpy as np
@@ -23,6 +34,8 @@ import polars as pl
 import torch
 
 from learned import LearnedInput, get_learner
+from learned.features import VIDEO_SIDE, ViewFeatures, best_encoding
+from learned.hazard_gbdt import fit_features
 from segint.data import Filters, load_table
 from segint.metrics import per_row_metrics
 from segint.splits import TRAIN, VALID, assign_split, history_index
@@ -43,6 +56,8 @@ def main() -> None:
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", default=LOG)
+    ap.add_argument("--video-trees", action="store_true", help="also per-video-feature trees")
+    ap.add_argument("--ensemble", help="another run to mix with RUN_A")
     args = ap.parse_args()
     torch.set_num_threads(1)
     table = load_table(args.data, "kuairand", Filters(s_max=40))
@@ -61,32 +76,45 @@ def main() -> None:
         return out
 
     video_table, user_table = kuairand_side_tables()
-    trees = get_learner("hazard-gbdt")(
-        LearnedInput(
-            fit=fit,
-            valid=np.random.default_rng(args.seed).random(fit.height) < 0.1,
-            test=valid,
-            s_max=40,
-            seed=args.seed,
-            video_table=video_table,
-            user_table=user_table,
-            threads=1,
-        )
+    learned_in = LearnedInput(
+        fit=fit,
+        valid=np.random.default_rng(args.seed).random(fit.height) < 0.1,
+        test=valid,
+        s_max=40,
+        seed=args.seed,
+        video_table=video_table,
+        user_table=user_table,
+        threads=1,
     )
-    d_trees = np.asarray(trees.exit_dist)
+    d_trees = np.asarray(get_learner("hazard-gbdt")(learned_in).exit_dist)
     res: dict[str, Rows] = {"hazard-gbdt": row_metrics(1 - d_trees, d_trees)}
-    for run in args.runs:
+    d_video = None
+    if args.video_trees:
+        per_video = best_encoding(learned_in, lambda f: fit_features(learned_in, _per_video(f)))
+        d_video = np.asarray(per_video.exit_dist)
+        res["video-trees"] = row_metrics(1 - d_video, d_video)
+    first = None
+    for run in [*args.runs, *([args.ensemble] if args.ensemble else [])]:
         model, cfg, users, videos = load_model(run)
         set_prior_counts(model, *table_counts_args(fit, videos))
         data = InteractionDataset(table, history, rows, users, videos, cfg.s_max)
         scores, dist = scores_and_exit_dist(predict_logits(model, data, 1024, "cpu"), n_seg)
         name = run.rstrip("/").split("/")[-1]
+        if run == args.ensemble and first is not None:
+            ens = 0.5 * first[1] + 0.5 * dist
+            res[f"ens-{first[0]}+{name}"] = row_metrics(1 - ens, ens)
+            continue
+        first = first or (name, dist)
         res[name] = row_metrics(scores, dist)
         mix = 0.5 * dist + 0.5 * d_trees
         res[f"mix-{name}"] = row_metrics(1 - mix, mix)
+        if d_video is not None:
+            vmix = 0.5 * dist + 0.5 * d_video
+            res[f"vmix-{name}"] = row_metrics(1 - vmix, vmix)
     draws = np.random.default_rng(1).integers(0, len(target), (1000, len(target)))
     out = sys.stdout
-    for ref in ("hazard-gbdt", list(res)[1]):
+    assert first is not None
+    for ref in ("hazard-gbdt", first[0]):
         out.write(f"--- A - {ref} ({args.split}, seed {args.seed}, {len(target)} rows)\n")
         for name, r in res.items():
             cells = [f"{name:28}"]
@@ -96,6 +124,19 @@ def main() -> None:
                 se = (np.where(ok, d, 0.0)[draws].sum(1) / ok[draws].sum(1)).std(ddof=1)
                 cells.append(f"{m} {np.nanmean(r[m]):.4f} {np.nanmean(d):+.4f} ± {se:.4f}")
             out.write(" | ".join(cells) + "\n")
+
+
+def _per_video(feats: ViewFeatures) -> ViewFeatures:
+    """The features that depend on the video alone (N, duration, exit statistics, side codes)."""
+    keep = {"n_segments", "duration_ms", "video_views", "video_first_exit", "video_completion",
+            "video_mean_fraction", *VIDEO_SIDE}  # fmt: skip
+    cols = [i for i, n in enumerate(feats.names) if n in keep]
+    return dataclasses.replace(
+        feats,
+        names=[feats.names[i] for i in cols],
+        fit=feats.fit[:, cols],
+        test=feats.test[:, cols],
+    )
 
 
 if __name__ == "__main__":
