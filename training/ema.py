@@ -2,7 +2,8 @@
 
 After optimiser step ``t`` (1-based) each averaged tensor moves toward the live one:
 ``avg <- avg + (1 - d_t) (p - avg)`` with ``d_t = min(decay, (1 + t) / (10 + t))``, so the
-first steps are not dominated by the initial weights. Buffers (the exit counts) are not
+first steps are not dominated by the initial weights (the warm-up reaches 0.98 only at step
+440, so shorter runs average the same whatever the decay above it). Buffers (the exit counts) are not
 averaged: they are not trained. `swapped` puts the averages into the model for validation and
 saving and restores the live weights afterwards.
 """
@@ -34,7 +35,8 @@ class WeightAverage:
     def update(self) -> None:
         """Move every average toward its parameter's value after this step."""
         weight = 1.0 - self.current_decay()
-        torch._foreach_lerp_(self.average, [p.detach() for p in self.params], weight)
+        for a, p in zip(self.average, self.params, strict=True):
+            a.lerp_(p.detach(), weight)
         self.steps += 1
 
     @torch.no_grad()
