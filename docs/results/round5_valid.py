@@ -70,22 +70,10 @@ def main() -> None:
     n_seg = valid["n_segments"].to_numpy().astype(np.int64)
 
     def row_metrics(scores: npt.NDArray[np.float64], dist: npt.NDArray[np.float64]) -> Rows:
-        out = per_row_metrics(scores, dist, target, n_seg, "strict")
-        p = dist[np.arange(len(target)), np.minimum(target, dist.shape[1] - 1)]
-        out["NLL"] = np.where(target < dist.shape[1], -np.log(np.maximum(p, 1e-12)), np.nan)
-        return out
+        return valid_row_metrics(scores, dist, target, n_seg)
 
-    video_table, user_table = kuairand_side_tables()
-    learned_in = LearnedInput(
-        fit=fit,
-        valid=np.random.default_rng(args.seed).random(fit.height) < 0.1,
-        test=valid,
-        s_max=40,
-        seed=args.seed,
-        video_table=video_table,
-        user_table=user_table,
-        threads=1,
-    )
+    stop = np.random.default_rng(args.seed).random(fit.height) < 0.1
+    learned_in = learned_input(fit, stop, valid, args.seed, kuairand_side_tables())
     d_trees = np.asarray(get_learner("hazard-gbdt")(learned_in).exit_dist)
     res: dict[str, Rows] = {"hazard-gbdt": row_metrics(1 - d_trees, d_trees)}
     d_video = None
@@ -95,10 +83,7 @@ def main() -> None:
         res["video-trees"] = row_metrics(1 - d_video, d_video)
     first = None
     for run in [*args.runs, *([args.ensemble] if args.ensemble else [])]:
-        model, cfg, users, videos = load_model(run)
-        set_prior_counts(model, *table_counts_args(fit, videos))
-        data = InteractionDataset(table, history, rows, users, videos, cfg.s_max)
-        scores, dist = scores_and_exit_dist(predict_logits(model, data, 1024, "cpu"), n_seg)
+        scores, dist = score_validation(run, table, history, rows, fit, n_seg)
         name = run.rstrip("/").split("/")[-1]
         if run == args.ensemble and first is not None:
             ens = 0.5 * first[1] + 0.5 * dist
@@ -120,10 +105,65 @@ def main() -> None:
             cells = [f"{name:28}"]
             for m in METRICS:
                 d = r[m] - res[ref][m]
-                ok = ~np.isnan(d)
-                se = (np.where(ok, d, 0.0)[draws].sum(1) / ok[draws].sum(1)).std(ddof=1)
+                se = bootstrap_se(d, draws)
                 cells.append(f"{m} {np.nanmean(r[m]):.4f} {np.nanmean(d):+.4f} ± {se:.4f}")
             out.write(" | ".join(cells) + "\n")
+
+
+def valid_row_metrics(
+    scores: npt.NDArray[np.float64],
+    dist: npt.NDArray[np.float64],
+    target: npt.NDArray[np.int64],
+    n_seg: npt.NDArray[np.int64],
+) -> Rows:
+    """Per-row strict metrics of one method, plus the exit outcome's negative log-likelihood."""
+    out = per_row_metrics(scores, dist, target, n_seg, "strict")
+    p = dist[np.arange(len(target)), np.minimum(target, dist.shape[1] - 1)]
+    out["NLL"] = np.where(target < dist.shape[1], -np.log(np.maximum(p, 1e-12)), np.nan)
+    return out
+
+
+def bootstrap_se(diff: npt.NDArray[np.float64], draws: npt.NDArray[np.int64]) -> float:
+    """Bootstrap SE of the mean of ``diff`` over its non-NaN rows (``draws``: resampled rows)."""
+    ok = ~np.isnan(diff)
+    return float((np.where(ok, diff, 0.0)[draws].sum(1) / ok[draws].sum(1)).std(ddof=1))
+
+
+def learned_input(
+    fit: pl.DataFrame,
+    stop: npt.NDArray[np.bool_],
+    test: pl.DataFrame,
+    seed: int,
+    sides: tuple[pl.DataFrame | None, pl.DataFrame | None],
+    s_max: int = 40,
+) -> LearnedInput:
+    """Trees fitted on ``fit`` (``stop``: the rows that stop boosting), scoring ``test``."""
+    return LearnedInput(
+        fit=fit,
+        valid=stop,
+        test=test,
+        s_max=s_max,
+        seed=seed,
+        video_table=sides[0],
+        user_table=sides[1],
+        threads=1,
+    )
+
+
+def score_validation(
+    run: str,
+    table: pl.DataFrame,
+    history: npt.NDArray[np.int64],
+    rows: npt.NDArray[np.int64],
+    fit: pl.DataFrame,
+    n_seg: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """A run's scores and exit distributions on ``rows``, with the exit counts of ``fit`` (the
+    training rows), as `training.valid_compare` scores it."""
+    model, cfg, users, videos = load_model(run)
+    set_prior_counts(model, *table_counts_args(fit, videos))
+    data = InteractionDataset(table, history, rows, users, videos, cfg.s_max)
+    return scores_and_exit_dist(predict_logits(model, data, 1024, "cpu"), n_seg)
 
 
 def _per_video(feats: ViewFeatures) -> ViewFeatures:

@@ -9,8 +9,9 @@ training rows outside fold k (the video statistics of those rows: out of fold, a
 prior and the distillation teacher are); validation rows get trees fitted on all training
 rows. Rows whose video id is 0 (unknown, or dropped by id dropout) keep the count prior (the
 same-N profile). Everything else is `configs/base.yaml` with data.seed = optim.seed = S. The
-prior is swapped in by patching `InterestDecoder.exit_prior_parts` (inference) and
-`SegmentInterestTrain.forward` (training) in this process only: nothing here is a model
+prior is swapped in by patching `InterestDecoder.exit_prior_parts` (validation rows; and
+training rows, whose count folds the patched `SegmentInterestTrain.forward` records before
+calling the real one) in this process only: nothing here is a model
 option, the saved run cannot be scored without this script. After training it pairs the run
 with BASE_RUN (the same split and seed, default config) and with hazard-gbdt (fitted as
 round5_valid.py fits it) on the validation rows and writes OUT/valid_dist.npy. Test rows are
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,24 +30,28 @@ import numpy.typing as npt
 import polars as pl
 import torch
 
-from learned import LearnedInput, get_learner
+from learned import get_learner
 from learned.features import view_features
 from learned.hazard_gbdt import fit_features
 from model.decoder import InterestDecoder
 from segint.data import Filters, load_table
-from segint.metrics import per_row_metrics
 from segint.splits import TRAIN, VALID, assign_split, history_index
 from training import wrapper
-from training.checkpoint import load_model
 from training.config import load_config
-from training.data import InteractionDataset
 from training.folds import count_folds
-from training.inference import predict_logits, scores_and_exit_dist
 from training.side import kuairand_side_tables
-from training.train import prepare, set_prior_counts, table_counts_args, train
+from training.train import prepare, train
 
 sys.path.insert(0, str(Path(__file__).parent))
-from round5_valid import LOG, METRICS, _per_video  # noqa: E402
+from round5_valid import (  # noqa: E402
+    LOG,
+    METRICS,
+    _per_video,
+    bootstrap_se,
+    learned_input,
+    score_validation,
+    valid_row_metrics,
+)
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -68,7 +72,7 @@ def main() -> None:
     split = assign_split(table, args.split, seed)
     prep = prepare(cfg, table, split)
     videos, k = prep.videos, prep.model_cfg.count_folds
-    video_table, user_table = kuairand_side_tables()
+    sides = kuairand_side_tables()
     rows = np.flatnonzero(split == TRAIN)
     valid_rows = np.flatnonzero(split == VALID)
     folds = count_folds(table, rows, k, seed)[rows]
@@ -76,16 +80,8 @@ def main() -> None:
     vidx = videos.lookup(table["video_id"].to_numpy())
 
     def per_video_trees(fit_rows: npt.NDArray[np.int64], test_rows: npt.NDArray[np.int64]) -> Any:
-        data = LearnedInput(
-            fit=table[fit_rows],
-            valid=rng.random(len(fit_rows)) < 0.1,
-            test=table[test_rows],
-            s_max=s,
-            seed=seed,
-            video_table=video_table,
-            user_table=user_table,
-            threads=1,
-        )
+        stop = rng.random(len(fit_rows)) < 0.1
+        data = learned_input(table[fit_rows], stop, table[test_rows], seed, sides, s)
         out, loss = fit_features(data, _per_video(view_features(data, "kfold")))
         out_ = f"per-video trees: {len(fit_rows)} rows, {len(test_rows)} scored, loss {loss:.5f}\n"
         sys.stdout.write(out_)
@@ -112,31 +108,22 @@ def main() -> None:
         parts = plain_parts(self, video_ids, exclude, n_segments, removed)
         if removed is None and exclude is None:  # inference (validation rows)
             use = (video_ids > 0) & has_full[video_ids]
-            parts = parts.clone()
-            parts[..., 0] = torch.where(use[:, None], full_log[video_ids], parts[..., 0])
+            trees = full_log[video_ids]
+        elif removed is not None:  # training (count_mode kfold): the batch's folds' trees
+            use = video_ids > 0  # ids after id dropout, as the wrapper passes them
+            trees = fold_log[batch_folds[0].clamp(min=0), video_ids]
+        else:
+            return parts
+        parts = parts.clone()
+        parts[..., 0] = torch.where(use[:, None], trees, parts[..., 0])
         return parts
 
+    plain_forward = wrapper.SegmentInterestTrain.forward
+    batch_folds: list[torch.Tensor] = []  # the training batch being scored (its count folds)
+
     def forward_with_trees(self: wrapper.SegmentInterestTrain, batch: Any) -> torch.Tensor:
-        assert self.fold_counts is not None  # count_mode kfold (configs/base.yaml)
-        m, fc = self.model, (self.fold_counts, batch.fold, batch.hist_fold)
-        h = (batch.hist_video_ids, batch.hist_exit_slots, batch.hist_n_segments, batch.hist_mask)
-        residual = m.user_residual(*h, folds=fc)
-        if self.training and self.id_dropout > 0:
-            batch = replace(
-                batch,
-                user_ids=self._drop_ids(batch.user_ids),
-                hist_video_ids=self._drop_ids(batch.hist_video_ids),
-                video_ids=self._drop_ids(batch.video_ids),
-            )
-        states = m.encode(**batch.inputs())
-        removed = fc[0].removed(fc[1], batch.video_ids, batch.n_segments)
-        prior = m.decoder.exit_prior_parts(batch.video_ids, None, batch.n_segments, removed)
-        prior = prior.clone()
-        trees = fold_log[batch.fold.clamp(min=0), batch.video_ids]
-        prior[..., 0] = torch.where((batch.video_ids > 0)[:, None], trees, prior[..., 0])
-        out: torch.Tensor = m.decoder(
-            states, batch.video_ids, batch.n_segments, user_residual=residual, prior=prior
-        )
+        batch_folds[:] = [batch.fold]
+        out: torch.Tensor = plain_forward(self, batch)
         return out
 
     InterestDecoder.exit_prior_parts = parts_with_trees  # type: ignore[method-assign]
@@ -153,32 +140,16 @@ def main() -> None:
     n_seg = valid["n_segments"].to_numpy().astype(np.int64)
 
     def row_metrics(scores: FloatArray, dist: FloatArray) -> dict[str, FloatArray]:
-        r = per_row_metrics(scores, dist, target, n_seg, "strict")
-        p = dist[np.arange(len(target)), np.minimum(target, dist.shape[1] - 1)]
-        r["NLL"] = np.where(target < dist.shape[1], -np.log(np.maximum(p, 1e-12)), np.nan)
-        return r
+        return valid_row_metrics(scores, dist, target, n_seg)
 
     def scored(run: str, trees: bool) -> tuple[FloatArray, FloatArray]:
         InterestDecoder.exit_prior_parts = parts_with_trees if trees else plain_parts  # type: ignore[method-assign]
-        model, mcfg, users, vids = load_model(run)
-        set_prior_counts(model, *table_counts_args(fit, vids))  # training-row counts
-        data = InteractionDataset(table, history, valid_rows, users, vids, mcfg.s_max)
-        return scores_and_exit_dist(predict_logits(model, data, 1024, "cpu"), n_seg)
+        return score_validation(run, table, history, valid_rows, fit, n_seg)
 
     mine = scored(args.out, True)
     np.save(Path(args.out) / "valid_dist.npy", mine[1])
-    gbdt = get_learner("hazard-gbdt")(
-        LearnedInput(
-            fit=fit,
-            valid=np.random.default_rng(seed).random(fit.height) < 0.1,
-            test=valid,
-            s_max=s,
-            seed=seed,
-            video_table=video_table,
-            user_table=user_table,
-            threads=1,
-        )
-    )
+    stop = np.random.default_rng(seed).random(fit.height) < 0.1
+    gbdt = get_learner("hazard-gbdt")(learned_input(fit, stop, valid, seed, sides, s))
     d_gbdt = np.asarray(gbdt.exit_dist)
     res = {
         "tree prior": row_metrics(*mine),
@@ -190,8 +161,7 @@ def main() -> None:
         cells = [f"{args.split} s{seed} tree prior - {ref} ({len(target)} rows)"]
         for name in METRICS:
             d = res["tree prior"][name] - res[ref][name]
-            ok = ~np.isnan(d)
-            se = (np.where(ok, d, 0.0)[draws].sum(1) / ok[draws].sum(1)).std(ddof=1)
+            se = bootstrap_se(d, draws)
             cells.append(f"{name} {np.nanmean(d):+.4f} ± {se:.4f}")
         sys.stdout.write(" | ".join(cells) + "\n")
 
