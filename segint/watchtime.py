@@ -84,6 +84,23 @@ def apply_temperature(logits: npt.ArrayLike, temperature: float) -> FloatArray:
     return out
 
 
+def calibrated_exit_distribution(
+    logits: npt.ArrayLike, n_segments: npt.ArrayLike, temperature: float
+) -> FloatArray:
+    """``softmax(-logits / T)`` over each row's outcomes ``0..N`` (0 on the other slots): the
+    same values, bit for bit, as ``heads.exit_distribution(apply_temperature(logits, T),
+    heads.outcome_mask(N, S))``, computed in place on one float64 array (the service's form:
+    it runs once per request on (C, S))."""
+    z: FloatArray = np.divide(logits, float(temperature), dtype=np.float64)  # as apply_temperature
+    np.negative(z, out=z)
+    n = np.asarray(n_segments, dtype=np.int64)
+    np.copyto(z, -np.inf, where=np.arange(z.shape[-1])[None, :] > n[:, None])  # not outcomes
+    z -= z.max(axis=-1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=-1, keepdims=True)
+    return z
+
+
 def exit_nll(
     logits: npt.ArrayLike, target: npt.ArrayLike, n_segments: npt.ArrayLike, temperature: float
 ) -> float:

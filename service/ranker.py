@@ -70,6 +70,10 @@ RUN_OVERHEAD_SLOTS = 64
 # lever fp32_skipln_fusion). On the round-3 scorer (2-D token rows) the fusion ties (1.005 +-
 # 0.044 at C = 500); it stays off.
 DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
+# Every input a ragged scorer run may take (`Ranker._score_ragged` feeds these only).
+RAGGED_INPUTS = frozenset(
+    {"user_states", "user_mask", "video_ids", "n_segments", "slot_index", "video_content"}
+)
 # `Ranker.load`'s precision: fp32, int8, or auto (int8 when the artifact has it, on CPU).
 AUTO = "auto"
 PRECISION_CHOICES = (AUTO, FP32, INT8)
@@ -162,6 +166,9 @@ class Ranker:
         self.ragged = scorer is not None and any(
             i.name == "slot_index" for i in scorer.get_inputs()
         )
+        if self.ragged and not set(self._io[SCORER][0]) <= RAGGED_INPUTS:
+            extra = sorted(set(self._io[SCORER][0]) - RAGGED_INPUTS)
+            raise ArtifactError(f"a scorer with slot_index cannot take {extra}")
         self.ragged_enabled = True  # off: one padded run of S slots (bench's "before")
         self.run_overhead = RUN_OVERHEAD_SLOTS  # bucket_plan's cost of a run, in slots
         self._slots = np.arange(manifest.s_max, dtype=np.int64)  # slot_index feeds: [:T]
@@ -308,8 +315,7 @@ class Ranker:
             ctr = self._run("ctr", ctr_feeds, timings, rows=c)["ctr"].astype(np.float64)
         # The run's calibration temperature (1 without one) shapes the distribution only;
         # segment_scores and the CTR head keep the raw logits.
-        calibrated = watchtime.apply_temperature(logits, self.temperature)
-        dist = heads.exit_distribution(calibrated, heads.outcome_mask(nseg, self.manifest.s_max))
+        dist = watchtime.calibrated_exit_distribution(logits, nseg, self.temperature)
         return Scores(
             logits=logits,
             n_segments=nseg,
@@ -349,21 +355,26 @@ class Ranker:
         }  # (C,), (C, S, Dc): bucket order
         sorted_feeds["n_segments"] = nseg[order]
         logits = np.full((c, s_max), CUT_SLOT_LOGIT, dtype=np.float32)  # (C, S), bucket order
-        user = {k: feeds[k] for k in ("user_states", "user_mask")}
+        # One feed dict for every run, its per-run entries replaced (the graph's inputs only)
+        session = self.sessions[SCORER]
+        inputs, names, _, _ = self._io[SCORER]
+        at = names.index("logits")
+        part = {name: feeds[name] for name in inputs if name in ("user_states", "user_mask")}
+        ids, nsorted = sorted_feeds["video_ids"], sorted_feeds["n_segments"]
+        content = sorted_feeds.get("video_content")
         elapsed = 0.0
         for start, stop, width in runs:
-            part = user | {
-                "video_ids": sorted_feeds["video_ids"][start:stop],
-                "n_segments": sorted_feeds["n_segments"][start:stop],
-                "slot_index": self._slots[:width],
-            }
-            if "video_content" in sorted_feeds:
+            part["video_ids"] = ids[start:stop]
+            part["n_segments"] = nsorted[start:stop]
+            part["slot_index"] = self._slots[:width]
+            if content is not None:
                 part["video_content"] = np.ascontiguousarray(
-                    sorted_feeds["video_content"][start:stop, :width]
+                    content[start:stop, :width]
                 )  # (c, T, Dc)
-            out, seconds = self._session_run(SCORER, part)
-            elapsed += seconds
-            logits[start:stop, :width] = out["logits"]  # (c, T)
+            t0 = time.perf_counter()
+            values = session.run(names, part)
+            elapsed += time.perf_counter() - t0
+            logits[start:stop, :width] = values[at]  # (c, T)
         self._observe(SCORER, elapsed, c, timings)
         if not self.ragged_enabled:
             return logits
@@ -439,27 +450,44 @@ def bucket_plan(
     A candidate with N segments needs its N + 1 outcome slots (the N when N = S). Sorted by
     that need (``order``, stable), the candidates are cut into contiguous groups, each run on
     T = the largest need in it; the cuts minimise ``sum(run_overhead + rows * T)`` (exact, by
-    dynamic programming over the at most S distinct needs, in plain Python: at most S^2 / 2
-    steps). Every candidate is in exactly one run.
+    dynamic programming over the k <= S distinct needs). Every candidate is in exactly one run.
+
+    The programme: ``best[i] = run_overhead + before[i] w + min_{j < i} (best[j] - before[j]
+    w)`` with ``w`` the i-th distinct need; each ``j`` is a line of slope ``-before[j]``
+    (falling with j) evaluated at ``w`` (rising with i), so the minimum is kept on a lower
+    envelope of those lines (the convex hull trick): O(k) steps instead of k^2 / 2, in exact
+    integer arithmetic (half the time of the quadratic loop at 500 candidates).
     """
     need = np.minimum(np.asarray(n_segments, dtype=np.int64) + 1, s_max)  # (C,)
     counts = np.bincount(need, minlength=s_max + 1)
-    widths = [int(w) for w in np.flatnonzero(counts)]  # ascending distinct needs
-    before = [0]  # candidates with need < widths[i]
-    for w in widths:
-        before.append(before[-1] + int(counts[w]))
+    distinct = np.flatnonzero(counts)
+    widths: list[int] = distinct.tolist()  # ascending distinct needs
+    # before[i]: candidates with need < widths[i] (before[k] = C)
+    before: list[int] = [0, *np.cumsum(counts[distinct]).tolist()]
     k = len(widths)
     best = [0] * (k + 1)  # best[i]: least cost of the i smallest distinct needs
     cut = [0] * (k + 1)  # where the last group of that optimum starts
+    # lower envelope: line j is y = slope * w + icept, slope = -before[j], icept = best[j]
+    slope, icept, line = [0], [0], [0]
+    at = 0  # envelope line of the last query (queries rise, so it only moves right)
     for i in range(1, k + 1):
-        # last group = distinct needs j..i-1 for j < i, run at width widths[i - 1]
-        w, rows_i = widths[i - 1], before[i]
-        cost, at = best[0] + run_overhead + rows_i * w, 0
-        for j in range(1, i):
-            cj = best[j] + run_overhead + (rows_i - before[j]) * w
-            if cj < cost:
-                cost, at = cj, j
-        best[i], cut[i] = cost, at
+        w = widths[i - 1]
+        last = len(slope) - 1
+        while at < last and slope[at + 1] * w + icept[at + 1] <= slope[at] * w + icept[at]:
+            at += 1
+        best[i] = slope[at] * w + icept[at] + run_overhead + before[i] * w
+        cut[i] = line[at]
+        m, b = -before[i], best[i]
+        # drop envelope lines that the new one (steeper) makes useless: the last line is
+        # useless where the new one meets the one before it no later than it does
+        while len(slope) >= 2 and (b - icept[-2]) * (slope[-2] - slope[-1]) <= (
+            icept[-1] - icept[-2]
+        ) * (slope[-2] - m):
+            del slope[-1], icept[-1], line[-1]
+        slope.append(m)
+        icept.append(b)
+        line.append(i)
+        at = min(at, len(slope) - 1)
     order = np.argsort(need, kind="stable")
     runs: list[tuple[int, int, int]] = []
     i = k

@@ -318,9 +318,18 @@ class CandidateScore(BaseModel):
                 orjson.dumps(dist[i, :k], option=orjson.OPT_SERIALIZE_NUMPY)
                 for i, k in enumerate(outcomes)
             ]
-        template = ("{" + ",".join(f'"{k}":%b' for k in columns) + "}").encode()
-        rows = [template % row for row in zip(*columns.values(), strict=True)]
-        return b"[" + b",".join(rows) + b"]"
+        # One list of 2 k C pieces, (key, value) per field and candidate, filled a column at a
+        # time by slice assignment and joined once: no Python-level work per candidate.
+        c, k = len(video_ids), len(columns)
+        if c == 0:
+            return b"[]"
+        parts: list[bytes] = [b""] * (2 * k * c)
+        for i, (name, values) in enumerate(columns.items()):
+            key = f'"{name}":'.encode()
+            parts[2 * i :: 2 * k] = [(b"},{" if i == 0 else b",") + key] * c
+            parts[2 * i + 1 :: 2 * k] = values
+        parts[0] = b"[{" + f'"{next(iter(columns))}":'.encode()
+        return b"".join(parts) + b"}]"
 
 
 def _items(column: npt.NDArray[np.generic]) -> list[bytes]:

@@ -11,6 +11,8 @@ from segint.errors import SegintError
 from segint.heads import exit_distribution, outcome_mask
 from segint.watchtime import (
     CALIBRATION_FILE,
+    apply_temperature,
+    calibrated_exit_distribution,
     exit_nll,
     fit_temperature,
     manifest_temperature,
@@ -109,3 +111,19 @@ def test_calibration_file_round_trip(tmp_path):
         read_calibration(tmp_path)
     assert manifest_temperature(None) == 1.0
     assert manifest_temperature({"temperature": 1.5}) == 1.5
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.37, 2.5])
+def test_calibrated_exit_distribution_is_the_composed_heads_bit_for_bit(temperature: float) -> None:
+    """The service's in-place form equals `apply_temperature` -> `heads.exit_distribution` over
+    `heads.outcome_mask` exactly (float32 logits as the scorer returns them, N from 1 to S,
+    the +1e4 logits of impossible slots included)."""
+    rng = np.random.default_rng(5)
+    s = 40
+    n_seg = np.concatenate([[1, s, s - 1], rng.integers(1, s + 1, 200)])
+    logits = (rng.normal(size=(len(n_seg), s)) * 3).astype(np.float32)
+    logits[np.arange(s)[None, :] > n_seg[:, None]] = 1e4
+    want = exit_distribution(apply_temperature(logits, temperature), outcome_mask(n_seg, s))
+    got = calibrated_exit_distribution(logits, n_seg, temperature)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, want)

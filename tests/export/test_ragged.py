@@ -156,19 +156,11 @@ def test_buckets_cover_every_row_once_at_a_sufficient_width() -> None:
                 assert len(plan) == len(np.unique(np.minimum(n + 1, 40)))  # no padding at all
 
 
-def test_buckets_are_the_cheapest_contiguous_plan() -> None:
-    """The dynamic programme's plan costs no more than any cut of the sorted needs (all cuts
-    of 6 distinct needs enumerated)."""
-    n = np.array([1, 1, 2, 5, 5, 5, 9, 12, 12, 20, 3, 2])
-    need = np.minimum(n + 1, 40)
+def _cheapest_cut_cost(need: np.ndarray, overhead: int) -> int:
+    """The least cost over every cut of the sorted distinct needs (all 2^(k-1) enumerated)."""
     widths = np.unique(need)
-    overhead = 7
-
-    def cost(plan: list[tuple[np.ndarray, int]]) -> int:
-        return sum(overhead + len(r) * w for r, w in plan)
-
-    best = None
     k = len(widths)
+    best = None
     for mask in range(1 << (k - 1)):  # bit i: cut after distinct need i
         total, start = 0, 0
         for i in range(k):
@@ -177,7 +169,28 @@ def test_buckets_are_the_cheapest_contiguous_plan() -> None:
                 total += overhead + int(group.sum()) * int(widths[i])
                 start = i + 1
         best = total if best is None else min(best, total)
-    assert cost(buckets(n, 40, overhead)) == best
+    assert best is not None
+    return best
+
+
+def test_buckets_are_the_cheapest_contiguous_plan() -> None:
+    """The dynamic programme's plan (a lower envelope of lines, `bucket_plan`) costs no more
+    than any cut of the sorted needs: one hand-made request, then 300 random ones of up to 10
+    distinct needs (each with every cut enumerated), run costs from 0 to more than any plan."""
+
+    def cost(plan: list[tuple[np.ndarray, int]], overhead: int) -> int:
+        return sum(overhead + len(r) * w for r, w in plan)
+
+    n = np.array([1, 1, 2, 5, 5, 5, 9, 12, 12, 20, 3, 2])
+    assert cost(buckets(n, 40, 7), 7) == _cheapest_cut_cost(np.minimum(n + 1, 40), 7)
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        widths = rng.choice(np.arange(1, 41), int(rng.integers(1, 11)), replace=False)
+        n = rng.choice(widths, int(rng.integers(1, 300))) - 1  # needs N + 1 = those widths
+        n = np.clip(n, 1, 40)
+        overhead = int(rng.choice([0, 1, 5, 64, 300, 100_000]))
+        want = _cheapest_cut_cost(np.minimum(n + 1, 40), overhead)
+        assert cost(buckets(n, 40, overhead), overhead) == want
 
 
 @pytest.mark.parametrize("values, unbind", [("joined", "split"), ("split", "slice")])
