@@ -203,6 +203,37 @@ async def _open_loop(
     }
 
 
+def repeated_open_loop(
+    url: str, bodies: list[bytes], rate: float, args: argparse.Namespace, repeats: int
+) -> dict[str, Any]:
+    """`open_loop` ``repeats`` times at one rate. One run is returned as it is; several are
+    summarised: requests, sheds and errors summed, the p50 and p99 the median of the runs'
+    (``p99_ms_runs`` lists them), ``handler_minus_ort_ms`` the mean of the runs' means with its
+    standard error over the runs (``handler_minus_ort_ms_se``), every run under ``runs``."""
+    runs = [
+        asyncio.run(open_loop(url, bodies, rate, args.duration, args.client))
+        for _ in range(repeats)
+    ]
+    if repeats == 1:
+        return runs[0]
+    handler = [r["handler_minus_ort_ms"] for r in runs]
+    return {
+        "offered_rps": rate,
+        "achieved_rps": statistics.fmean(r["achieved_rps"] for r in runs),
+        "requests": sum(r["requests"] for r in runs),
+        "shed": sum(r["shed"] for r in runs),
+        "errors": sum(r["errors"] for r in runs),
+        "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+        "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+        "p99_ms_runs": [r["p99_ms"] for r in runs],
+        "handler_minus_ort_ms": statistics.fmean(handler),
+        "handler_minus_ort_ms_se": statistics.stdev(handler) / len(handler) ** 0.5,
+        "handler_minus_ort_ms_runs": handler,
+        "ort_ms": statistics.fmean(r["ort_ms"] for r in runs),
+        "runs": runs,
+    }
+
+
 def shares(latency_ms: np.ndarray, timings: list[dict[str, float]]) -> dict[str, float]:
     """Mean share of the client-side latency per stage."""
     total = float(latency_ms.mean())
@@ -619,7 +650,7 @@ def serve_and_load(
                     for b in (bodies[0], full[0])
                 ]
                 runs = [
-                    asyncio.run(open_loop(server.url, bodies, r, args.duration, args.client))
+                    repeated_open_loop(server.url, bodies, r, args, args.server_repeats)
                     for r in [float(x) for x in rates.split(",")]
                 ]
                 sat = asyncio.run(
@@ -667,6 +698,12 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=20, help="in-process timing repeats")
     p.add_argument("--server-threads", type=int, default=1, help="ORT intra-op threads")
     p.add_argument("--skip-padded-server", action="store_true", help="ragged server only")
+    p.add_argument(
+        "--server-repeats",
+        type=int,
+        default=1,
+        help="open-loop runs per rate (> 1: p99 is their median, handler-ort their mean +- SE)",
+    )
     p.add_argument(
         "--client",
         choices=("raw", "httpx"),
@@ -793,10 +830,15 @@ def report(r: dict[str, Any]) -> str:
         for c in ("100", "500"):
             x = srv[c]
             for run in x["open_loop"]:
+                handler = f"{run['handler_minus_ort_ms']:.2f}"
+                p99 = f"{run['p99_ms']:.1f}"
+                if "runs" in run:  # --server-repeats: mean +- SE over the runs, their p99s
+                    handler += f" +- {run['handler_minus_ort_ms_se']:.2f} ({len(run['runs'])} runs)"
+                    p99 += " (" + ", ".join(f"{v:.1f}" for v in run["p99_ms_runs"]) + ")"
                 lines.append(
                     f"| {label} | {c} | {run['offered_rps']:.0f} | {run['achieved_rps']:.1f} | "
-                    f"{run['p50_ms']:.1f} | {run['p99_ms']:.1f} | {run.get('shed', 0)} | {run['errors']} | "
-                    f"{run['handler_minus_ort_ms']:.2f} | {x['saturation']['achieved_rps']:.1f} | "
+                    f"{run['p50_ms']:.1f} | {p99} | {run.get('shed', 0)} | {run['errors']} | "
+                    f"{handler} | {x['saturation']['achieved_rps']:.1f} | "
                     f"{x['response_bytes'] / 1e3:.1f} ({x['response_bytes_with_arrays'] / 1e3:.1f}) | "
                     f"{x['sequential_ms']:.1f} ({x['sequential_ms_with_arrays']:.1f}) |"
                 )
