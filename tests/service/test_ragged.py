@@ -156,3 +156,26 @@ def test_the_ragged_scoring_setting_gives_the_same_answers(
         np.testing.assert_allclose(a["segment_scores"], b["segment_scores"], atol=ATOL, rtol=RTOL)
         np.testing.assert_allclose(a["exit_distribution"], b["exit_distribution"], atol=1e-6)
         assert a["expected_watch_ms"] == pytest.approx(b["expected_watch_ms"], rel=1e-6)
+
+
+def test_the_rankers_expected_watch_time_is_the_heads_rule() -> None:
+    """`service.ranker.expected_watch_ms` (a matrix-vector product and two corrections) equals
+    `segint.heads.expected_watch_ms` on distributions with no mass beyond N = min(ceil(d / 5 s),
+    S), for durations at every edge: 0 and 1 ms, a segment boundary and either side of it, S
+    segments exactly and either side, far longer than S segments."""
+    from segint import heads
+    from segint.segments import SEGMENT_MS
+    from segint.watchtime import calibrated_exit_distribution
+    from service.ranker import expected_watch_ms
+
+    s = 40
+    rng = np.random.default_rng(11)
+    edges = [0, 1, SEGMENT_MS - 1, SEGMENT_MS, SEGMENT_MS + 1, 12_300]
+    edges += [s * SEGMENT_MS - 1, s * SEGMENT_MS, s * SEGMENT_MS + 1, 10**6]
+    dur = np.concatenate([edges, rng.integers(1, 250_000, 300)]).astype(np.int64)
+    nseg = np.clip(-(-dur // SEGMENT_MS), 1, s)
+    logits = (rng.normal(size=(len(dur), s)) * 2).astype(np.float32)
+    dist = calibrated_exit_distribution(logits, nseg, 1.3)
+    want = heads.expected_watch_ms(dist, dur)
+    got = expected_watch_ms(dist, dur)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9)
