@@ -26,11 +26,17 @@ def exit_distribution(
 ) -> FloatArray:
     """``softmax(-logits)`` along the last axis, over ``mask`` (all slots when None).
 
-    In place on one float64 copy (the service computes it per request on (C, S)): the same
-    operations, in the same order, as the out-of-place form, so the same values."""
+    In place on one float64 copy (`softmax_in_place`): the same operations, in the same order,
+    as the out-of-place form, so the same values."""
     z: FloatArray = np.negative(np.asarray(logits), dtype=np.float64)
-    if mask is not None:
-        np.copyto(z, -np.inf, where=~mask)
+    return softmax_in_place(z, None if mask is None else ~mask)
+
+
+def softmax_in_place(z: FloatArray, excluded: npt.NDArray[np.bool_] | None = None) -> FloatArray:
+    """Softmax of the float64 array ``z`` along its last axis, in place (returns ``z``); the
+    ``excluded`` entries get probability 0."""
+    if excluded is not None:
+        np.copyto(z, -np.inf, where=excluded)
     z -= z.max(axis=-1, keepdims=True)
     np.exp(z, out=z)
     z /= z.sum(axis=-1, keepdims=True)

@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from segint.errors import SegintError
+from segint.heads import softmax_in_place
 from segint.segments import SEGMENT_MS
 
 FloatArray = npt.NDArray[np.float64]
@@ -94,11 +95,7 @@ def calibrated_exit_distribution(
     z: FloatArray = np.divide(logits, float(temperature), dtype=np.float64)  # as apply_temperature
     np.negative(z, out=z)
     n = np.asarray(n_segments, dtype=np.int64)
-    np.copyto(z, -np.inf, where=np.arange(z.shape[-1])[None, :] > n[:, None])  # not outcomes
-    z -= z.max(axis=-1, keepdims=True)
-    np.exp(z, out=z)
-    z /= z.sum(axis=-1, keepdims=True)
-    return z
+    return softmax_in_place(z, np.arange(z.shape[-1])[None, :] > n[:, None])  # 0 past N
 
 
 def exit_nll(

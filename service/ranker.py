@@ -358,7 +358,6 @@ class Ranker:
         sorted_feeds["n_segments"] = nseg[order]
         logits = np.full((c, s_max), CUT_SLOT_LOGIT, dtype=np.float32)  # (C, S), bucket order
         # One feed dict for every run, its per-run entries replaced (the graph's inputs only)
-        session = self.sessions[SCORER]
         inputs, names, _, _ = self._io[SCORER]
         at = names.index("logits")
         part = {name: feeds[name] for name in inputs if name in ("user_states", "user_mask")}
@@ -373,9 +372,8 @@ class Ranker:
                 part["video_content"] = np.ascontiguousarray(
                     content[start:stop, :width]
                 )  # (c, T, Dc)
-            t0 = time.perf_counter()
-            values = session.run(names, part)
-            elapsed += time.perf_counter() - t0
+            values, seconds = self._timed_run(SCORER, part)
+            elapsed += seconds
             logits[start:stop, :width] = values[at]  # (c, T)
         self._observe(SCORER, elapsed, c, timings)
         if not self.ragged_enabled:
@@ -409,21 +407,19 @@ class Ranker:
         timings: Timings | None,
         rows: int = 1,
     ) -> dict[str, npt.NDArray[np.generic]]:
-        out, elapsed = self._session_run(graph, feeds)
-        self._observe(graph, elapsed, rows, timings)
-        return out
-
-    def _session_run(
-        self, graph: str, feeds: dict[str, npt.NDArray[np.generic]]
-    ) -> tuple[dict[str, npt.NDArray[np.generic]], float]:
-        """One session run on the feeds the graph takes: (outputs by name, seconds)."""
-        session = self.sessions[graph]
         inputs, names, _, _ = self._io[graph]
-        wanted = {name: feeds[name] for name in inputs}
+        values, elapsed = self._timed_run(graph, {name: feeds[name] for name in inputs})
+        self._observe(graph, elapsed, rows, timings)
+        return dict(zip(names, values, strict=True))
+
+    def _timed_run(
+        self, graph: str, feeds: dict[str, npt.NDArray[np.generic]]
+    ) -> tuple[list[npt.NDArray[np.generic]], float]:
+        """One session run on exactly the graph's inputs: (its outputs in the graph's order,
+        seconds)."""
         t0 = time.perf_counter()
-        values = session.run(names, wanted)
-        elapsed = time.perf_counter() - t0
-        return dict(zip(names, values, strict=True)), elapsed
+        values = self.sessions[graph].run(self._io[graph][1], feeds)
+        return values, time.perf_counter() - t0
 
     def _observe(self, graph: str, seconds: float, rows: int, timings: Timings | None) -> None:
         """One stage of a request in the metrics (a ragged scorer's runs together)."""
