@@ -362,17 +362,25 @@ def scorer_variant(
     rewrite: bool = True,
     values: str = "joined",
     unbind: str = "split",
+    softmax: str = "deferred",
 ) -> Path:
     """The artifact's scorer exported in another inference form (`export.onnx.export_model`'s
-    ``layout``, ``tilt``, ``rewrite``, ``values`` and ``unbind``), cached."""
+    ``layout``, ``tilt``, ``rewrite``, ``values``, ``unbind`` and ``softmax``), cached."""
     from export.onnx import export_model
 
     rw = "rw" if rewrite else "norw"
-    out = CACHE / f"{artifact.name}-scorer-{layout}-{tilt}-{rw}-{values}-{unbind}"
+    out = CACHE / f"{artifact.name}-scorer-{layout}-{tilt}-{rw}-{values}-{unbind}-{softmax}"
     if not (out / "scorer.onnx").exists():
         out.mkdir(parents=True, exist_ok=True)
         export_model(
-            model, out, layout=layout, tilt=tilt, rewrite=rewrite, values=values, unbind=unbind
+            model,
+            out,
+            layout=layout,
+            tilt=tilt,
+            rewrite=rewrite,
+            values=values,
+            unbind=unbind,
+            softmax=softmax,
         )
     return out / "scorer.onnx"
 
@@ -384,6 +392,7 @@ def scorer_variant(
 # and 2 and before round 1.
 LEVERS = (
     "fp32",
+    "fp32_explicit_softmax",
     "fp32_round3",
     "fp32_split_values",
     "fp32_slice_unbind",
@@ -480,26 +489,37 @@ def ort_stage(
         rewrite: bool = True,
         values: str = "joined",
         unbind: str = "split",
+        softmax: str = "deferred",
     ) -> Path | None:
         # another export of the same weights: needs the model (None with --artifact
         # without its training run)
         if model is None:
             return None
-        return scorer_variant(artifact, model, layout, tilt, rewrite, values, unbind)
+        return scorer_variant(artifact, model, layout, tilt, rewrite, values, unbind, softmax)
 
-    # (layout, tilt, rewrite, values, unbind) of each other export; only the levers asked for
-    # are exported (each export takes about a minute on a busy machine)
-    form_args: dict[str, tuple[str, str, bool, str, str]] = {
-        "fp32_round3": ("heads_first", "elementwise", True, "split", "slice"),
-        "fp32_split_values": ("heads_first", "elementwise", True, "split", "split"),
-        "fp32_slice_unbind": ("heads_first", "elementwise", True, "joined", "slice"),
-        "fp32_round2": ("heads_first_3d", "matmul", False, "split", "slice"),
-        "fp32_3d": ("heads_first_3d", "elementwise", True, "joined", "split"),
-        "fp32_matmul_tilt": ("heads_first", "matmul", True, "joined", "split"),
-        "fp32_no_rewrite": ("heads_first", "elementwise", False, "joined", "split"),
-        "fp32_token_major": ("token_major", "elementwise", True, "joined", "split"),
-        "fp32_stacked": ("stacked", "elementwise", True, "joined", "split"),
-        "before_graph": ("stacked", "matmul", False, "joined", "split"),
+    # (layout, tilt, rewrite, values, unbind, softmax) of each other export; only the levers
+    # asked for are exported (each export takes about a minute on a busy machine). The
+    # deferred softmax (round 7) applies to the heads-first 2-D form only and makes
+    # ``values`` moot: the levers of earlier rounds that need the explicit softmax have it.
+    form_args: dict[str, tuple[str, str, bool, str, str, str]] = {
+        "fp32_explicit_softmax": (
+            "heads_first",
+            "elementwise",
+            True,
+            "joined",
+            "split",
+            "explicit",
+        ),
+        "fp32_round3": ("heads_first", "elementwise", True, "split", "slice", "explicit"),
+        "fp32_split_values": ("heads_first", "elementwise", True, "split", "split", "explicit"),
+        "fp32_slice_unbind": ("heads_first", "elementwise", True, "joined", "slice", "deferred"),
+        "fp32_round2": ("heads_first_3d", "matmul", False, "split", "slice", "explicit"),
+        "fp32_3d": ("heads_first_3d", "elementwise", True, "joined", "split", "explicit"),
+        "fp32_matmul_tilt": ("heads_first", "matmul", True, "joined", "split", "deferred"),
+        "fp32_no_rewrite": ("heads_first", "elementwise", False, "joined", "split", "deferred"),
+        "fp32_token_major": ("token_major", "elementwise", True, "joined", "split", "explicit"),
+        "fp32_stacked": ("stacked", "elementwise", True, "joined", "split", "explicit"),
+        "before_graph": ("stacked", "matmul", False, "joined", "split", "explicit"),
     }
     forms = {name: form(*a) for name, a in form_args.items() if name in levers}
     sessions = {

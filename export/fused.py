@@ -12,6 +12,13 @@ a masked fill, then a concatenation of the logits and one slice per source after
   a (n_sources * dh)-wide key space, so ``[q_1, q_2] . [k_1, 0]`` = ``q_1 . k_1``: one logits
   matmul, one mask, one softmax, one matmul with the joined values, no slicing.
 
+The served scorer (`FusedVideoBlock`, round 7) goes further: a deferred softmax,
+``softmax(s) @ V = (exp(s) @ [V, 1])[:dh] / (exp(s) @ [V, 1])[dh]`` per source, the masked
+keys' rows of ``[V, 1]`` set to zero. It needs no max subtraction because every block reads
+LayerNorm outputs, so the logits have a bound computed from the weights at export
+(`attention_logit_bound`); a model whose bound passes ``DEFERRED_LOGIT_LIMIT`` keeps the
+explicit softmax.
+
 Weights are copied from a trained module; nothing is learned here. Parity with the padded
 PyTorch model is the scorer's parity test (tests/export/test_onnx.py, 1e-5).
 
@@ -22,6 +29,8 @@ head width, ``n`` sources, ``d = h * dh``.
 from __future__ import annotations
 
 import copy
+import logging
+import math
 from typing import cast
 
 import torch
@@ -35,6 +44,13 @@ from model.network import (
     ModalityEncoder,
     SegmentInterestModel,
 )
+
+log = logging.getLogger(__name__)
+
+# The deferred softmax takes exp of the raw logits: with every |logit| <= 60, exp stays in
+# [8.8e-27, 1.2e26], normal float32 numbers, and sums of a few hundred such terms (times the
+# values) stay far below float32's 3.4e38.
+DEFERRED_LOGIT_LIMIT = 60.0
 
 
 class FusedCrossAttention(nn.Module):
@@ -88,6 +104,7 @@ def fused_copy(
     tilt: str = "elementwise",
     values: str = "joined",
     unbind: str = "split",
+    softmax: str = "deferred",
 ) -> SegmentInterestModel:
     """A copy of ``model`` (eval mode) for the exported scorer; the user blocks (the cached
     user encoder) are left as they are.
@@ -105,7 +122,15 @@ def fused_copy(
     ``values`` (heads-first layouts): ``joined`` (default): both sources' values in one
     tensor, one product with the whole softmax (`FusedVideoBlock`); ``split``: the softmax
     sliced per source, two products (the round-2 and round-3 export).
+
+    ``softmax`` (``heads_first`` layout): ``deferred`` (default): exp of the logits with no
+    max subtraction, normalised after the products (`FusedVideoBlock`), used only when
+    `attention_logit_bound` proves every logit of the model is within
+    ``DEFERRED_LOGIT_LIMIT`` (else the explicit form, logged); ``explicit``: the softmax of
+    the concatenated, masked logits (rounds 2-6).
     """
+    if softmax not in ("deferred", "explicit"):
+        raise ValueError(f"softmax must be deferred or explicit, got {softmax!r}")
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if values not in ("joined", "split"):
@@ -120,6 +145,19 @@ def fused_copy(
     fused = copy.deepcopy(model).eval()
     if tilt == "elementwise" and fused.decoder.tilt is not None:
         fused.decoder = ElementwiseTiltDecoder(fused.decoder)  # type: ignore[assignment]
+    deferred = softmax == "deferred" and layout == "heads_first" and cfg.user_stream == "self"
+    if deferred:
+        bound = attention_logit_bound(model)
+        if bound > DEFERRED_LOGIT_LIMIT:
+            log.warning(
+                "attention logits are bounded by %.1f only (> %.0f): the scorer keeps the "
+                "explicit softmax",
+                bound,
+                DEFERRED_LOGIT_LIMIT,
+            )
+            deferred = False
+        else:
+            log.info("scorer: deferred softmax (attention logits bounded by %.1f)", bound)
     for name, enc in fused.encoders.items():
         enc = cast(ModalityEncoder, enc)
         if layout in ("heads_first", "heads_first_3d") and cfg.user_stream == "self":
@@ -128,6 +166,7 @@ def fused_copy(
                 rows_2d=layout == "heads_first",
                 joined_values=values == "joined",
                 split=unbind == "split",
+                deferred=deferred,
             )
             continue
         if layout == "token_major" and cfg.user_stream == "self":
@@ -136,6 +175,49 @@ def fused_copy(
         for block in cast(nn.ModuleList, enc.video):
             block.attn = FusedCrossAttention(cast(CrossAttention, block.attn))
     return fused
+
+
+def attention_logit_bound(model: SegmentInterestModel) -> float:
+    """An upper bound on |logit| of every attention of the scorer's video blocks, from the
+    weights alone: every block reads LayerNorm outputs (the embeddings end in
+    ``video_norm`` / ``user_norm``, every block in ``norm2``), whose Euclidean norm is at most
+    ``max|gamma| sqrt(d) + ||beta||``; a head's query and key are then at most
+    ``||W_head||_2 X + ||b_head||`` long, and the logit is at most their product (times the
+    attention's scale). Cached user states are the user encoder's LayerNorm outputs too (the
+    tilt's carrier token is taken off before attending)."""
+    with torch.no_grad():
+
+        def norm_bound(norm: nn.LayerNorm) -> float:
+            d = norm.normalized_shape[-1]
+            gamma = 1.0 if norm.weight is None else float(norm.weight.abs().max())
+            beta = 0.0 if norm.bias is None else float(norm.bias.double().norm())
+            return gamma * math.sqrt(d) + beta
+
+        def head_bounds(lin: nn.Module, x: float, h: int) -> Tensor:
+            lin = cast(nn.Linear, lin)
+            w = lin.weight.double().reshape(h, -1, lin.in_features)
+            out: Tensor = torch.linalg.matrix_norm(w, ord=2) * x  # (h,)
+            if lin.bias is not None:
+                out = out + lin.bias.double().reshape(h, -1).norm(dim=-1)
+            return out
+
+        bound = 0.0
+        for name, enc in model.encoders.items():
+            enc = cast(ModalityEncoder, enc)
+            emb = model.embeddings[name]
+            x_v = norm_bound(cast(nn.LayerNorm, emb.video_norm))
+            x_u = [norm_bound(cast(nn.LayerNorm, emb.user_norm))]
+            x_u += [norm_bound(cast(CrossAttentionBlock, b).norm2) for b in enc.user]
+            for i, block in enumerate(enc.video[: enc.n_run]):
+                block = cast(CrossAttentionBlock, block)
+                attn = cast(CrossAttention, block.attn)
+                h, scale = attn.n_heads, float(attn.scale)
+                for src, x_k in ((0, x_v), (1, x_u[i])):
+                    q = head_bounds(attn.q[src], x_v, h) * scale
+                    k = head_bounds(attn.k[src], x_k, h)
+                    bound = max(bound, float((q * k).max()))
+                x_v = norm_bound(block.norm2)
+        return bound
 
 
 class FusedVideoBlock(nn.Module):
@@ -167,9 +249,12 @@ class FusedVideoBlock(nn.Module):
         rows_2d: bool = True,
         joined_values: bool = True,
         split: bool = True,
+        deferred: bool = False,
     ):
         super().__init__()
-        self.joined_values, self.split = joined_values, split
+        self.joined_values, self.split, self.deferred = joined_values, split, deferred
+        if deferred and not rows_2d:
+            raise ValueError("the deferred softmax is written for 2-D token rows")
         attn = cast(CrossAttention, block.attn)
         if len(attn.q) != 2:
             raise ValueError(f"a video block has 2 key sources, got {len(attn.q)}")
@@ -191,6 +276,19 @@ class FusedVideoBlock(nn.Module):
             self.user_kv = nn.Linear(d, 2 * d)  # the user source's key and value maps
             self.user_kv.weight.copy_(torch.cat([k[1].weight, v[1].weight]))
             self.user_kv.bias.copy_(torch.cat([k[1].bias, v[1].bias]))
+            if deferred:
+                # [q_video * scale, q_user * scale, k_video | per head: v_video, 1]: the
+                # values get a constant-1 channel (zero weights, bias 1) whose product with
+                # the exp'd logits is the softmax's denominator
+                h, dh = self.h, self.dh
+                w1 = torch.zeros(h, dh + 1, d)
+                w1[:, :dh] = v[0].weight.view(h, dh, d)
+                b1 = torch.ones(h, dh + 1)
+                b1[:, :dh] = v[0].bias.view(h, dh)
+                qkv = nn.Linear(d, 3 * d + h * (dh + 1))
+                qkv.weight.copy_(torch.cat([self.qkv.weight[: 3 * d], w1.reshape(-1, d)]))
+                qkv.bias.copy_(torch.cat([self.qkv.bias[: 3 * d], b1.reshape(-1)]))
+                self.qkv = qkv
         self.out, self.norm1, self.norm2, self.ffn = attn.out, block.norm1, block.norm2, block.ffn
 
     def user_keys(self, states: Tensor) -> tuple[Tensor, Tensor]:
@@ -201,6 +299,14 @@ class FusedVideoBlock(nn.Module):
         k, v = self._unbind(self.user_kv(states).view(m, 2, self.h, self.dh).permute(1, 2, 0, 3))
         return k.transpose(1, 2), v
 
+    @staticmethod
+    def counted_values(v: Tensor, keep: Tensor) -> Tensor:
+        """Deferred softmax: values (h, M, dh) and key mask (M,) -> (h, M, dh + 1), the
+        constant-1 channel appended and masked keys' rows zero (they add nothing to the
+        weighted sum or to the denominator)."""
+        ones = torch.ones_like(v[..., :1])
+        return torch.cat([v, ones], dim=-1) * keep.to(v.dtype)[None, :, None]
+
     def _unbind(self, x: Tensor) -> list[Tensor]:
         """The tensors stacked on ``x``'s first axis."""
         if self.split:
@@ -208,6 +314,10 @@ class FusedVideoBlock(nn.Module):
         return list(x.unbind(0))
 
     def forward(self, x: Tensor, bias: Tensor, user_k: Tensor, user_v: Tensor) -> Tensor:
+        """``bias``: the additive key mask (1, C, 1, T + M); deferred: the video keys' 0/1
+        mask (1, C, T, 1), and ``user_v`` the counted values (`counted_values`)."""
+        if self.deferred:
+            return self._forward_deferred(x, bias, user_k, user_v)
         c, t, d = x.shape
         h, dh = self.h, self.dh
         # The token-wise maps run on (C T, d) rows: a 2-D Linear exports as Gemm (a 3-D one as
@@ -230,6 +340,26 @@ class FusedVideoBlock(nn.Module):
         out: Tensor = self.norm2(x + self.ffn(x))
         return out.view(c, t, d) if self.rows_2d else out
 
+    def _forward_deferred(self, x: Tensor, keep: Tensor, user_k: Tensor, user_v1: Tensor) -> Tensor:
+        """softmax(s) @ V = (exp(s) @ [V, 1])[:dh] / (exp(s) @ [V, 1])[dh] over both sources'
+        keys, masked keys' rows of [V, 1] zero: no max subtraction (the logits are bounded,
+        `attention_logit_bound`), no concatenated logits, no mask pass over them, no
+        normalising pass; the two exp passes are the only element-wise work on logits."""
+        c, t, d = x.shape
+        h, dh = self.h, self.dh
+        x = x.reshape(c * t, d)
+        qk, v1 = self.qkv(x).split([3 * d, h * (dh + 1)], dim=-1)
+        qv, qu, k = self._unbind(qk.view(c, t, 3, h, dh).permute(2, 3, 0, 1, 4))
+        v1 = v1.view(c, t, h, dh + 1).permute(2, 0, 1, 3) * keep  # (h, C, T, dh + 1)
+        e_v = torch.exp(qv @ k.transpose(-2, -1))  # (h, C, T, T)
+        e_u = torch.exp(qu.reshape(h, c * t, dh) @ user_k)  # (h, C T, M)
+        num = e_v @ v1 + (e_u @ user_v1).view(h, c, t, dh + 1)  # (h, C, T, dh + 1)
+        y, den = num.split([dh, 1], dim=-1)
+        y = y / den
+        x = self.norm1(x + self.out(y.permute(1, 2, 0, 3).reshape(c * t, d)))  # (C T, d)
+        out: Tensor = self.norm2(x + self.ffn(x))
+        return out.view(c, t, d)
+
 
 class FusedVideoEncoder(nn.Module):
     """`ModalityEncoder.encode_video` (self stream, eval mode) over `FusedVideoBlock`s: the
@@ -241,20 +371,28 @@ class FusedVideoEncoder(nn.Module):
         rows_2d: bool = True,
         joined_values: bool = True,
         split: bool = True,
+        deferred: bool = False,
     ):
         super().__init__()
+        self.deferred = deferred
         self.video = nn.ModuleList(
-            FusedVideoBlock(cast(CrossAttentionBlock, b), rows_2d, joined_values, split)
+            FusedVideoBlock(cast(CrossAttentionBlock, b), rows_2d, joined_values, split, deferred)
             for b in enc.video[: enc.n_run]
         )
 
     def encode_video(self, v: Tensor, v_mask: Tensor, states: Tensor, u_mask: Tensor) -> Tensor:
         # v (C, T, d), v_mask (C, T); states (1, L, M, d), u_mask (1, M): one broadcast user
         c = v.shape[0]
-        keep = torch.cat([v_mask, u_mask.expand(c, -1)], dim=1)  # (C, T + M)
-        bias = torch.where(keep, 0.0, MASK_VALUE)[None, :, None, :]  # (1, C, 1, T + M)
+        if self.deferred:
+            bias = v_mask.to(v.dtype)[None, :, :, None]  # (1, C, T, 1): the video keys' mask
+        else:
+            keep = torch.cat([v_mask, u_mask.expand(c, -1)], dim=1)  # (C, T + M)
+            bias = torch.where(keep, 0.0, MASK_VALUE)[None, :, None, :]  # (1, C, 1, T + M)
         for i, block in enumerate(self.video):
-            user_k, user_v = cast(FusedVideoBlock, block).user_keys(states[:, i])
+            block = cast(FusedVideoBlock, block)
+            user_k, user_v = block.user_keys(states[:, i])
+            if self.deferred:
+                user_v = block.counted_values(user_v, u_mask[0])
             v = block(v, bias, user_k, user_v)
         return v
 

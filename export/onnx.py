@@ -143,11 +143,13 @@ def export_model(
     rewrite: bool = True,
     values: str = "joined",
     unbind: str = "split",
+    softmax: str = "deferred",
 ) -> dict[str, GraphSpec]:
     """Write the stream's ONNX graph(s) into ``out_dir``; returns their specs by graph name.
 
     Names, argument order and symbolic axes come from `export.contract`; ``layout``, ``tilt``,
-    ``values`` and ``unbind`` choose the scorer's inference form (`export.fused.fused_copy`), ``rewrite`` its
+    ``values``, ``unbind`` and ``softmax`` choose the scorer's inference form
+    (`export.fused.fused_copy`), ``rewrite`` its
     graph rewrite (`export.rewrite`); the defaults are what is served, the others are the
     bench's "before" forms.
     """
@@ -177,7 +179,7 @@ def export_model(
         args = tuple(ex[n] for n in spec.input_names(content))
         # The scorer runs per request: its video side gets the inference form of
         # `export.fused` (same outputs, fewer and larger operators).
-        scorer = Scorer(fused_copy(model, layout, tilt, values, unbind))
+        scorer = Scorer(fused_copy(model, layout, tilt, values, unbind, softmax))
         graphs[SCORER] = _export(scorer, args, spec, content, fixed, out_dir, opset)
         if rewrite:
             rewrite_file(out_dir / spec.file)

@@ -15,10 +15,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from torch import nn
 
 from export.contract import CUT_SLOT_LOGIT
-from export.fused import fused_copy
-from model.network import IMPOSSIBLE_LOGIT
+from export.fused import DEFERRED_LOGIT_LIMIT, attention_logit_bound, fused_copy
+from model.network import IMPOSSIBLE_LOGIT, SegmentInterestModel
 from segint.heads import exit_distribution, outcome_mask
 from service.ranker import buckets
 from tests.export.test_onnx import as_numpy, user_inputs
@@ -193,17 +194,18 @@ def test_buckets_are_the_cheapest_contiguous_plan() -> None:
         assert cost(buckets(n, 40, overhead), overhead) == want
 
 
+@pytest.mark.parametrize("softmax", ["deferred", "explicit"])
 @pytest.mark.parametrize("values, unbind", [("joined", "split"), ("split", "slice")])
 @pytest.mark.parametrize("tilt", ["elementwise", "matmul"])
 @pytest.mark.parametrize("layout", ["heads_first", "heads_first_3d", "stacked", "token_major"])
 def test_fused_attention_copy_matches_the_model(
-    layout: str, tilt: str, values: str, unbind: str
+    layout: str, tilt: str, values: str, unbind: str, softmax: str
 ) -> None:
-    """export.fused's inference forms (heads_first + elementwise tilt + joined values + Split:
-    what scorer.onnx is exported from; the others: the bench's side-by-side) give
+    """export.fused's inference forms (heads_first + elementwise tilt + Split + deferred
+    softmax: what scorer.onnx is exported from; the others: the bench's side-by-side) give
     model.score's logits, padded and ragged, within the parity tolerance."""
     model = tiny_model("self")
-    fused = fused_copy(model, layout, tilt, values, unbind)
+    fused = fused_copy(model, layout, tilt, values, unbind, softmax)
     states, mask = user_state(seed=7)
     cand = candidates([1, 4, 3, 2, 5, 2, 4, 1], seed=8)  # N + 1 <= S - 1 slots
     with torch.no_grad():
@@ -227,6 +229,62 @@ def test_fused_attention_copy_matches_the_model(
     if layout.startswith("heads_first"):
         assert all(b.joined_values == (values == "joined") for b in encoder.video)
         assert all(b.split == (unbind == "split") for b in encoder.video)
+        deferred = softmax == "deferred" and layout == "heads_first"  # 2-D rows only
+        assert all(b.deferred == deferred for b in encoder.video)
+
+
+def _attention_logits(model: SegmentInterestModel, seed: int) -> float:
+    """The largest |logit| of the video blocks' attentions on random LayerNorm inputs (each
+    source's query and key maps applied as `model.network.CrossAttention` applies them)."""
+    g = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    with torch.no_grad():
+        for name, enc in model.encoders.items():
+            emb = model.embeddings[name]
+            x_v = emb.video_norm(torch.randn(200, TINY["d_model"], generator=g) * 3)
+            users = [emb.user_norm(torch.randn(200, TINY["d_model"], generator=g) * 3)]
+            users += [b.norm2(torch.randn(200, TINY["d_model"], generator=g)) for b in enc.user]
+            for i, block in enumerate(enc.video):
+                attn = block.attn
+                for src, keys in ((0, x_v), (1, users[i])):
+                    q = attn.heads(attn.q[src](x_v)[None]) * attn.scale
+                    k = attn.heads(attn.k[src](keys)[None])
+                    worst = max(worst, float((q @ k.transpose(-2, -1)).abs().max()))
+                x_v = block.norm2(torch.randn(200, TINY["d_model"], generator=g))
+    return worst
+
+
+def test_attention_logit_bound_holds_and_a_large_one_keeps_the_explicit_softmax(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`attention_logit_bound` is above every logit random LayerNorm outputs give (with
+    LayerNorm gains and biases that are not 1 and 0), and a model whose bound passes
+    DEFERRED_LOGIT_LIMIT is exported with the explicit softmax, same logits, and says so."""
+    model = tiny_model("self")
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.LayerNorm):
+                m.weight.uniform_(-1.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    bound = attention_logit_bound(model)
+    seen = max(_attention_logits(model, seed) for seed in range(5))
+    assert 0 < seen <= bound
+    with torch.no_grad():  # weights x 4: logits x 16, past the limit
+        for enc in model.encoders.values():
+            for block in enc.video:
+                for lin in [*block.attn.q, *block.attn.k]:
+                    lin.weight.mul_(4.0)
+    assert attention_logit_bound(model) > DEFERRED_LOGIT_LIMIT
+    with caplog.at_level("WARNING", logger="export.fused"):
+        fused = fused_copy(model, "heads_first", "elementwise")
+    assert "explicit softmax" in caplog.text
+    assert not any(b.deferred for b in fused.encoders["id"].video)
+    states, mask = user_state(seed=5)
+    cand = candidates([1, 4, 3, 2, 5, 2], seed=6)
+    with torch.no_grad():
+        want = model.score(states, mask, **cand).numpy()
+        got = fused.score(states, mask, **cand, slot_index=torch.arange(S - 1)).numpy()
+    assert_same_real_slots(got, want, cand["n_segments"].numpy())
 
 
 def test_elementwise_tilt_matches_on_every_slot_count() -> None:
@@ -259,3 +317,5 @@ def test_unknown_layout_tilt_or_values_is_refused() -> None:
         fused_copy(model, "heads_first", "elementwise", "stacked")
     with pytest.raises(ValueError, match="unbind"):
         fused_copy(model, "heads_first", "elementwise", "joined", "gather")
+    with pytest.raises(ValueError, match="softmax"):
+        fused_copy(model, "heads_first", "elementwise", "joined", "split", "online")

@@ -12,6 +12,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from export.rewrite import fuse_transposed_matmuls, rewrite_file
+from tests.export.tiny import TINY
 
 
 def _graph(perm: list[int], extra_reader: bool = False) -> onnx.ModelProto:
@@ -123,17 +124,19 @@ def test_int8_form_of_the_served_scorer_runs_close_to_fp32(self_artifact: Path) 
 
 
 def test_served_scorer_neither_slices_the_softmax_nor_the_heads(self_artifact: Path) -> None:
-    """Round 4's forms are in the exported file: each attention's softmax feeds one MatMul
-    with the joined values (no Slice per source), and the stacked q/k/v after a Transpose are
-    taken apart by a Split (no Slice per tensor)."""
+    """Round 7's form is in the exported file: no Softmax (the deferred softmax), each
+    attention source's Exp feeds one MatMul with its counted values (no Slice, Concat or mask
+    Add on the logits), and the stacked q/k/v after a Transpose are taken apart by a Split
+    (no Slice per tensor)."""
     graph = onnx.load(str(self_artifact / "scorer.onnx")).graph
     consumers: dict[str, list[str]] = {}
     for n in graph.node:
         for name in n.input:
             consumers.setdefault(name, []).append(n.op_type)
-    softmax = [n for n in graph.node if n.op_type == "Softmax"]
-    assert softmax
-    for n in softmax:
+    assert not [n for n in graph.node if n.op_type == "Softmax"]
+    exps = [n for n in graph.node if n.op_type == "Exp"]
+    assert len(exps) == 2 * TINY["n_layers"]  # video and user keys, per layer
+    for n in exps:
         assert consumers[n.output[0]] == ["MatMul"]
     transposes = [n for n in graph.node if n.op_type == "Transpose"]
     assert "Split" in {op for n in transposes for op in consumers.get(n.output[0], [])}
