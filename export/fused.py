@@ -277,18 +277,22 @@ class FusedVideoBlock(nn.Module):
             self.user_kv.weight.copy_(torch.cat([k[1].weight, v[1].weight]))
             self.user_kv.bias.copy_(torch.cat([k[1].bias, v[1].bias]))
             if deferred:
-                # [q_video * scale, q_user * scale, k_video | per head: v_video, 1]: the
-                # values get a constant-1 channel (zero weights, bias 1) whose product with
-                # the exp'd logits is the softmax's denominator
+                # two maps, so that no Split copies the projection's output: [q_video *
+                # scale, q_user * scale, k_video], and per head [v_video, 1] (the constant-1
+                # channel: zero weights, bias 1), whose product with the exp'd logits is the
+                # softmax's denominator
                 h, dh = self.h, self.dh
                 w1 = torch.zeros(h, dh + 1, d)
                 w1[:, :dh] = v[0].weight.view(h, dh, d)
                 b1 = torch.ones(h, dh + 1)
                 b1[:, :dh] = v[0].bias.view(h, dh)
-                qkv = nn.Linear(d, 3 * d + h * (dh + 1))
-                qkv.weight.copy_(torch.cat([self.qkv.weight[: 3 * d], w1.reshape(-1, d)]))
-                qkv.bias.copy_(torch.cat([self.qkv.bias[: 3 * d], b1.reshape(-1)]))
-                self.qkv = qkv
+                qk = nn.Linear(d, 3 * d)
+                qk.weight.copy_(self.qkv.weight[: 3 * d])
+                qk.bias.copy_(self.qkv.bias[: 3 * d])
+                self.qkv = qk
+                self.v1 = nn.Linear(d, h * (dh + 1))
+                self.v1.weight.copy_(w1.reshape(-1, d))
+                self.v1.bias.copy_(b1.reshape(-1))
         self.out, self.norm1, self.norm2, self.ffn = attn.out, block.norm1, block.norm2, block.ffn
 
     def user_keys(self, states: Tensor) -> tuple[Tensor, Tensor]:
@@ -348,9 +352,8 @@ class FusedVideoBlock(nn.Module):
         c, t, d = x.shape
         h, dh = self.h, self.dh
         x = x.reshape(c * t, d)
-        qk, v1 = self.qkv(x).split([3 * d, h * (dh + 1)], dim=-1)
-        qv, qu, k = self._unbind(qk.view(c, t, 3, h, dh).permute(2, 3, 0, 1, 4))
-        v1 = v1.view(c, t, h, dh + 1).permute(2, 0, 1, 3) * keep  # (h, C, T, dh + 1)
+        qv, qu, k = self._unbind(self.qkv(x).view(c, t, 3, h, dh).permute(2, 3, 0, 1, 4))
+        v1 = self.v1(x).view(c, t, h, dh + 1).permute(2, 0, 1, 3) * keep  # (h, C, T, dh + 1)
         e_v = torch.exp(qv @ k.transpose(-2, -1))  # (h, C, T, T)
         e_u = torch.exp(qu.reshape(h, c * t, dh) @ user_k)  # (h, C T, M)
         num = e_v @ v1 + (e_u @ user_v1).view(h, c, t, dh + 1)  # (h, C, T, dh + 1)
