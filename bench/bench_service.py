@@ -423,13 +423,17 @@ def ort_stage(
     candidate's own N + 1 slots).
 
     Levers: ``fp32`` the served scorer and session (`export.fused` heads-first layout on 2-D
-    token rows, elementwise user tilt, joined values, Split, `export.rewrite` FusedMatMul
-    rewrite, optimisation level all less `service.ranker.DISABLED_OPTIMIZERS`); ``fp32_round3``
+    token rows, deferred softmax, elementwise user tilt, Split, `export.rewrite` FusedMatMul
+    rewrite, optimisation level all less `service.ranker.DISABLED_OPTIMIZERS`);
+    ``fp32_explicit_softmax`` the scorer served after round 6 (the explicit softmax over the
+    concatenated, masked logits, joined values: the round-7 lever undone); ``fp32_round3``
     the scorer served after round 3 (split values, Slice + Squeeze: both round-4 levers
-    undone); ``fp32_split_values`` and ``fp32_slice_unbind`` the served scorer less one
-    round-4 lever each; ``fp32_round2`` the scorer served after round 2 (3-D token rows,
-    MatMul tilt, no rewrite, round-3 values and unbind); ``fp32_3d``, ``fp32_matmul_tilt``, ``fp32_no_rewrite`` the served scorer
-    less one round-3 lever each; ``fp32_token_major``
+    undone); ``fp32_split_values`` the round-6 scorer with split values (the deferred softmax
+    has no values to join); ``fp32_slice_unbind`` the served scorer with Slice + Squeeze
+    for Split; ``fp32_round2`` the scorer served after round 2 (3-D token rows, MatMul tilt,
+    no rewrite, round-3 values and unbind); ``fp32_3d`` the round-6 scorer on 3-D rows (the
+    deferred softmax is written for 2-D rows); ``fp32_matmul_tilt``, ``fp32_no_rewrite`` the
+    served scorer less one round-3 lever each; ``fp32_token_major``
     `export.fused.TokenMajorVideoBlock` (tried, not served); ``fp32_skipln_fusion`` the served
     scorer with every level-all transformer (ORT's SkipLayerNormalization fusion included);
     ``fp32_stacked`` the round-1 attention form (stacked projections) with the served tilt
