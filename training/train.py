@@ -523,7 +523,9 @@ def _loop(
     elapsed = time.perf_counter() - start
     best_step = validator.best_step if validator else 0
     best = validator.best if validator else math.nan
-    if info.main:
+    if info.main and validator is None:  # a refit: no validation rows to report on
+        log.info("trained %d steps without validation; %.1f s", step, elapsed)
+    elif info.main:
         log.info(
             "best validation %s (%s) %.4f at step %d of %d; %.1f s",
             VALID_METRIC, o.valid_protocol, best, best_step, step, elapsed,

@@ -139,10 +139,12 @@ def test_no_validation_rows_and_content_modality_are_errors(
 
 
 def test_refit_retrains_on_train_and_valid_for_the_best_step_count(
-    table: pl.DataFrame, tmp_path: Path
+    table: pl.DataFrame, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """optim.refit: the shipped model knows the validation rows' ids, trained best_step steps."""
+    """optim.refit: the shipped model knows the validation rows' ids, trained best_step steps;
+    its phase logs the steps it trained, not a validation metric it has none of."""
     run = tmp_path / "run"
+    caplog.set_level("INFO", logger="training.train")
     result = _train_tiny(
         table,
         run,
@@ -159,6 +161,8 @@ def test_refit_retrains_on_train_and_valid_for_the_best_step_count(
     assert model_cfg.n_videos == len(videos)
     refit = _metrics(run)[-1]["refit"]
     assert refit == {"rows": int(fit.sum()), "steps": result.best_step}
+    assert f"trained {result.best_step} steps without validation" in caplog.text
+    assert "nan" not in caplog.text
     assert all(torch.isfinite(p).all() for p in model.parameters())
     _assert_exit_counts(model, table, fit, videos)
 
