@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -147,17 +147,17 @@ def fused_copy(
         fused.decoder = ElementwiseTiltDecoder(fused.decoder)  # type: ignore[assignment]
     deferred = softmax == "deferred" and layout == "heads_first" and cfg.user_stream == "self"
     if deferred:
-        bound = attention_logit_bound(model)
-        if bound > DEFERRED_LOGIT_LIMIT:
+        form = scorer_softmax(model)
+        deferred = form["softmax"] == "deferred"
+        if deferred:
+            log.info("scorer: deferred softmax (attention logits bounded by %.1f)", form["bound"])
+        else:
             log.warning(
                 "attention logits are bounded by %.1f only (> %.0f): the scorer keeps the "
                 "explicit softmax",
-                bound,
+                form["bound"],
                 DEFERRED_LOGIT_LIMIT,
             )
-            deferred = False
-        else:
-            log.info("scorer: deferred softmax (attention logits bounded by %.1f)", bound)
     for name, enc in fused.encoders.items():
         enc = cast(ModalityEncoder, enc)
         if layout in ("heads_first", "heads_first_3d") and cfg.user_stream == "self":
@@ -175,6 +175,23 @@ def fused_copy(
         for block in cast(nn.ModuleList, enc.video):
             block.attn = FusedCrossAttention(cast(CrossAttention, block.attn))
     return fused
+
+
+def scorer_softmax(model: SegmentInterestModel) -> dict[str, Any]:
+    """The softmax form the served scorer of ``model`` gets (`fused_copy`'s default) and why:
+    ``{"softmax": "deferred" | "explicit", "bound": attention_logit_bound, "limit":
+    DEFERRED_LOGIT_LIMIT}``; the export records it in the manifest's ``source``."""
+    bound = attention_logit_bound(model)
+    deferred = (
+        model.cfg.user_stream == "self"
+        and not model.cfg.attn_logit_dropout
+        and bound <= DEFERRED_LOGIT_LIMIT
+    )
+    return {
+        "softmax": "deferred" if deferred else "explicit",
+        "bound": round(bound, 4),
+        "limit": DEFERRED_LOGIT_LIMIT,
+    }
 
 
 def attention_logit_bound(model: SegmentInterestModel) -> float:

@@ -45,7 +45,7 @@ from torch.export import Dim
 
 from export.contract import GRAPHS, INT8, INT8_FILES, MODEL, SCORER, USER_ENCODER, GraphContract
 from export.ctr import export_ctr, load_checked_run
-from export.fused import fused_copy
+from export.fused import fused_copy, scorer_softmax
 from export.graph import EXPORTER, OPSET, export_graph
 from export.manifest import (
     VOCAB_USERS,
@@ -267,6 +267,7 @@ def export_run(
             source={
                 "run_dir": str(Path(run_dir).resolve()),
                 "provenance": read_provenance(run_dir),
+                **({"scorer_form": scorer_softmax(model)} if cfg.user_stream == "self" else {}),
             },
             ctr=ctr,
             features=_content_features(run_dir) if "content" in cfg.modalities else None,

@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from export.contract import INT8_FILES
+from export.fused import DEFERRED_LOGIT_LIMIT, attention_logit_bound
 from export.manifest import Manifest, config_hash, files_fingerprint
 from export.onnx import OPSET
 from segint.heads import exit_distribution, outcome_mask
@@ -73,6 +74,11 @@ def test_manifest_describes_the_artifact(self_artifact: Path) -> None:
     ]
     assert scorer.output("logits").shape == ("candidates", "slots")
     assert json.loads((self_artifact / "manifest.json").read_text())["format_version"] == 1
+    # the scorer's softmax form and the weight bound that allowed it (export.fused)
+    form = m.source["scorer_form"]
+    assert form["softmax"] == "deferred" and form["limit"] == DEFERRED_LOGIT_LIMIT
+    assert form["bound"] == round(attention_logit_bound(tiny_model("self")), 4)
+    assert 0 < form["bound"] <= form["limit"]
 
 
 def test_artifact_carries_the_int8_scorer_in_its_manifest(
