@@ -386,8 +386,8 @@ def scorer_variant(
 
 
 # The ORT-stage levers, each against the served graph (fp32, level all less
-# DISABLED_OPTIMIZERS; heads-first layout on 2-D token rows, elementwise tilt, FusedMatMul
-# rewrite, joined values, Split). Each ``fp32_*`` lever undoes one of them (or tries another form);
+# DISABLED_OPTIMIZERS; heads-first layout on 2-D token rows, deferred softmax, elementwise
+# tilt, FusedMatMul rewrite, Split). Each ``fp32_*`` lever undoes one of them (or tries another form);
 # ``fp32_round3``, ``fp32_round2`` and ``before_graph`` are the scorers served after rounds 3
 # and 2 and before round 1.
 LEVERS = (
