@@ -258,6 +258,12 @@ class FusedVideoBlock(nn.Module):
     - ``split``: the stacked q, q_user, k, v (and the user's k, v) are taken apart with one
       Split each (round 4), not the Slice + Squeeze per tensor that unpacking a tensor
       exports as (round 3).
+    - ``deferred`` (round 7, 2-D rows; `_forward_deferred`): no softmax. Each source's exp'd
+      logits multiply its values with a constant-1 channel, ``[V, 1]``, masked keys' rows
+      zero; the two products are added and the value part divided by the 1 channel. The key
+      mask is then a (1, C, T, 1) 0/1 factor of the video values, and ``joined_values`` is
+      moot. `fused_copy` sets it only for models whose logits `attention_logit_bound` keeps
+      within ``DEFERRED_LOGIT_LIMIT``.
     """
 
     def __init__(
