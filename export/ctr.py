@@ -26,6 +26,7 @@ exported as they are; the manifest records the mode.
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Any
@@ -147,9 +148,15 @@ def export_ctr(run: Any, out_dir: Path, opset: int) -> tuple[GraphSpec, CtrSpec]
 
 def export_head(model: Any, path: Path, opset: int) -> GraphSpec:
     """Export `segrec.onnx.CTRHead` of a `SegRecModel` (eval mode) to ``path`` through the
-    pinned exporter (`export.graph.export_graph`), names and axes from `export.contract`."""
+    pinned exporter (`export.graph.export_graph`), names and axes from `export.contract`.
+    A DIN backbone is exported in its inference form (a copy with
+    `segrec.network.DIN.split_first_layer`; ``model`` is left as it is)."""
+    from segrec.network import DIN
     from segrec.onnx import CTRHead
 
+    if isinstance(model.backbone, DIN):
+        model = copy.deepcopy(model).eval()
+        model.backbone.split_first_layer()
     spec = GRAPHS[CTR]
     dims: dict[str, torch.export.Dim] = {}
     dynamic = {

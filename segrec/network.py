@@ -316,6 +316,47 @@ class WideDeep(nn.Module):
         return deep + wide
 
 
+class SplitFirstLayer(nn.Module):
+    """DIN's attention-unit first layer, ``W [q, k, q - k, q * k] + b`` (4d -> width), as
+    ``(W1 + W3) q + (W2 - W3) k + W4 (q * k) + b``: the q and k terms are computed once per
+    slot and once per history view and gathered per pair, so each (slot, view) pair pays for
+    one d -> width product instead of a 4d -> width one and no concatenation. Inference only;
+    the weights are copied from the trained layer (`DIN.split_first_layer`)."""
+
+    def __init__(self, first: nn.Linear):
+        super().__init__()
+        width, four_d = first.weight.shape
+        d = four_d // 4
+        w = first.weight.detach()
+        w1, w2, w3, w4 = (w[:, i * d : (i + 1) * d] for i in range(4))
+        self.q, self.k, self.pair = (
+            nn.Linear(d, width),
+            nn.Linear(d, width, bias=False),
+            nn.Linear(d, width, bias=False),
+        )
+        with torch.no_grad():
+            self.q.weight.copy_(w1 + w3)
+            self.k.weight.copy_(w2 - w3)
+            self.pair.weight.copy_(w4)
+            if first.bias is not None:
+                self.q.bias.copy_(first.bias)
+            else:
+                self.q.bias.zero_()
+
+    def forward(
+        self,
+        q: Tensor,  # (B, S', d)
+        k: Tensor,  # (B, H, d)
+        qp: Tensor,  # (P, d) = q[b_idx, j_idx]
+        kp: Tensor,  # (P, d) = k[b_idx, h_idx]
+        b_idx: Tensor,
+        j_idx: Tensor,
+        h_idx: Tensor,
+    ) -> Tensor:  # (P, width)
+        out: Tensor = self.q(q)[b_idx, j_idx] + self.k(k)[b_idx, h_idx] + self.pair(qp * kp)
+        return out
+
+
 class DIN(nn.Module):
     """Per-slot target attention over the user's history (Deep Interest Network), then an MLP.
 
@@ -342,6 +383,15 @@ class DIN(nn.Module):
         self.out = mlp(n_in + n_mlp_dense, cfg.hidden, cfg.activation, cfg.dropout)
         # Mode survival also scores slot N (the completion outcome).
         self.with_completion = cfg.mode == "survival"
+        self.split_first: SplitFirstLayer | None = None  # inference form (split_first_layer)
+
+    def split_first_layer(self) -> None:
+        """Inference only (the exported CTR head, `export.ctr.export_head`): the attention
+        unit's first layer runs as `SplitFirstLayer`, same scores within float rounding."""
+        first = self.attention[0]
+        if not isinstance(first, nn.Linear):
+            raise TypeError(f"the attention unit starts with {type(first).__name__}")
+        self.split_first = SplitFirstLayer(first)
 
     def forward(
         self,
@@ -393,7 +443,11 @@ class DIN(nn.Module):
         """
         b_idx, j_idx, h_idx = torch.nonzero(pairs, as_tuple=True)  # each (P,)
         qp, kp = q[b_idx, j_idx], k[b_idx, h_idx]  # (P, d)
-        score = self.attention(torch.cat([qp, kp, qp - kp, qp * kp], dim=-1))  # (P, 1)
+        if self.split_first is None:
+            score = self.attention(torch.cat([qp, kp, qp - kp, qp * kp], dim=-1))  # (P, 1)
+        else:
+            z = self.split_first(q, k, qp, kp, b_idx, j_idx, h_idx)  # (P, width)
+            score = self.attention[1:](z)  # (P, 1)
         out = torch.zeros_like(q)
         return out.index_put((b_idx, j_idx), score * kp, accumulate=True)  # (B, S', d)
 

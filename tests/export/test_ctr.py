@@ -19,9 +19,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from export.ctr import CTR_INPUTS, example_inputs
+from export.ctr import CTR_INPUTS, example_inputs, export_head
 from export.manifest import Manifest, config_hash, files_fingerprint
+from export.onnx import OPSET
 from segint.cli import main
+from segrec.network import DIN
 from segrec.onnx import CTRHead
 from tests.export.tiny import TINY
 from tests.export.tiny_ctr import CTR, CTR_USERS, CTR_VIDEOS, tiny_segrec, write_segrec_run
@@ -196,3 +198,24 @@ def test_export_command_with_an_interest_variant_head(
     bad = write_segrec_run(tmp_path / "bad", None, backbone, mode)
     args = ["export", "--model", str(interest), "--segrec", str(bad), "--out", str(tmp_path / "b")]
     assert "does not record its interest model" in _refused(args, capsys)
+
+
+def test_a_din_head_is_exported_with_its_first_layer_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """export_head writes DIN's inference form (no concatenation of the [q, k, q - k, q * k]
+    pairs: `segrec.network.DIN.split_first_layer`) and leaves the run's model as it is; the
+    graph's parity with the unsplit model is test_ctr_graph_matches_pytorch."""
+
+    def pair_concats(path: Path) -> int:  # Concats that take a difference (q - k)
+        graph = onnx.load(str(path)).graph
+        subs = {o for n in graph.node if n.op_type == "Sub" for o in n.output}
+        return sum(n.op_type == "Concat" and bool(subs & set(n.input)) for n in graph.node)
+
+    model = tiny_segrec()
+    export_head(model, tmp_path / "ctr.onnx", OPSET)
+    assert model.backbone.split_first is None
+    assert pair_concats(tmp_path / "ctr.onnx") == 0
+    monkeypatch.setattr(DIN, "split_first_layer", lambda self: None)  # the training form
+    export_head(model, tmp_path / "unsplit.onnx", OPSET)
+    assert pair_concats(tmp_path / "unsplit.onnx") == 1

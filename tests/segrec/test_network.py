@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -176,3 +178,20 @@ def test_learned_temperature_starts_at_one_and_trains() -> None:
     assert temp.cfg.method == "segrec+temp"
     with pytest.raises(ValueError, match="learn_temperature"):
         SegRecConfig("widedeep", "segsum", 3, 3, learn_temperature=True)
+
+
+@pytest.mark.parametrize("mode", ["video", "segrec", "survival", "features"])
+@pytest.mark.parametrize("activation", ["dice", "prelu"])
+def test_din_split_first_layer_gives_the_same_outputs(mode: str, activation: str) -> None:
+    """The exported DIN's inference form (`DIN.split_first_layer`: the attention unit's first
+    layer as (W1 + W3) q + (W2 - W3) k + W4 (q * k) + b) gives the model's logits within float
+    rounding, with rows without history, one-segment and full-length videos."""
+    m = model("din", mode, activation=activation, att_hidden=(7, 5))
+    x = batch(seed=4)
+    split = copy.deepcopy(m)
+    split.backbone.split_first_layer()
+    assert split.backbone.split_first is not None and m.backbone.split_first is None
+    with torch.no_grad():
+        want, got = m(**x), split(**x)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert not torch.equal(want, torch.zeros_like(want))
