@@ -487,19 +487,12 @@ def ort_stage(
     states, mask = session(artifact / "user_encoder.onnx").run(None, user)
     served = artifact / "scorer.onnx"
 
-    def form(
-        layout: str,
-        tilt: str = "elementwise",
-        rewrite: bool = True,
-        values: str = "joined",
-        unbind: str = "split",
-        softmax: str = "deferred",
-    ) -> Path | None:
-        # another export of the same weights: needs the model (None with --artifact
-        # without its training run)
+    def form(*form_arg: Any) -> Path | None:
+        # another export of the same weights (`scorer_variant`'s form arguments): needs the
+        # model (None with --artifact without its training run)
         if model is None:
             return None
-        return scorer_variant(artifact, model, layout, tilt, rewrite, values, unbind, softmax)
+        return scorer_variant(artifact, model, *form_arg)
 
     # (layout, tilt, rewrite, values, unbind, softmax) of each other export; only the levers
     # asked for are exported (each export takes about a minute on a busy machine). The
