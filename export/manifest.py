@@ -127,6 +127,9 @@ class Manifest:
     watch_time: dict[str, Any] | None = None  # calibration.json of the run (temperature)
     # precision -> graph name -> that graph's file in this precision (graphs are fp32)
     precisions: dict[str, dict[str, VariantSpec]] = field(default_factory=dict)
+    # The per-video exit table mixed into the served distribution (segint.video_table):
+    # file, sha256, weight and how it was fitted; None = the network's distribution alone.
+    video_table: dict[str, Any] | None = None
 
     def graph(self, name: str) -> GraphSpec:
         if name not in self.graphs:

@@ -64,6 +64,7 @@ from model.config import ModelConfig
 from model.network import SegmentInterestModel
 from segint.errors import SegintError
 from segint.provenance import read as read_provenance
+from segint.video_table import VideoTable, read_run_table
 from segint.watchtime import read_calibration
 
 log = logging.getLogger(__name__)
@@ -247,6 +248,9 @@ def export_run(
             f"model version {version!r} must be non-empty without braces, colons or spaces"
         )
     ctr_run = None if segrec is None else load_checked_run(segrec, run_dir, cfg.s_max)
+    video_table = read_run_table(run_dir)
+    if video_table is not None:
+        video_table.check(len(videos), cfg.s_max, str(run_dir))
     if cfg.user_stream == "self":  # the scorer's int8 form is written too (write_int8_forms)
         require_quantizer()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -273,6 +277,7 @@ def export_run(
             features=_content_features(run_dir) if "content" in cfg.modalities else None,
             watch_time=read_calibration(run_dir),
             precisions=precisions,
+            video_table=None if video_table is None else _copy_video_table(video_table, tmp),
         )
         manifest.write(tmp)
         make_readable(tmp)
@@ -321,6 +326,7 @@ def build_manifest(
     features: dict[str, Any] | None = None,
     watch_time: dict[str, Any] | None = None,
     precisions: dict[str, dict[str, VariantSpec]] | None = None,
+    video_table: dict[str, Any] | None = None,
 ) -> Manifest:
     """The manifest of graphs already written to ``folder``. The fingerprint covers the fp32
     graphs: the int8 scorer derives from them, and carries its own sha256."""
@@ -345,7 +351,20 @@ def build_manifest(
         features=features,
         watch_time=watch_time,
         precisions=precisions or {},
+        video_table=video_table,
     )
+
+
+def _copy_video_table(table: VideoTable, folder: Path) -> dict[str, Any]:
+    """Write the run's per-video exit table into the artifact; its manifest entry."""
+    path = table.write(folder)
+    return {
+        "file": path.name,
+        "sha256": file_sha256(path),
+        "weight": table.weight,
+        "videos": int((table.n_segments > 0).sum()),
+        "fitted": table.meta,
+    }
 
 
 def _content_features(run_dir: str | Path) -> dict[str, Any]:

@@ -35,6 +35,7 @@ a learner with each and keeps the one with the lower validation loss, recording 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -279,6 +280,22 @@ def view_features(data: LearnedInput, encoding: str = "loo") -> ViewFeatures:
         test_profile=xv,
         fit_length_profile=fl,
         test_length_profile=xl,
+    )
+
+
+VIDEO_ONLY = ("n_segments", "duration_ms", "video_views", "video_first_exit", "video_completion",
+              "video_mean_fraction", *VIDEO_SIDE)  # fmt: skip
+
+
+def video_only(feats: ViewFeatures) -> ViewFeatures:
+    """The columns of ``feats`` that depend on the video alone (`VIDEO_ONLY`: N, duration, the
+    video's exit statistics, its side codes); no hour, no user statistics or side codes."""
+    cols = [i for i, n in enumerate(feats.names) if n in VIDEO_ONLY]
+    return dataclasses.replace(
+        feats,
+        names=[feats.names[i] for i in cols],
+        fit=feats.fit[:, cols],
+        test=feats.test[:, cols],
     )
 
 

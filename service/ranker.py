@@ -45,8 +45,10 @@ from export.contract import (
 )
 from export.manifest import ArtifactError, Manifest, VariantSpec, file_sha256
 from segint import heads, watchtime
+from segint.errors import SegintError
 from segint.segments import SEGMENT_MS
 from segint.segments import n_segments as count_segments
+from segint.video_table import VideoTable
 from segint.vocab import UNKNOWN, Vocab
 from service import metrics
 from service.content import ContentFeatures
@@ -119,6 +121,7 @@ class Ranker:
         content: ContentFeatures | None = None,
         ctr: CtrHead | None = None,
         precision: str = FP32,
+        video_table: VideoTable | None = None,
     ) -> None:
         self.manifest = manifest
         self.precision = precision  # the scorer's, as served: fp32 or int8
@@ -128,6 +131,7 @@ class Ranker:
         self.content = content
         self.ctr = ctr
         self.temperature = watchtime.manifest_temperature(manifest.watch_time)
+        self.video_table = video_table  # mixed into the exit distribution (segint.video_table)
         self.provider = next(iter(sessions.values())).get_providers()[0]
         # 8 bytes stamping every cached blob with its producer: the graphs' sha256 and, for a
         # content model, the feature-store snapshot the user states were computed from.
@@ -249,7 +253,8 @@ class Ranker:
         users = _load_vocab(folder / manifest.vocab_users)
         videos = _load_vocab(folder / manifest.vocab_videos)
         ctr = None if manifest.ctr is None else CtrHead.load(folder, manifest.ctr, manifest.s_max)
-        ranker = cls(manifest, sessions, users, videos, content, ctr, precision=served)
+        table = _load_video_table(folder, manifest, len(videos))
+        ranker = cls(manifest, sessions, users, videos, content, ctr, served, table)
         log.info(
             "loaded artifact %s (%s stream, graphs %s, scorer precision %s) on %s with %d threads",
             manifest.model_version,
@@ -318,6 +323,8 @@ class Ranker:
         # The run's calibration temperature (1 without one) shapes the distribution only;
         # segment_scores and the CTR head keep the raw logits.
         dist = watchtime.calibrated_exit_distribution(logits, nseg, self.temperature)
+        if self.video_table is not None:  # its videos' rows: (1 - w) network + w table
+            self.video_table.mix(dist, video_idx, nseg)
         return Scores(
             logits=logits,
             n_segments=nseg,
@@ -586,6 +593,25 @@ def _open_content(
     if l1 is None:  # as in training, recorded by the export
         l1 = bool((manifest.features or {}).get("l1_normalize", False))
     return ContentFeatures.open(store, manifest.config, l1_normalize=l1)
+
+
+def _load_video_table(folder: Path, manifest: Manifest, n_videos: int) -> VideoTable | None:
+    """The artifact's per-video exit table (its manifest's ``video_table``), sha256-checked and
+    of the artifact's vocabulary size and slot count."""
+    entry = manifest.video_table
+    if entry is None:
+        return None
+    path = folder / str(entry["file"])
+    if not path.is_file():
+        raise ArtifactError(f"{path} is listed in the manifest but missing")
+    if file_sha256(path) != entry["sha256"]:
+        raise ArtifactError(f"{path}: its sha256 differs from the manifest's")
+    try:
+        table = VideoTable.read(path)
+        table.check(n_videos, manifest.s_max, str(path))
+    except SegintError as e:
+        raise ArtifactError(str(e)) from None
+    return table
 
 
 def _load_vocab(path: Path) -> Vocab:

@@ -163,6 +163,7 @@ async def healthz(state: StateDep) -> Health:
         scorer_precision="int8" if ranker.precision == INT8 else "fp32",
         cache="redis" if state.cache.redis is not None else "local",
         ctr_head=None if ctr is None else f"{ctr.backbone}/{ctr.mode}",
+        video_table_weight=None if ranker.video_table is None else ranker.video_table.weight,
         feature_store_loaded=ranker.content is not None,
         feature_store_videos=None if ranker.content is None else len(ranker.content.store),
     )

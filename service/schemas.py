@@ -392,6 +392,10 @@ class Health(BaseModel):
     ctr_head: str | None = Field(
         description="backbone/mode of the SegRec CTR head; null without one (no `ctr` in /score)"
     )
+    video_table_weight: float | None = Field(
+        description="share of the per-video exit table in the served exit distribution of "
+        "the videos it holds (watch time, completion, skip); null without a table"
+    )
     feature_store_loaded: bool = Field(description="segment content features are served")
     feature_store_videos: int | None = Field(description="videos in the store; null without one")
 

@@ -94,8 +94,21 @@ class OptimConfig:
     # min(ema, (1 + t) / (10 + t)). What is validated, early-stopped and saved are the
     # averaged weights; the optimiser steps the raw ones. 0 = off.
     ema: float = 0.0
+    # Share w of the per-video exit table (training.video_trees, segint.video_table) in the
+    # served exit distribution: p = (1 - w) p_network + w p_table for candidates whose video
+    # has a row. The table is fitted after training (hazard-gbdt on the video's own features,
+    # stopped on the validation rows, with the KuaiRand side table when distill_side_tables)
+    # and written as RUN/video_trees.npz. 0 = no table.
+    video_trees: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.video_trees <= 1.0:
+            raise ValueError(f"optim.video_trees must be in [0, 1], got {self.video_trees}")
+        if self.video_trees > 0 and self.refit:
+            raise ValueError(
+                "optim.video_trees stops the table's trees on the validation rows, which "
+                "optim.refit trains on: set one of them off"
+            )
         if not self.distill >= 0:
             raise ValueError(f"optim.distill must be >= 0, got {self.distill}")
         if not 0 <= self.ema < 1:

@@ -331,6 +331,8 @@ def train(
             _refit(cfg, table, split, out, result.best_step, info, dev, progress)
         elif cfg.optim.refresh_counts and prep.model_cfg.exit_prior > 0 and info.main:
             _refresh_counts(model, table, split, prep.videos, out, dev)
+        if cfg.optim.video_trees > 0 and info.main:
+            write_video_table(cfg, table, split, prep.videos, out, cfg.optim.video_trees)
         return result
     finally:
         if info.world > 1 and dist.is_initialized():
@@ -430,6 +432,29 @@ def _refresh_counts(
     log.info("exit counts refreshed from %d training + validation rows", fit.height)
     with (out / checkpoint.METRICS_FILE).open("a") as f:
         f.write(json.dumps({"refresh_counts": {"rows": fit.height}}) + "\n")
+
+
+def write_video_table(
+    cfg: TrainConfig,
+    table: pl.DataFrame,
+    split: npt.NDArray[np.int8],
+    videos: Vocab,
+    out: str | Path,
+    weight: float,
+) -> Path:
+    """Fit the run's per-video exit table (`training.video_trees`) and write it to ``out``."""
+    from training.side import kuairand_side_tables
+    from training.video_trees import fit_video_table
+
+    side = kuairand_side_tables()[0] if cfg.optim.distill_side_tables else None
+    mask = (split == TRAIN) | (split == VALID)
+    video_table = fit_video_table(
+        table.filter(pl.Series(mask)), split[mask] == VALID, videos, cfg.data.s_max, weight, cfg.data.seed, torch.get_num_threads(),
+        side,
+    )  # fmt: skip
+    path = video_table.write(out)
+    log.info("wrote %s", path)
+    return path
 
 
 def _refit(

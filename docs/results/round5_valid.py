@@ -25,7 +25,6 @@ Round 6 (docs/results/user-signal.md, "Round 6") adds two questions:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
 import numpy as np
@@ -34,7 +33,7 @@ import polars as pl
 import torch
 
 from learned import LearnedInput, get_learner
-from learned.features import VIDEO_SIDE, ViewFeatures, best_encoding
+from learned.features import best_encoding, video_only
 from learned.hazard_gbdt import fit_features
 from segint.data import Filters, load_table
 from segint.metrics import per_row_metrics
@@ -78,7 +77,7 @@ def main() -> None:
     res: dict[str, Rows] = {"hazard-gbdt": row_metrics(1 - d_trees, d_trees)}
     d_video = None
     if args.video_trees:
-        per_video = best_encoding(learned_in, lambda f: fit_features(learned_in, _per_video(f)))
+        per_video = best_encoding(learned_in, lambda f: fit_features(learned_in, video_only(f)))
         d_video = np.asarray(per_video.exit_dist)
         res["video-trees"] = row_metrics(1 - d_video, d_video)
     first = None
@@ -164,19 +163,6 @@ def score_validation(
     set_prior_counts(model, *table_counts_args(fit, videos))
     data = InteractionDataset(table, history, rows, users, videos, cfg.s_max)
     return scores_and_exit_dist(predict_logits(model, data, 1024, "cpu"), n_seg)
-
-
-def _per_video(feats: ViewFeatures) -> ViewFeatures:
-    """The features that depend on the video alone (N, duration, exit statistics, side codes)."""
-    keep = {"n_segments", "duration_ms", "video_views", "video_first_exit", "video_completion",
-            "video_mean_fraction", *VIDEO_SIDE}  # fmt: skip
-    cols = [i for i, n in enumerate(feats.names) if n in keep]
-    return dataclasses.replace(
-        feats,
-        names=[feats.names[i] for i in cols],
-        fit=feats.fit[:, cols],
-        test=feats.test[:, cols],
-    )
 
 
 if __name__ == "__main__":

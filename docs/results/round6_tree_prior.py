@@ -4,7 +4,7 @@ network's exit prior taken from per-video trees instead of the count-smoothed pr
     .venv/bin/python docs/results/round6_tree_prior.py SPLIT OUT BASE_RUN [--seed S]
 
 Per-video trees are hazard-gbdt on the features that depend on the video alone
-(`round5_valid._per_video`). Training rows of count fold k get the trees fitted on the
+(`learned.features.video_only`). Training rows of count fold k get the trees fitted on the
 training rows outside fold k (the video statistics of those rows: out of fold, as the count
 prior and the distillation teacher are); validation rows get trees fitted on all training
 rows. Rows whose video id is 0 (unknown, or dropped by id dropout) keep the count prior (the
@@ -31,7 +31,7 @@ import polars as pl
 import torch
 
 from learned import get_learner
-from learned.features import view_features
+from learned.features import video_only, view_features
 from learned.hazard_gbdt import fit_features
 from model.decoder import InterestDecoder
 from segint.data import Filters, load_table
@@ -46,7 +46,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from round5_valid import (  # noqa: E402
     LOG,
     METRICS,
-    _per_video,
     bootstrap_se,
     learned_input,
     score_validation,
@@ -82,7 +81,7 @@ def main() -> None:
     def per_video_trees(fit_rows: npt.NDArray[np.int64], test_rows: npt.NDArray[np.int64]) -> Any:
         stop = rng.random(len(fit_rows)) < 0.1
         data = learned_input(table[fit_rows], stop, table[test_rows], seed, sides, s)
-        out, loss = fit_features(data, _per_video(view_features(data, "kfold")))
+        out, loss = fit_features(data, video_only(view_features(data, "kfold")))
         out_ = f"per-video trees: {len(fit_rows)} rows, {len(test_rows)} scored, loss {loss:.5f}\n"
         sys.stdout.write(out_)
         return np.asarray(out.exit_dist)

@@ -64,11 +64,13 @@ from segint.commands.data import source_from_args
 from segint.commands.train import set_threads
 from segint.errors import SegintError
 from segint.splits import SPLIT_METHODS, TEST, TRAIN, VALID
+from segint.video_table import read_run_table
 from segint.watchtime import apply_temperature, fit_temperature
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "SegInterest"
 UNCALIBRATED = "SegInterest(T=1)"
+NETWORK = "SegInterest(network)"  # the network alone, calibrated, when the run has a table
 SERVED = (
     "MAE: median exit slot of the temperature-scaled distribution over the N + 1 outcomes "
     "(the service's median_watch_ms); MAE_mean: its expected slot"
@@ -105,6 +107,14 @@ def register(sub: Any) -> None:
         default="mae",
         help="what chooses the watch-time temperature on validation rows: the served median's "
         "MAE (default) or the exit NLL",
+    )
+    p.add_argument(
+        "--video-trees",
+        type=float,
+        metavar="W",
+        help="fit the run's per-video exit table on the fitting rows (stopped on the "
+        "validation rows), served with share W in (0, 1], and write it to RUN/video_trees.npz "
+        "(default: use the run's table when it has one)",
     )
     p.set_defaults(func=run)
 
@@ -177,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
     if args.threads < 0:
         raise SegintError(f"--threads must be >= 0, got {args.threads}")
     check_bootstrap(args.bootstrap)
+    if args.video_trees is not None and not 0.0 < args.video_trees <= 1.0:
+        raise SegintError(f"--video-trees must be in (0, 1], got {args.video_trees}")
     names = learned_names(args)  # checked before any data is read
     set_threads(args.threads)
     device = select_device(args.device)
@@ -224,6 +236,19 @@ def run(args: argparse.Namespace) -> int:
     methods[MODEL_NAME] = (scores, dist)
     methods[UNCALIBRATED] = scores_and_exit_dist(logits, n_seg)
     settings[MODEL_NAME] = {**calibration.to_dict(), "MAE_of": SERVED}
+    if args.video_trees is not None:
+        _fit_video_table(args, cfg, fit, valid, videos, model_cfg.s_max)
+    video_table = read_run_table(args.model)
+    if video_table is not None:  # served: the network's distribution mixed with the table's
+        video_table.check(len(videos), model_cfg.s_max, str(args.model))
+        methods[NETWORK] = (scores, dist.copy())
+        used = video_table.mix(dist, videos.lookup(test["video_id"].to_numpy()), n_seg)
+        methods[MODEL_NAME] = (np.where(used[:, None], 1.0 - dist, scores), dist)
+        settings[MODEL_NAME]["video_table"] = {
+            "weight": video_table.weight,
+            "mixed_rows": int(used.sum()),
+            **video_table.meta,
+        }
     if names:
         more, more_settings = fit_learned(
             args, names, fit, test, valid, valid_where, model_cfg.s_max
@@ -232,3 +257,23 @@ def run(args: argparse.Namespace) -> int:
         settings.update(more_settings)
     report_methods(args, fit, test, methods, settings, paired_with=MODEL_NAME)
     return 0
+
+
+def _fit_video_table(
+    args: argparse.Namespace,
+    cfg: Any,
+    fit: pl.DataFrame,
+    valid: npt.NDArray[np.bool_],
+    videos: Any,
+    s_max: int,
+) -> None:
+    """``--video-trees W``: the run's per-video table, fitted as `segint train` fits it."""
+    from training.side import kuairand_side_tables
+    from training.video_trees import fit_video_table
+
+    # The side table as the learned baselines get it (--video-table, --no-side-tables).
+    video_side = None if args.no_side_tables else kuairand_side_tables(args.video_table)[0]
+    table = fit_video_table(
+        fit, valid, videos, s_max, args.video_trees, args.seed, max(args.threads, 1), video_side
+    )
+    log.info("wrote %s", table.write(args.model))

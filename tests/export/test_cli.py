@@ -79,6 +79,37 @@ def test_export_carries_the_run_calibration_into_the_manifest(tmp_path: Path) ->
 
 
 @pytest.mark.slow
+def test_export_carries_the_run_video_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """RUN/video_trees.npz is copied into the artifact and named in the manifest with its
+    sha256 and weight; a table of another vocabulary size is exit 2 with one line."""
+    import numpy as np
+
+    from export.manifest import file_sha256
+    from segint.video_table import TABLE_FILE, VideoTable
+    from segint.vocab import Vocab
+
+    run = write_run(tmp_path / "run", tiny_model("self"))
+    n_videos = len(Vocab.load(run / "vocab_videos.npy"))
+    model_s = tiny_model("self").cfg.s_max
+    dist = np.full((n_videos, model_s), 1.0 / model_s)
+    table = VideoTable(dist, np.full(n_videos, model_s), 0.5, {"fitted_on": "test"})
+    table.write(run)
+    assert main(["export", "--model", str(run), "--out", str(tmp_path / "a")]) == 0
+    entry = Manifest.read(tmp_path / "a").video_table
+    assert entry is not None and entry["file"] == TABLE_FILE and entry["weight"] == 0.5
+    assert entry["sha256"] == file_sha256(tmp_path / "a" / TABLE_FILE)
+    assert entry["videos"] == n_videos and entry["fitted"] == {"fitted_on": "test"}
+    VideoTable(dist[:-1], np.full(n_videos - 1, model_s), 0.5).write(run)
+    capsys.readouterr()
+    assert main(["export", "--model", str(run), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "vocabulary videos" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.slow
 def test_export_leaves_an_artifact_other_users_can_read(tmp_path: Path) -> None:
     """The artifact folder is 0755 and its files 0644, even under umask 077: the serving
     image runs as another user (uid 10001) and reads a bind-mounted artifacts/ folder."""

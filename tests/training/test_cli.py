@@ -201,6 +201,48 @@ def test_real_kuairand_fixture(shared_data: Path, tmp_path: Path) -> None:
     assert all(np.isfinite(v) for v in report["strict"]["SegInterest"].values())
 
 
+def test_video_table_is_trained_and_evaluated_as_served(shared_data: Path, tmp_path: Path) -> None:
+    """optim.video_trees: `segint train` writes RUN/video_trees.npz, and `segint evaluate`
+    reports SegInterest as served (the network mixed with the table on the rows whose video
+    has a row for their N) beside SegInterest(network); `--video-trees W` refits the table."""
+    from segint.video_table import TABLE_FILE, read_run_table
+
+    run, report_path, rows = tmp_path / "run", tmp_path / "r.json", tmp_path / "rows.parquet"
+    common = ["--data", str(KUAIRAND_FIXTURE), "--format", "kuairand"]
+    train = ["train", *common, "--config", str(TINY), "--out", str(run), "--no-progress"]
+    assert main([*train, "--set", "optim.video_trees=0.5"]) == 0
+    table = read_run_table(run)
+    assert table is not None and table.weight == 0.5
+    evaluate = ["evaluate", "--model", str(run), *common, "--json", str(report_path)]
+    assert main([*evaluate, "--predictions", str(rows)]) == 0
+    report = json.loads(report_path.read_text())
+    assert list(report["strict"])[-3:] == [
+        "SegInterest",
+        "SegInterest(T=1)",
+        "SegInterest(network)",
+    ]
+    mixed = report["settings"]["SegInterest"]["video_table"]
+    assert mixed["weight"] == 0.5 and mixed["mixed_rows"] > 0
+    frame = pl.read_parquet(rows)
+    _, _, _, videos = load_model(run)
+    idx = videos.lookup(frame["video_id"].to_numpy())
+    use = table.mixed(idx, frame["n_segments"].to_numpy())
+    assert use.sum() == mixed["mixed_rows"] and (~use).sum() > 0
+    net = np.array(frame["SegInterest(network).exit_dist"].to_list())
+    got = np.array(frame["SegInterest.exit_dist"].to_list())
+    np.testing.assert_allclose(got[use], 0.5 * net[use] + 0.5 * table.dist[idx[use]], atol=1e-12)
+    np.testing.assert_array_equal(got[~use], net[~use])
+    assert main([*evaluate, "--video-trees", "0.25"]) == 0  # refit with another weight
+    refit = read_run_table(run)
+    assert refit is not None and refit.weight == 0.25
+    np.testing.assert_allclose(refit.dist, table.dist, atol=1e-6)  # same fitting rows
+    report = json.loads(report_path.read_text())
+    assert report["settings"]["SegInterest"]["video_table"]["weight"] == 0.25
+    (run / TABLE_FILE).unlink()
+    assert main(evaluate) == 0
+    _check_layout(json.loads(report_path.read_text()))  # no table: no SegInterest(network)
+
+
 def _fail(capsys, argv: list[str], message: str) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -213,6 +255,9 @@ def test_bad_input_is_exit_2_with_one_line(log_csv: Path, tmp_path: Path, capsys
     train = ["train", *data, "--config", str(TINY), "--out", str(tmp_path / "r"), "--no-progress"]
     _fail(capsys, [*train, "--set", "optim.nope=1"], "optim.nope")
     _fail(capsys, [*train, "--set", "optim.lr=fast"], "optim.lr")
+    _fail(capsys, [*train, "--set", "optim.video_trees=2"], "optim.video_trees")
+    refit = ["--set", "optim.video_trees=0.5", "--set", "optim.refit=true"]
+    _fail(capsys, [*train, *refit], "optim.refit")
     _fail(capsys, [*train, "--train", str(log_csv)], "either --data")
     _fail(
         capsys,
@@ -229,6 +274,7 @@ def test_bad_input_is_exit_2_with_one_line(log_csv: Path, tmp_path: Path, capsys
         "trained on split random_per_user seed 0",
     )
     _fail(capsys, ["evaluate", "--model", run, *data, "--s-max", "30"], "s_max")
+    _fail(capsys, ["evaluate", "--model", run, *data, "--video-trees", "0"], "--video-trees")
     _fail(
         capsys,
         ["evaluate", "--model", run, "--train", str(log_csv)],
