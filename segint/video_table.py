@@ -24,6 +24,7 @@ The table lives in the run (``RUN/video_trees.npz``, written by `segint train` w
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import zipfile
@@ -66,9 +67,9 @@ class VideoTable:
     def mixed(self, video_idx: npt.ArrayLike, n_segments: npt.ArrayLike) -> npt.NDArray[np.bool_]:
         """(C,) which candidates take the table: a row for their video with their ``N``."""
         idx = np.asarray(video_idx, dtype=np.int64)
-        n = np.asarray(n_segments, dtype=np.int64)
         inside = (idx > 0) & (idx < len(self.n_segments))
-        out: npt.NDArray[np.bool_] = inside & (self.n_segments[np.where(inside, idx, 0)] == n)
+        same_n = self.n_segments[np.where(inside, idx, 0)] == np.asarray(n_segments)
+        out: npt.NDArray[np.bool_] = inside & same_n
         return out
 
     def mix(
@@ -76,10 +77,19 @@ class VideoTable:
     ) -> npt.NDArray[np.bool_]:
         """Mix the table into ``dist`` (C, S) in place; returns the mixed rows."""
         use = self.mixed(video_idx, n_segments)
-        if use.any():
-            idx = np.asarray(video_idx, dtype=np.int64)[use]
-            dist[use] = (1.0 - self.weight) * dist[use] + self.weight * self.dist[idx]
+        rows = np.flatnonzero(use)
+        if len(rows):
+            block = dist[rows]  # a copy: scaled and added to in place, then written back
+            block *= 1.0 - self.weight
+            block += self._scaled.take(np.asarray(video_idx, dtype=np.int64)[rows], axis=0)
+            dist[rows] = block
         return use
+
+    @functools.cached_property
+    def _scaled(self) -> FloatArray:
+        """``w * dist``, computed once (the service mixes on every request)."""
+        out: FloatArray = self.weight * self.dist
+        return out
 
     def write(self, folder: str | Path) -> Path:
         """``folder/video_trees.npz`` (float32 distribution, as served)."""
