@@ -50,6 +50,7 @@ SEGREC = ["segrec", "train", "--backbone", "widedeep", "--mode", "video", "--out
         (["baselines", "--data", "x", "--prior-strength-n", "inf"], "--prior-strength-n"),
         (["baselines", "--data", "x", "--prior-grid", "1", "NaN"], "--prior-grid"),
         (["evaluate", "--model", "m", "--data", "x", "--prior-strength=-inf"], "--prior-strength"),
+        (["evaluate", "--model", "m", "--data", "x", "--video-trees", "nan"], "--video-trees"),
         ([*SEGREC, "--lr", "nan"], "--lr"),
         ([*SEGREC, "--dropout", "inf"], "--dropout"),
         (["features", "synth", "--out", "o", "--content-weight", "nan"], "--content-weight"),

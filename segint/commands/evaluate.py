@@ -49,7 +49,7 @@ import numpy.typing as npt
 import polars as pl
 
 from segint import provenance
-from segint.commands import check_bootstrap
+from segint.commands import check_bootstrap, finite_float
 from segint.commands.baselines import (
     add_baseline_options,
     add_learned_options,
@@ -110,7 +110,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--video-trees",
-        type=float,
+        type=finite_float,
         metavar="W",
         help="fit the run's per-video exit table on the fitting rows (stopped on the "
         "validation rows), served with share W in (0, 1], and write it to RUN/video_trees.npz "
