@@ -74,20 +74,44 @@ def base_artifact() -> tuple[Path, Any]:
     for folder in ("model", "export"):
         for f in sorted((ROOT / folder).glob("*.py")):
             key.update(f.read_bytes())
-    out = CACHE / f"base-{key.hexdigest()[:12]}"
     from model.network import SegmentInterestModel
 
     torch.manual_seed(0)
     model = SegmentInterestModel(model_cfg).eval()
+    if cfg.optim.video_trees > 0:  # the served path mixes a per-video table in, so does this
+        key.update(f"video_trees {cfg.optim.video_trees}".encode())
+    out = CACHE / f"base-{key.hexdigest()[:12]}"
     if not (out / "manifest.json").exists():
         run = CACHE / "base-run"
-        write_run_files(
-            run, cfg, model_cfg, Vocab(np.arange(1, N_USERS)), Vocab(np.arange(1, N_VIDEOS))
-        )
+        videos = Vocab(np.arange(1, N_VIDEOS))
+        write_run_files(run, cfg, model_cfg, Vocab(np.arange(1, N_USERS)), videos)
         save_weights(model, run)
+        (run / "video_trees.npz").unlink(missing_ok=True)
+        if cfg.optim.video_trees > 0:
+            bench_video_table(videos, model_cfg.s_max, cfg.optim.video_trees).write(run)
         print("exporting the base model (once) ...", flush=True)
         export_run(run, out, version="bench-base", force=True)
     return out, model
+
+
+def bench_video_table(videos: Any, s_max: int, weight: float) -> Any:
+    """A per-video exit table like `segint train`'s (random distributions, seeded): a row for
+    every vocabulary video of the bundled log, with the N of its logged duration, so the bench
+    mixes it into the candidates the service would (the same rows, the same cost)."""
+    from segint.segments import n_segments
+    from segint.video_table import VideoTable
+
+    ids, durations = kuairand_videos(s_max)
+    idx = videos.lookup(ids)
+    known = idx > 0
+    n = np.clip(n_segments(durations[known]), 1, s_max)
+    rng = np.random.default_rng(0)
+    dist = np.zeros((len(videos), s_max))
+    n_table = np.zeros(len(videos), np.int64)
+    for row, k in zip(idx[known], n, strict=True):
+        dist[row, : min(k + 1, s_max)] = rng.dirichlet(np.ones(min(k + 1, s_max)))
+        n_table[row] = k
+    return VideoTable(dist, n_table, weight, {"fitted_on": "bench: random rows"})
 
 
 def load_artifact(path: Path) -> tuple[Path, Any]:
