@@ -88,7 +88,8 @@ class OptimConfig:
     # 0 = off. The served graph is the same either way.
     distill: float = 0.0
     # The KuaiRand side tables (where `segint baselines` finds them) enter the teacher's
-    # features. `segint train` turns this off for logs of another format (other id spaces).
+    # features and the video table's (video_trees). `segint train` turns this off for logs of
+    # another format (other id spaces).
     distill_side_tables: bool = True
     # Exponential moving average of the weights (training.ema): decay per step, warmed up as
     # min(ema, (1 + t) / (10 + t)). What is validated, early-stopped and saved are the

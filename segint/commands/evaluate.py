@@ -271,8 +271,10 @@ def _fit_video_table(
     from training.side import kuairand_side_tables
     from training.video_trees import fit_video_table
 
-    # The side table as the learned baselines get it (--video-table, --no-side-tables).
-    video_side = None if args.no_side_tables else kuairand_side_tables(args.video_table)[0]
+    # KuaiRand's side table (--video-table, --no-side-tables) for KuaiRand logs only, as
+    # `segint train` fits the table: other formats have other id spaces.
+    kuairand = args.format == "kuairand" and not args.no_side_tables
+    video_side = kuairand_side_tables(args.video_table)[0] if kuairand else None
     table = fit_video_table(
         fit, valid, videos, s_max, args.video_trees, args.seed, max(args.threads, 1), video_side
     )

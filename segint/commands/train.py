@@ -117,8 +117,9 @@ def run(args: argparse.Namespace) -> int:
         # Set on the parsed config, not as an override string: a path is not YAML.
         store = str(args.features.resolve())
         cfg = dataclasses.replace(cfg, features=dataclasses.replace(cfg.features, store=store))
-    if args.format != "kuairand" and cfg.optim.distill > 0 and cfg.optim.distill_side_tables:
-        # The teacher's side tables are KuaiRand's, keyed by KuaiRand ids.
+    uses_side = cfg.optim.distill > 0 or cfg.optim.video_trees > 0
+    if args.format != "kuairand" and uses_side and cfg.optim.distill_side_tables:
+        # The teacher's and the video table's side tables are KuaiRand's, keyed by its ids.
         optim = dataclasses.replace(cfg.optim, distill_side_tables=False)
         cfg = dataclasses.replace(cfg, optim=optim)
     if args.data and cfg.data.split not in SPLIT_METHODS:

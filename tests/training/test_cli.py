@@ -161,6 +161,27 @@ def test_train_file_then_test_file(tmp_path: Path) -> None:
     }
 
 
+def test_video_table_in_train_file_mode(tmp_path: Path) -> None:
+    """`--train FILE` with optim.video_trees: the table is fitted on the file (stopped on its
+    last 10%), without KuaiRand's side table for a canonical log, and `--train FILE --test
+    LATER_FILE` serves it on the later file's warm rows."""
+    from segint.video_table import read_run_table
+
+    train_csv, test_csv, _, _ = _two_files(tmp_path)
+    run, report_path = tmp_path / "run", tmp_path / "report.json"
+    fmt = ["--format", "canonical"]
+    train = ["train", "--train", str(train_csv), *fmt, "--config", str(TINY), "--out", str(run)]
+    assert main([*train, "--no-progress", "--set", "optim.video_trees=0.5"]) == 0
+    table = read_run_table(run)
+    assert table is not None and table.meta["side_table"] is False
+    assert load_run_config(run).optim.distill_side_tables is False
+    cmd = ["evaluate", "--model", str(run), "--train", str(train_csv), "--test", str(test_csv)]
+    assert main([*cmd, *fmt, "--json", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["settings"]["SegInterest"]["video_table"]["mixed_rows"] > 0
+    assert "SegInterest(network)" in report["strict"]
+
+
 def test_test_histories_include_training_and_earlier_test_rows(tmp_path: Path) -> None:
     """In train/test-file mode a test row's history holds the user's training-file views and
     earlier test-file views."""
