@@ -448,10 +448,11 @@ def write_video_table(
 
     side = kuairand_side_tables()[0] if cfg.optim.distill_side_tables else None
     mask = (split == TRAIN) | (split == VALID)
+    fit, valid = table.filter(pl.Series(mask)), split[mask] == VALID
+    threads = torch.get_num_threads()
     video_table = fit_video_table(
-        table.filter(pl.Series(mask)), split[mask] == VALID, videos, cfg.data.s_max, weight, cfg.data.seed, torch.get_num_threads(),
-        side,
-    )  # fmt: skip
+        fit, valid, videos, cfg.data.s_max, weight, cfg.data.seed, threads, side
+    )
     path = video_table.write(out)
     log.info("wrote %s", path)
     return path

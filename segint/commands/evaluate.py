@@ -65,6 +65,7 @@ from segint.commands.train import set_threads
 from segint.errors import SegintError
 from segint.splits import SPLIT_METHODS, TEST, TRAIN, VALID
 from segint.video_table import read_run_table
+from segint.vocab import Vocab
 from segint.watchtime import apply_temperature, fit_temperature
 
 log = logging.getLogger(__name__)
@@ -237,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
     methods[UNCALIBRATED] = scores_and_exit_dist(logits, n_seg)
     settings[MODEL_NAME] = {**calibration.to_dict(), "MAE_of": SERVED}
     if args.video_trees is not None:
-        _fit_video_table(args, cfg, fit, valid, videos, model_cfg.s_max)
+        _fit_video_table(args, fit, valid, videos, model_cfg.s_max)
     video_table = read_run_table(args.model)
     if video_table is not None:  # served: the network's distribution mixed with the table's
         video_table.check(len(videos), model_cfg.s_max, str(args.model))
@@ -261,10 +262,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _fit_video_table(
     args: argparse.Namespace,
-    cfg: Any,
     fit: pl.DataFrame,
     valid: npt.NDArray[np.bool_],
-    videos: Any,
+    videos: Vocab,
     s_max: int,
 ) -> None:
     """``--video-trees W``: the run's per-video table, fitted as `segint train` fits it."""
