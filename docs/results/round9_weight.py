@@ -1,6 +1,7 @@
 """Round 9's check of the table weight on validation rows (docs/results/user-signal.md,
 "Round 9"): the served MAE, exit NLL and NDCG@5 of ``p = (1 - w) p_network + w p_trees`` for
-w = 0, 0.1, ..., 1, each paired with w = 0 and with w = 0.5 on the split's validation rows.
+w = 0, 0.1, ..., 1, each paired with w = 0 and with w = 0.5 on the split's validation rows;
+then, at w = 0.5, the network's temperature times f = 0.7 .. 1.4, paired with f = 1.
 
     .venv/bin/python docs/results/round9_weight.py SPLIT SEED [RUN]
 
@@ -19,12 +20,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from round5_valid import (  # noqa: E402
     LOG,
+    Rows,
     bootstrap_se,
     learned_input,
     score_validation,
@@ -70,14 +73,27 @@ def main() -> None:
         res[w] = valid_row_metrics(np.where(warm[:, None], 1 - dist, scores), dist, target, n_seg)
     for ref in (0.0, 0.5):
         for w, m in res.items():
-            cells = [
-                f"{k} {np.nanmean(m[k]):.4f} ({np.nanmean(m[k] - res[ref][k]):+.4f} ± "
-                f"{bootstrap_se(m[k] - res[ref][k], draws):.4f})"
-                for k in METRICS
-            ]
-            sys.stdout.write(
-                f"{split_name} s{seed} w={w:.1f} - w={ref:.1f}: " + " ".join(cells) + "\n"
-            )
+            _write(f"{split_name} s{seed} w={w:.1f} - w={ref:.1f}", m, res[ref], draws)
+    # At w = 0.5, the network's temperature times f: is the run's (fitted for the network
+    # alone) still right for the mixture?
+    by_f = {}
+    share = np.where(warm, 0.5, 0.0)[:, None]
+    for f in (0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.4):
+        net = calibrated_exit_distribution(scores, n_seg, temperature * f)
+        dist = (1 - share) * net + share * trees
+        by_f[f] = valid_row_metrics(np.where(warm[:, None], 1 - dist, scores), dist, target, n_seg)
+    for f, m in by_f.items():
+        _write(f"{split_name} s{seed} w=0.5 T={temperature:.3f} x {f} - x 1", m, by_f[1.0], draws)
+
+
+def _write(label: str, m: Rows, ref: Rows, draws: npt.NDArray[np.int64]) -> None:
+    """One line: each metric's mean and its paired difference with ``ref`` ± bootstrap SE."""
+    cells = [
+        f"{k} {np.nanmean(m[k]):.4f} ({np.nanmean(m[k] - ref[k]):+.4f} ± "
+        f"{bootstrap_se(m[k] - ref[k], draws):.4f})"
+        for k in METRICS
+    ]
+    sys.stdout.write(f"{label}: " + " ".join(cells) + "\n")
 
 
 if __name__ == "__main__":
