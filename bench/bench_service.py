@@ -64,6 +64,7 @@ def base_artifact() -> tuple[Path, Any]:
     import torch
 
     from export.onnx import export_run
+    from segint.video_table import TABLE_FILE
     from segint.vocab import Vocab
     from training.checkpoint import save_weights, write_run_files
     from training.config import load_config
@@ -86,7 +87,7 @@ def base_artifact() -> tuple[Path, Any]:
         videos = Vocab(np.arange(1, N_VIDEOS))
         write_run_files(run, cfg, model_cfg, Vocab(np.arange(1, N_USERS)), videos)
         save_weights(model, run)
-        (run / "video_trees.npz").unlink(missing_ok=True)
+        (run / TABLE_FILE).unlink(missing_ok=True)
         if cfg.optim.video_trees > 0:
             bench_video_table(videos, model_cfg.s_max, cfg.optim.video_trees).write(run)
         print("exporting the base model (once) ...", flush=True)

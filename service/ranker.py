@@ -231,11 +231,8 @@ class Ranker:
         for name in sorted(manifest.graphs, key=lambda g: g in INT8_FILES):
             variant = _variant(manifest, name, precision, use_cuda)
             path = folder / (manifest.graphs[name].file if variant is None else variant.file)
-            if not path.exists():
-                raise ArtifactError(f"{path} is listed in the manifest but missing")
+            _check_listed(path, None if variant is None else variant.sha256)
             if variant is not None:
-                if file_sha256(path) != variant.sha256:
-                    raise ArtifactError(f"{path}: its sha256 differs from the manifest's")
                 served = INT8
             session = _open_session(path, use_cuda, intra_op_threads, spinning)
             active = session.get_providers()[0]
@@ -595,6 +592,15 @@ def _open_content(
     return ContentFeatures.open(store, manifest.config, l1_normalize=l1)
 
 
+def _check_listed(path: Path, sha256: str | None) -> None:
+    """A file the manifest lists: it must exist and, when the manifest gives one, have that
+    sha256 (ArtifactError naming the file otherwise)."""
+    if not path.is_file():
+        raise ArtifactError(f"{path} is listed in the manifest but missing")
+    if sha256 is not None and file_sha256(path) != sha256:
+        raise ArtifactError(f"{path}: its sha256 differs from the manifest's")
+
+
 def _load_video_table(folder: Path, manifest: Manifest, n_videos: int) -> VideoTable | None:
     """The artifact's per-video exit table (its manifest's ``video_table``), sha256-checked and
     of the artifact's vocabulary size and slot count."""
@@ -602,10 +608,7 @@ def _load_video_table(folder: Path, manifest: Manifest, n_videos: int) -> VideoT
     if entry is None:
         return None
     path = folder / str(entry["file"])
-    if not path.is_file():
-        raise ArtifactError(f"{path} is listed in the manifest but missing")
-    if file_sha256(path) != entry["sha256"]:
-        raise ArtifactError(f"{path}: its sha256 differs from the manifest's")
+    _check_listed(path, str(entry["sha256"]))
     try:
         table = VideoTable.read(path)
         table.check(n_videos, manifest.s_max, str(path))

@@ -52,9 +52,15 @@ def kuairand_side_tables(
     (read, so a missing file is an error), else from the bundled KuaiRand-Pure file when it
     exists, else None."""
     return (
-        _given_or_bundled(video, VIDEO_TABLE, "video_id", VIDEO_COLUMNS),
+        kuairand_video_table(video),
         _given_or_bundled(user, USER_TABLE, "user_id", USER_COLUMNS),
     )
+
+
+def kuairand_video_table(video: Path | None = None) -> pl.DataFrame | None:
+    """`kuairand_side_tables`' video table alone (the per-video exit table reads no user
+    table)."""
+    return _given_or_bundled(video, VIDEO_TABLE, "video_id", VIDEO_COLUMNS)
 
 
 def _given_or_bundled(

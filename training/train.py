@@ -332,7 +332,7 @@ def train(
         elif cfg.optim.refresh_counts and prep.model_cfg.exit_prior > 0 and info.main:
             _refresh_counts(model, table, split, prep.videos, out, dev)
         if cfg.optim.video_trees > 0 and info.main:
-            write_video_table(cfg, table, split, prep.videos, out, cfg.optim.video_trees)
+            write_video_table(cfg, table, split, prep.videos, out)
         return result
     finally:
         if info.world > 1 and dist.is_initialized():
@@ -440,18 +440,18 @@ def write_video_table(
     split: npt.NDArray[np.int8],
     videos: Vocab,
     out: str | Path,
-    weight: float,
 ) -> Path:
-    """Fit the run's per-video exit table (`training.video_trees`) and write it to ``out``."""
-    from training.side import kuairand_side_tables
+    """Fit the run's per-video exit table (`training.video_trees`, weight
+    ``optim.video_trees``) and write it to ``out``."""
+    from training.side import kuairand_video_table
     from training.video_trees import fit_video_table
 
-    side = kuairand_side_tables()[0] if cfg.optim.distill_side_tables else None
+    side = kuairand_video_table() if cfg.optim.distill_side_tables else None
     mask = (split == TRAIN) | (split == VALID)
     fit, valid = table.filter(pl.Series(mask)), split[mask] == VALID
     threads = torch.get_num_threads()
     video_table = fit_video_table(
-        fit, valid, videos, cfg.data.s_max, weight, cfg.data.seed, threads, side
+        fit, valid, videos, cfg.data.s_max, cfg.optim.video_trees, cfg.data.seed, threads, side
     )
     path = video_table.write(out)
     log.info("wrote %s", path)

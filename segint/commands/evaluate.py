@@ -239,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
     settings[MODEL_NAME] = {**calibration.to_dict(), "MAE_of": SERVED}
     if args.video_trees is not None:
         _fit_video_table(args, fit, valid, videos, model_cfg.s_max)
-    video_table = read_run_table(args.model)
+    video_table = read_run_table(args.model)  # the file, as export copies and the service reads it
     if video_table is not None:  # served: the network's distribution mixed with the table's
         video_table.check(len(videos), model_cfg.s_max, str(args.model))
         methods[NETWORK] = (scores, dist.copy())
@@ -268,13 +268,13 @@ def _fit_video_table(
     s_max: int,
 ) -> None:
     """``--video-trees W``: the run's per-video table, fitted as `segint train` fits it."""
-    from training.side import kuairand_side_tables
+    from training.side import kuairand_video_table
     from training.video_trees import fit_video_table
 
     # KuaiRand's side table (--video-table, --no-side-tables) for KuaiRand logs only, as
     # `segint train` fits the table: other formats have other id spaces.
     kuairand = args.format == "kuairand" and not args.no_side_tables
-    video_side = kuairand_side_tables(args.video_table)[0] if kuairand else None
+    video_side = kuairand_video_table(args.video_table) if kuairand else None
     table = fit_video_table(
         fit, valid, videos, s_max, args.video_trees, args.seed, max(args.threads, 1), video_side
     )
