@@ -115,6 +115,35 @@ def bench_video_table(videos: Any, s_max: int, weight: float) -> Any:
     return VideoTable(dist, n_table, weight, {"fitted_on": "bench: random rows"})
 
 
+# `export.onnx.export_model`'s form arguments (layout, tilt, rewrite, values, unbind, softmax)
+# of the round-1 scorer: the graph `/score` ran when issue 12 was filed (the ``before_graph``
+# lever, and the scorer of the ``before`` server).
+BEFORE_FORM = ("stacked", "matmul", False, "joined", "split", "explicit")
+
+
+def before_artifact(artifact: Path, model: Any, cache: Path = CACHE) -> Path:
+    """A copy of ``artifact`` whose scorer is the round-1 export of the same weights (cached):
+    the ``before`` server serves it padded, so the bench measures the path issue 12 started
+    from beside today's. Same vocabularies, user encoder, int8 file and video table; the
+    manifest's fingerprint is recomputed (the scorer differs) and ``source.scorer_form``
+    names the form. ``model`` is the artifact's PyTorch model (its weights are exported)."""
+    import dataclasses
+
+    from export.manifest import Manifest, files_fingerprint
+
+    out = cache / f"{artifact.name}-before"
+    if not (out / "manifest.json").exists():
+        scorer = scorer_variant(artifact, model, *BEFORE_FORM, cache=cache)
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copytree(artifact, out)
+        shutil.copyfile(scorer, out / "scorer.onnx")
+        m = Manifest.read(artifact)
+        graphs = [out / m.graphs[g].file for g in sorted(m.graphs)]
+        source = m.source | {"scorer_form": {"softmax": "explicit", "form": "round 1 (bench)"}}
+        dataclasses.replace(m, fingerprint=files_fingerprint(graphs), source=source).write(out)
+    return out
+
+
 def load_artifact(path: Path) -> tuple[Path, Any]:
     from export.manifest import Manifest
     from training.checkpoint import load_model
@@ -171,6 +200,7 @@ async def _open_loop(
     n = max(1, int(rate * duration))
     loop = asyncio.get_running_loop()
     results: list[tuple[float, str, dict[str, float]]] = []  # (latency, outcome, timings)
+    errors: dict[str, int] = {}  # why each "error" outcome failed: status or exception
     limits = httpx.Limits(max_connections=1024, max_keepalive_connections=1024)
     client: Any = (
         RawClient(url)
@@ -195,8 +225,11 @@ async def _open_loop(
                 # 503 is load shedding (the server refused in time, by design), not an error
                 outcome = {200: "ok", 503: "shed"}.get(status, "error")
                 timing = parse_timing(answer.get("server-timing"))
-            except (httpx.HTTPError, OSError, asyncio.IncompleteReadError):
-                outcome, timing = "error", {}
+                reason = f"status {status}"
+            except (httpx.HTTPError, OSError, asyncio.IncompleteReadError) as e:
+                outcome, timing, reason = "error", {}, type(e).__name__
+            if outcome == "error":
+                errors[reason] = errors.get(reason, 0) + 1
             results.append((loop.time() - scheduled, outcome, timing))
 
         await asyncio.gather(*(one(i) for i in range(n)))
@@ -213,6 +246,7 @@ async def _open_loop(
         "requests": n,
         "shed": shed,  # 503 + Retry-After: refused by the load shedder
         "errors": n - ok - shed,  # anything else: other statuses, timeouts, resets
+        "error_kinds": errors,
         "p50_ms": float(np.percentile(lat, 50)),
         "p95_ms": float(np.percentile(lat, 95)),
         "p99_ms": float(np.percentile(lat, 99)),
@@ -248,6 +282,10 @@ def repeated_open_loop(
         "requests": sum(r["requests"] for r in runs),
         "shed": sum(r["shed"] for r in runs),
         "errors": sum(r["errors"] for r in runs),
+        "error_kinds": {
+            k: sum(r["error_kinds"].get(k, 0) for r in runs)
+            for k in sorted({k for r in runs for k in r["error_kinds"]})
+        },
         "p50_ms": statistics.median(r["p50_ms"] for r in runs),
         "p99_ms": statistics.median(r["p99_ms"] for r in runs),
         "p99_ms_runs": [r["p99_ms"] for r in runs],
@@ -388,13 +426,15 @@ def scorer_variant(
     values: str = "joined",
     unbind: str = "split",
     softmax: str = "deferred",
+    cache: Path = CACHE,
 ) -> Path:
     """The artifact's scorer exported in another inference form (`export.onnx.export_model`'s
-    ``layout``, ``tilt``, ``rewrite``, ``values``, ``unbind`` and ``softmax``), cached."""
+    ``layout``, ``tilt``, ``rewrite``, ``values``, ``unbind`` and ``softmax``), cached in
+    ``cache``."""
     from export.onnx import export_model
 
     rw = "rw" if rewrite else "norw"
-    out = CACHE / f"{artifact.name}-scorer-{layout}-{tilt}-{rw}-{values}-{unbind}-{softmax}"
+    out = cache / f"{artifact.name}-scorer-{layout}-{tilt}-{rw}-{values}-{unbind}-{softmax}"
     if not (out / "scorer.onnx").exists():
         out.mkdir(parents=True, exist_ok=True)
         export_model(
@@ -541,7 +581,7 @@ def ort_stage(
         "fp32_no_rewrite": ("heads_first", "elementwise", False, "joined", "split", "deferred"),
         "fp32_token_major": ("token_major", "elementwise", True, "joined", "split", "explicit"),
         "fp32_stacked": ("stacked", "elementwise", True, "joined", "split", "explicit"),
-        "before_graph": ("stacked", "matmul", False, "joined", "split", "explicit"),
+        "before_graph": BEFORE_FORM,
     }
     forms = {name: form(*a) for name, a in form_args.items() if name in levers}
     sessions = {
@@ -650,24 +690,33 @@ def gemm_peak(threads: int, n: int = 2048) -> float:
     )
 
 
+# The servers `serve_and_load` can start: today's ragged scoring, the same graph padded
+# (``SEGINT_RAGGED_SCORING=false``), and ``before``: the path issue 12 measured when it was
+# filed, rebuilt as far as the code allows (the round-1 scorer, padded, and every response
+# carrying both arrays, as every response then did; its JSON is today's encoder and float32
+# rounding, so it is faster than the original was and its ratios are conservative).
+SERVERS = ("ragged", "padded", "before")
+ARRAYS = ["segment_scores", "exit_distribution"]
+
+
 def serve_and_load(
     artifact: Path,
     manifest: Any,
     videos: tuple[np.ndarray, np.ndarray],
     args: argparse.Namespace,
     url_redis: str | None,
-    ragged: bool,
+    mode: str,
     pin: bool,
 ) -> dict[str, Any]:
-    """One server (ragged or padded scoring): per candidate count, the open-loop table,
-    saturation, the Server-Timing split and the response bytes."""
+    """One server (`SERVERS`: ragged, padded or before): per candidate count, the open-loop
+    table, saturation, the Server-Timing split and the response bytes."""
     prefix = f"segint-bench-{uuid.uuid4().hex[:8]}"
     env = {
         "SEGINT_ARTIFACT_DIR": str(artifact),
         "SEGINT_INTRA_OP_THREADS": str(args.server_threads),
         "SEGINT_KEY_PREFIX": prefix,
         "SEGINT_MAX_CANDIDATES": "1000",
-        "SEGINT_RAGGED_SCORING": "true" if ragged else "false",
+        "SEGINT_RAGGED_SCORING": "true" if mode == "ragged" else "false",
         "SEGINT_SCORER_PRECISION": args.server_precision,
     }
     if url_redis:
@@ -675,15 +724,15 @@ def serve_and_load(
     users_vocab = np.load(artifact / manifest.vocab_users)
     tmp = CACHE / "logs"
     tmp.mkdir(parents=True, exist_ok=True)
-    label = "ragged" if ragged else "padded"
+    label = mode
     result: dict[str, Any] = {}
     try:
         with uvicorn_server(env, tmp, wrap=["taskset", "-c", "0"] if pin else None) as server:
             for c, rates in ((100, args.rates_100), (500, args.rates_500)):
-                users, bodies = request_bodies(videos, users_vocab, args.users, c)
-                _, full = request_bodies(
-                    videos, users_vocab, args.users, c, ["segment_scores", "exit_distribution"]
+                users, bodies = request_bodies(
+                    videos, users_vocab, args.users, c, ARRAYS if mode == "before" else None
                 )
+                _, full = request_bodies(videos, users_vocab, args.users, c, ARRAYS)
                 seed_histories(server.url, users, (artifact, manifest))
                 service_s = capacity_probe(server.url, bodies, n=args.probe)
                 full_s = capacity_probe(server.url, full, n=args.probe)
@@ -702,7 +751,7 @@ def serve_and_load(
                     print(
                         f"{label} C={c:4d} rate {r['offered_rps']:6.1f}/s: achieved "
                         f"{r['achieved_rps']:6.1f}/s p50 {r['p50_ms']:7.1f} p99 {r['p99_ms']:7.1f} ms "
-                        f"shed {r['shed']} errors {r['errors']}",
+                        f"shed {r['shed']} errors {r['errors']} {r['error_kinds'] or ''}",
                         flush=True,
                     )
                 print(
@@ -739,7 +788,16 @@ def main() -> int:
     p.add_argument("--probe", type=int, default=20, help="sequential requests per probe")
     p.add_argument("--repeats", type=int, default=20, help="in-process timing repeats")
     p.add_argument("--server-threads", type=int, default=1, help="ORT intra-op threads")
-    p.add_argument("--skip-padded-server", action="store_true", help="ragged server only")
+    p.add_argument(
+        "--servers",
+        default=",".join(SERVERS),
+        help=f"HTTP servers to load, comma-separated, from {SERVERS} (default all)",
+    )
+    p.add_argument(
+        "--skip-padded-server",
+        action="store_true",
+        help="ragged server only (the same as --servers ragged)",
+    )
     p.add_argument(
         "--server-repeats",
         type=int,
@@ -779,6 +837,13 @@ def main() -> int:
     pin = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
     peak = gemm_peak(1)
     print(f"1-thread fp32 GEMM peak {peak:.1f} GFLOP/s", flush=True)
+    if args.skip_padded_server:
+        args.servers = "ragged"
+    bad = sorted(set(args.servers.split(",")) - set(SERVERS))
+    if bad:
+        p.error(f"--servers: unknown {bad}; known: {', '.join(SERVERS)}")
+    if "before" in args.servers.split(",") and model is None and not args.stage_only:
+        p.error("--servers before: --artifact's training run (its run_dir) is not on this machine")
     levers = LEVERS if args.levers is None else tuple(args.levers.split(","))
     unknown = sorted(set(levers) - set(LEVERS))
     if unknown:
@@ -790,10 +855,9 @@ def main() -> int:
     if pin:
         os.sched_setaffinity(0, {1})  # the generator; the server gets core 0
     servers = {}
-    if not args.stage_only:
-        servers["ragged"] = serve_and_load(artifact, manifest, videos, args, url_redis, True, pin)
-    if not args.skip_padded_server and not args.stage_only:
-        servers["padded"] = serve_and_load(artifact, manifest, videos, args, url_redis, False, pin)
+    for mode in [] if args.stage_only else args.servers.split(","):
+        served = before_artifact(artifact, model) if mode == "before" else artifact
+        servers[mode] = serve_and_load(served, manifest, videos, args, url_redis, mode, pin)
     result: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {
@@ -884,7 +948,26 @@ def report(r: dict[str, Any]) -> str:
                     f"{x['response_bytes'] / 1e3:.1f} ({x['response_bytes_with_arrays'] / 1e3:.1f}) | "
                     f"{x['sequential_ms']:.1f} ({x['sequential_ms_with_arrays']:.1f}) |"
                 )
+    lines += saturation_lines(r["servers"])
     return "\n".join(lines)
+
+
+def saturation_lines(servers: dict[str, Any]) -> list[str]:
+    """Per candidate count, the ragged server's saturation over each other server's (the
+    issue-12 cell: >= 3.5x the padded path's at 500 candidates)."""
+    if "ragged" not in servers or len(servers) < 2:
+        return []
+    lines = ["", "Saturation, ragged over the other servers (same run):", ""]
+    for c in ("100", "500"):
+        ragged = servers["ragged"][c]["saturation"]["achieved_rps"]
+        ratios = [
+            f"{label} {srv[c]['saturation']['achieved_rps']:.1f} req/s: "
+            f"{ragged / srv[c]['saturation']['achieved_rps']:.2f}x"
+            for label, srv in servers.items()
+            if label != "ragged"
+        ]
+        lines.append(f"- C = {c}: ragged {ragged:.1f} req/s; " + "; ".join(ratios))
+    return lines
 
 
 def server_info(server: Server, metrics: str) -> dict[str, Any]:

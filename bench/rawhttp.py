@@ -11,8 +11,14 @@ status line, the headers and a ``Content-Length`` body.
 from __future__ import annotations
 
 import asyncio
+import time
 from types import TracebackType
 from urllib.parse import urlsplit
+
+# A connection idle this long is closed instead of reused: uvicorn closes keep-alive
+# connections after 5 s idle (its default ``timeout_keep_alive``), and a request written to a
+# connection the server is closing fails with no answer (counted as an error by the benches).
+MAX_IDLE_S = 4.0
 
 
 class RawClient:
@@ -21,7 +27,8 @@ class RawClient:
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        # (reader, writer, when it became idle: time.monotonic())
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
         self._open: set[asyncio.StreamWriter] = set()
 
     async def __aenter__(self) -> RawClient:
@@ -40,11 +47,7 @@ class RawClient:
     ) -> tuple[int, dict[str, str]]:
         """Send ``body`` and read the whole answer. Raises OSError or
         `asyncio.IncompleteReadError` when the connection fails (it is not reused)."""
-        if self._idle:
-            reader, writer = self._idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection(self.host, self.port)
-            self._open.add(writer)
+        reader, writer = await self._connection()
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         writer.write(
             f"POST {path} HTTP/1.1\r\nhost: {self.host}\r\n{head}"
@@ -66,5 +69,20 @@ class RawClient:
             writer.close()
             self._open.discard(writer)
         else:
-            self._idle.append((reader, writer))
+            self._idle.append((reader, writer, time.monotonic()))
         return int(status_line.split(b" ", 2)[1]), answer
+
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """The most recently idle connection, unless it has been idle for ``MAX_IDLE_S`` or
+        more (then every idle connection is older: all are closed); else a new one."""
+        if self._idle:
+            reader, writer, since = self._idle.pop()
+            if time.monotonic() - since < MAX_IDLE_S:
+                return reader, writer
+            for _, stale, _ in [*self._idle, (reader, writer, since)]:
+                stale.close()
+                self._open.discard(stale)
+            self._idle.clear()
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        self._open.add(writer)
+        return reader, writer
