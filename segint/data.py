@@ -272,6 +272,18 @@ def write_prepared(
     return summary
 
 
+def prepared_format(path: str | Path) -> str | None:
+    """The raw format prepared data was read from (``summary.json`` beside it, from
+    `write_prepared`); None when ``path`` is not prepared data or records none."""
+    p = Path(path)
+    summary = (p if p.is_dir() else p.parent) / "summary.json"
+    try:
+        fmt = json.loads(summary.read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return fmt if fmt in FORMATS else None
+
+
 def load_table(
     path: str | Path, fmt: str | None = None, filters: Filters = Filters()
 ) -> pl.DataFrame:

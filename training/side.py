@@ -51,16 +51,18 @@ def kuairand_side_tables(
     """(video table, user table) with `read_side_table`'s columns: each from the path given
     (read, so a missing file is an error), else from the bundled KuaiRand-Pure file when it
     exists, else None."""
-    return (
-        kuairand_video_table(video),
-        _given_or_bundled(user, USER_TABLE, "user_id", USER_COLUMNS),
-    )
+    return kuairand_video_table(video), kuairand_user_table(user)
 
 
 def kuairand_video_table(video: Path | None = None) -> pl.DataFrame | None:
     """`kuairand_side_tables`' video table alone (the per-video exit table reads no user
     table)."""
     return _given_or_bundled(video, VIDEO_TABLE, "video_id", VIDEO_COLUMNS)
+
+
+def kuairand_user_table(user: Path | None = None) -> pl.DataFrame | None:
+    """`kuairand_side_tables`' user table alone."""
+    return _given_or_bundled(user, USER_TABLE, "user_id", USER_COLUMNS)
 
 
 def _given_or_bundled(

@@ -12,7 +12,8 @@ and which rows chose it. ``--predictions FILE.parquet`` writes one row per test 
 is fitted on the training rows, early-stopped on the same validation rows, and appears in the
 report under its name, its ``settings`` entry recording what it chose, on which rows, and its
 training seconds. They get the KuaiRand side tables (``--video-table``, ``--user-table``; the
-bundled ones by default, ``--no-side-tables`` for none).
+bundled ones by default for a KuaiRand log, raw or prepared, none for other formats; ``--no-side-tables`` for
+none).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import polars as pl
 from segint.baselines import PRIOR_GRID, MethodScores, baseline_scores, choose_prior_strength
 from segint.commands import finite_float
 from segint.commands.data import add_filter_options, source_from_args
-from segint.data import FORMATS
+from segint.data import FORMATS, prepared_format
 from segint.errors import SegintError
 from segint.report import evaluate_methods, format_table
 from segint.splits import SPLIT_METHODS, TEST, TRAIN, VALID
@@ -198,6 +199,32 @@ def report_methods(
         sys.stdout.write(f"wrote {args.predictions}\n")
 
 
+def log_format(args: argparse.Namespace) -> str | None:
+    """The format of the logs read: ``--format``, else the one prepared data records
+    (`segint.data.prepared_format`; the same for every file given, else None)."""
+    if args.format is not None:
+        return str(args.format)
+    found = {prepared_format(p) for p in (args.data, args.train, args.test) if p}
+    return found.pop() if len(found) == 1 else None
+
+
+def learned_side_tables(
+    args: argparse.Namespace,
+) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
+    """(video, user) side tables for the learned baselines: none with ``--no-side-tables``;
+    each table given (``--video-table``, ``--user-table``) whatever the log's format; else
+    KuaiRand-Pure's bundled table, for a KuaiRand log only (`log_format`): another log's ids are not KuaiRand's, so joining them to its tables would give wrong features."""
+    from training.side import kuairand_user_table, kuairand_video_table
+
+    if args.no_side_tables:
+        return None, None
+    bundled = log_format(args) == "kuairand"
+    return (
+        kuairand_video_table(args.video_table) if bundled or args.video_table else None,
+        kuairand_user_table(args.user_table) if bundled or args.user_table else None,
+    )
+
+
 def add_learned_options(p: argparse.ArgumentParser, threads: bool = True) -> None:
     """--learned and the side tables the learned baselines read (and ``--threads``, unless
     the command has its own)."""
@@ -205,8 +232,16 @@ def add_learned_options(p: argparse.ArgumentParser, threads: bool = True) -> Non
         "--learned",
         help="comma-separated learned baselines to add (hazard-gbdt, din-slot, sasrec, tpm, d2q)",
     )
-    p.add_argument("--video-table", type=Path, help=f"video side table (default {VIDEO_TABLE})")
-    p.add_argument("--user-table", type=Path, help=f"user side table (default {USER_TABLE})")
+    p.add_argument(
+        "--video-table",
+        type=Path,
+        help=f"video side table (default for a KuaiRand log: {VIDEO_TABLE})",
+    )
+    p.add_argument(
+        "--user-table",
+        type=Path,
+        help=f"user side table (default for a KuaiRand log: {USER_TABLE})",
+    )
     p.add_argument(
         "--no-side-tables", action="store_true", help="give the learned baselines no side tables"
     )
@@ -257,18 +292,13 @@ def fit_learned(
 
     from learned import LearnedInput, get_learner
     from learned.base import to_method
-    from training.side import kuairand_side_tables
 
     if not valid.any() or valid.all():
         raise SegintError(
             f"learned baselines need training and validation rows, got "
             f"{int((~valid).sum())} and {int(valid.sum())}"
         )
-    video_table, user_table = (
-        (None, None)
-        if args.no_side_tables
-        else kuairand_side_tables(args.video_table, args.user_table)
-    )
+    video_table, user_table = learned_side_tables(args)
     data = LearnedInput(
         fit=fit,
         valid=valid,

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from segint.data import Filters, load_table, prepare_lazy, write_prepared
+from segint.data import Filters, load_table, prepare_lazy, prepared_format, write_prepared
 from segint.errors import DataError
 from segint.segments import exit_slot, label_1d, n_segments
 from tests.cli import segint
@@ -182,3 +182,18 @@ def test_partitioned_deduplication_matches_one_pass(shared_data, tmp_path):
     a = load_table(tmp_path / "one").sort(key)
     b = load_table(tmp_path / "many").sort(key)
     assert a.equals(b)
+
+
+def test_prepared_data_records_its_format(shared_data, tmp_path):
+    """`prepared_format` reads the format `write_prepared` recorded; None for a raw log, a
+    folder without a summary, or an unreadable one."""
+    write_prepared([KUAIRAND_FIXTURE], "kuairand", tmp_path / "p")
+    assert prepared_format(tmp_path / "p") == "kuairand"
+    assert prepared_format(tmp_path / "p" / "interactions.parquet") == "kuairand"
+    assert prepared_format(KUAIRAND_FIXTURE) is None  # a raw log: no summary beside it
+    (tmp_path / "bad").mkdir()
+    assert prepared_format(tmp_path / "bad") is None
+    (tmp_path / "bad" / "summary.json").write_text("{not json")
+    assert prepared_format(tmp_path / "bad") is None
+    (tmp_path / "bad" / "summary.json").write_text('["a list"]')
+    assert prepared_format(tmp_path / "bad") is None

@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 from segint.baselines import BASELINES
+from segint.data import CANONICAL
 from segint.metrics import METRIC_NAMES, RANK_METRICS
 from segint.predictions import metrics_from_frame, read_predictions
 from tests.cli import segint
@@ -87,3 +88,41 @@ def test_bad_options_exit_2(shared_data, extra, message):
     proc = segint("baselines", "--data", str(KUAIRAND_FIXTURE), "--format", "kuairand", *extra)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bundled_side_tables_only_for_kuairand_logs(shared_data, tmp_path):
+    """A log of another format gets no KuaiRand side table unless one is given: its ids are
+    not KuaiRand's (here they are, to show the rule follows the format, not the ids). Prepared
+    data keeps the format it was read with."""
+    from training.side import VIDEO_TABLE
+
+    log = tmp_path / "log.csv"
+    pl.read_csv(KUAIRAND_FIXTURE).select(CANONICAL).write_csv(log)
+    for fmt, raw in (("kuairand", KUAIRAND_FIXTURE), ("canonical", log)):
+        prep = segint(
+            "data", "prepare", "--input", str(raw), "--format", fmt, "--out", str(tmp_path / fmt)
+        )  # fmt: skip
+        assert prep.returncode == 0, prep.stderr
+    sources = {
+        "canonical": ["--data", str(log), "--format", "canonical"],
+        "canonical, a table given": [
+            "--data", str(log), "--format", "canonical", "--video-table", str(VIDEO_TABLE)
+        ],
+        "prepared kuairand": ["--data", str(tmp_path / "kuairand")],
+        "prepared canonical": ["--data", str(tmp_path / "canonical")],
+    }  # fmt: skip
+    tables = {}
+    for name, source in sources.items():
+        out = tmp_path / "r.json"
+        proc = segint(
+            "baselines", *source, "--split", "random_per_user", "--learned", "d2q",
+            "--json", str(out),
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        tables[name] = json.loads(out.read_text())["settings"]["d2q"]["side_tables"]
+    assert tables == {
+        "canonical": [],
+        "canonical, a table given": ["video"],
+        "prepared kuairand": ["video", "user"],
+        "prepared canonical": [],
+    }
