@@ -964,7 +964,8 @@ def cell_lines(r: dict[str, Any]) -> list[str]:
     peak, servers = r["gemm_peak_1_thread_gflops"], r["servers"]
     scale = REFERENCE_PEAK / peak
     rows: list[tuple[str, str, str, bool]] = []  # (cell, measured, target, met)
-    stage = r["ort_stage"].get("500")
+    # keyed by C: ints in a fresh result, strings once it has been through JSON
+    stage = {str(c): st for c, st in r["ort_stage"].items()}.get("500")
     if stage and stage.get("flops", {}).get("useful"):
         ms = stage["ms"]["fp32_ragged"]
         share = stage["flops"]["useful"] / (ms * 1e-3) / (peak * 1e9)
