@@ -14,13 +14,16 @@ videos (their ids and durations from the bundled log: N = 14.3 segments on avera
    candidate's own N + 1 slots (``torch.utils.flop_counter`` on exact-width runs); efficiency
    = F / time / P.
 3. ``POST /score`` through a real uvicorn server (one worker, ``--server-threads`` ORT
-   threads, Redis when one answers), padded and ragged side by side: open loop at fixed rates
+   threads, Redis when one answers), ragged, padded and ``before`` (`SERVERS`: the round-1
+   scorer padded, both arrays in every response) side by side: open loop at fixed rates
    for 100 and 500 candidates (an asyncio generator schedules request i at ``t0 + i / rate``
    and measures latency from that time, so a slow server cannot slow the load down),
    saturation (achieved req/s when offered twice the sequential capacity), the
-   ``Server-Timing`` split (handler minus ORT) and response bytes, default and with both arrays.
+   ``Server-Timing`` split (handler minus ORT) and response bytes, default and with both arrays;
+   then the saturation ratios and issue 12's cells (`cell_lines`).
 
-Run: ``.venv/bin/python bench/bench_service.py`` (~4 min; ``--duration`` per rate). Writes
+Run: ``.venv/bin/python bench/bench_service.py`` (several minutes; more the first time,
+which exports every lever's scorer; ``--duration`` per rate). Writes
 ``reports/bench/service.json`` and prints the tables. The server is pinned to core 0 and the
 generator to core 1 when there are two cores; anything else running on the machine shows in
 the numbers (the JSON records the load average before and after).

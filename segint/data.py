@@ -276,6 +276,8 @@ def prepared_format(path: str | Path) -> str | None:
     """The raw format prepared data was read from (``summary.json`` beside it, from
     `write_prepared`); None when ``path`` is not prepared data or records none."""
     p = Path(path)
+    if not p.is_dir() and p.suffix != ".parquet":
+        return None  # a raw log (`load_table` reads nothing else as prepared data)
     summary = (p if p.is_dir() else p.parent) / "summary.json"
     try:
         fmt = json.loads(summary.read_text()).get("format")

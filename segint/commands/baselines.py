@@ -12,8 +12,8 @@ and which rows chose it. ``--predictions FILE.parquet`` writes one row per test 
 is fitted on the training rows, early-stopped on the same validation rows, and appears in the
 report under its name, its ``settings`` entry recording what it chose, on which rows, and its
 training seconds. They get the KuaiRand side tables (``--video-table``, ``--user-table``; the
-bundled ones by default for a KuaiRand log, raw or prepared, none for other formats; ``--no-side-tables`` for
-none).
+bundled ones by default for a KuaiRand log, raw or prepared, none for other formats;
+``--no-side-tables`` for none).
 """
 
 from __future__ import annotations
@@ -213,7 +213,8 @@ def learned_side_tables(
 ) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
     """(video, user) side tables for the learned baselines: none with ``--no-side-tables``;
     each table given (``--video-table``, ``--user-table``) whatever the log's format; else
-    KuaiRand-Pure's bundled table, for a KuaiRand log only (`log_format`): another log's ids are not KuaiRand's, so joining them to its tables would give wrong features."""
+    KuaiRand-Pure's bundled table, for a KuaiRand log only (`log_format`): another log's ids
+    are not KuaiRand's, so joining them to its tables would give wrong features."""
     from training.side import kuairand_user_table, kuairand_video_table
 
     if args.no_side_tables:
