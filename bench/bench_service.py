@@ -987,36 +987,18 @@ def cell_lines(r: dict[str, Any]) -> list[str]:
                     extra <= 2.0,
                 )
             )
-        sat = ragged["saturation"]["achieved_rps"]
+        sat = saturation(servers, "ragged", "500")
         for label in ("before", "padded"):
             if label in servers:
-                ratio = sat / servers[label]["500"]["saturation"]["achieved_rps"]
+                ratio = sat / saturation(servers, label, "500")
                 rows.append((f"saturation over {label}", f"{ratio:.2f}x", ">= 3.5x", ratio >= 3.5))
-        for run in ragged["open_loop"]:
-            if run["offered_rps"] == 30:
-                rows.append(
-                    (
-                        "p99 at 30 req/s",
-                        f"{run['p99_ms']:.1f} ms",
-                        f"<= {15 * scale:.1f} ms",
-                        run["p99_ms"] <= 15 * scale,
-                    )
-                )
+        rows += p99_rows(ragged, 30, 15 * scale, "p99 at 30 req/s")
         rows.append(("held", f"{sat:.1f} req/s", f">= {60 / scale:.1f} req/s", sat >= 60 / scale))
         kb = ragged["response_bytes"] / 1e3
         rows.append(("default response", f"{kb:.1f} KB", "<= 100 KB", kb <= 100))
     small = servers.get("ragged", {}).get("100")
     if small:
-        for run in small["open_loop"]:
-            if run["offered_rps"] == 50:
-                rows.append(
-                    (
-                        "100 candidates: p99 at 50 req/s",
-                        f"{run['p99_ms']:.1f} ms",
-                        f"<= {5 * scale:.1f} ms",
-                        run["p99_ms"] <= 5 * scale,
-                    )
-                )
+        rows += p99_rows(small, 50, 5 * scale, "100 candidates: p99 at 50 req/s")
     if not rows:
         return []
     lines = [
@@ -1031,6 +1013,23 @@ def cell_lines(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def p99_rows(
+    server: dict[str, Any], rate: float, target_ms: float, cell: str
+) -> list[tuple[str, str, str, bool]]:
+    """`cell_lines` rows of a p99 cell: one per open-loop run of ``server`` (one candidate
+    count's) at ``rate``, against ``target_ms``."""
+    return [
+        (cell, f"{run['p99_ms']:.1f} ms", f"<= {target_ms:.1f} ms", run["p99_ms"] <= target_ms)
+        for run in server["open_loop"]
+        if run["offered_rps"] == rate
+    ]
+
+
+def saturation(servers: dict[str, Any], label: str, c: str) -> float:
+    """Server ``label``'s saturation (req/s) at ``c`` candidates."""
+    return float(servers[label][c]["saturation"]["achieved_rps"])
+
+
 def saturation_lines(servers: dict[str, Any]) -> list[str]:
     """Per candidate count, the ragged server's saturation over each other server's (the
     issue-12 cell: >= 3.5x the padded path's at 500 candidates)."""
@@ -1038,11 +1037,11 @@ def saturation_lines(servers: dict[str, Any]) -> list[str]:
         return []
     lines = ["", "Saturation, ragged over the other servers (same run):", ""]
     for c in ("100", "500"):
-        ragged = servers["ragged"][c]["saturation"]["achieved_rps"]
+        ragged = saturation(servers, "ragged", c)
         ratios = [
-            f"{label} {srv[c]['saturation']['achieved_rps']:.1f} req/s: "
-            f"{ragged / srv[c]['saturation']['achieved_rps']:.2f}x"
-            for label, srv in servers.items()
+            f"{label} {saturation(servers, label, c):.1f} req/s: "
+            f"{ragged / saturation(servers, label, c):.2f}x"
+            for label in servers
             if label != "ragged"
         ]
         lines.append(f"- C = {c}: ragged {ragged:.1f} req/s; " + "; ".join(ratios))
