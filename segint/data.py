@@ -286,6 +286,17 @@ def prepared_format(path: str | Path) -> str | None:
     return fmt if fmt in FORMATS else None
 
 
+def log_format(fmt: str | None, *paths: str | Path | None) -> str | None:
+    """The format of the logs a command reads: ``fmt`` (its ``--format``) when given, else the
+    one their prepared data records (`prepared_format`; the same for every path given, else
+    None). Commands that use KuaiRand's bundled side tables ask this, so that a prepared
+    KuaiRand log gets them and another log, raw or prepared, does not."""
+    if fmt is not None:
+        return fmt
+    found = {prepared_format(p) for p in paths if p}
+    return found.pop() if len(found) == 1 else None
+
+
 def load_table(
     path: str | Path, fmt: str | None = None, filters: Filters = Filters()
 ) -> pl.DataFrame:

@@ -89,7 +89,7 @@ class OptimConfig:
     distill: float = 0.0
     # The KuaiRand side tables (where `segint baselines` finds them) enter the teacher's
     # features and the video table's (video_trees). `segint train` turns this off for logs of
-    # another format (other id spaces).
+    # another format, raw or prepared (other id spaces; `segint.data.log_format`).
     distill_side_tables: bool = True
     # Exponential moving average of the weights (training.ema): decay per step, warmed up as
     # min(ema, (1 + t) / (10 + t)). What is validated, early-stopped and saved are the

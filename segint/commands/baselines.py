@@ -32,7 +32,7 @@ import polars as pl
 from segint.baselines import PRIOR_GRID, MethodScores, baseline_scores, choose_prior_strength
 from segint.commands import finite_float
 from segint.commands.data import add_filter_options, source_from_args
-from segint.data import FORMATS, prepared_format
+from segint.data import FORMATS, log_format
 from segint.errors import SegintError
 from segint.report import evaluate_methods, format_table
 from segint.splits import SPLIT_METHODS, TEST, TRAIN, VALID
@@ -199,27 +199,18 @@ def report_methods(
         sys.stdout.write(f"wrote {args.predictions}\n")
 
 
-def log_format(args: argparse.Namespace) -> str | None:
-    """The format of the logs read: ``--format``, else the one prepared data records
-    (`segint.data.prepared_format`; the same for every file given, else None)."""
-    if args.format is not None:
-        return str(args.format)
-    found = {prepared_format(p) for p in (args.data, args.train, args.test) if p}
-    return found.pop() if len(found) == 1 else None
-
-
 def learned_side_tables(
     args: argparse.Namespace,
 ) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
     """(video, user) side tables for the learned baselines: none with ``--no-side-tables``;
     each table given (``--video-table``, ``--user-table``) whatever the log's format; else
-    KuaiRand-Pure's bundled table, for a KuaiRand log only (`log_format`): another log's ids
-    are not KuaiRand's, so joining them to its tables would give wrong features."""
+    KuaiRand-Pure's bundled table, for a KuaiRand log only (`segint.data.log_format`): another
+    log's ids are not KuaiRand's, so joining them to its tables would give wrong features."""
     from training.side import kuairand_user_table, kuairand_video_table
 
     if args.no_side_tables:
         return None, None
-    bundled = log_format(args) == "kuairand"
+    bundled = log_format(args.format, args.data, args.train, args.test) == "kuairand"
     return (
         kuairand_video_table(args.video_table) if bundled or args.video_table else None,
         kuairand_user_table(args.user_table) if bundled or args.user_table else None,

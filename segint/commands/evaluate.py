@@ -62,6 +62,7 @@ from segint.commands.baselines import (
 )
 from segint.commands.data import source_from_args
 from segint.commands.train import set_threads
+from segint.data import log_format
 from segint.errors import SegintError
 from segint.splits import SPLIT_METHODS, TEST, TRAIN, VALID
 from segint.video_table import read_run_table
@@ -271,9 +272,10 @@ def _fit_video_table(
     from training.side import kuairand_video_table
     from training.video_trees import fit_video_table
 
-    # KuaiRand's side table (--video-table, --no-side-tables) for KuaiRand logs only, as
-    # `segint train` fits the table: other formats have other id spaces.
-    kuairand = args.format == "kuairand" and not args.no_side_tables
+    # KuaiRand's side table (--video-table, --no-side-tables) for KuaiRand logs only, raw or
+    # prepared, as `segint train` fits the table: other formats have other id spaces.
+    fmt = log_format(args.format, args.data, args.train, args.test)
+    kuairand = fmt == "kuairand" and not args.no_side_tables
     video_side = kuairand_video_table(args.video_table) if kuairand else None
     table = fit_video_table(
         fit, valid, videos, s_max, args.video_trees, args.seed, max(args.threads, 1), video_side

@@ -28,7 +28,7 @@ from typing import Any
 
 from segint import provenance
 from segint.commands.data import add_filter_options, filters_from_args
-from segint.data import FORMATS
+from segint.data import FORMATS, log_format
 from segint.errors import SegintError
 from segint.source import DataSource
 from segint.splits import SPLIT_METHODS
@@ -118,8 +118,10 @@ def run(args: argparse.Namespace) -> int:
         store = str(args.features.resolve())
         cfg = dataclasses.replace(cfg, features=dataclasses.replace(cfg.features, store=store))
     uses_side = cfg.optim.distill > 0 or cfg.optim.video_trees > 0
-    if args.format != "kuairand" and uses_side and cfg.optim.distill_side_tables:
-        # The teacher's and the video table's side tables are KuaiRand's, keyed by its ids.
+    kuairand = log_format(args.format, args.data, args.train) == "kuairand"
+    if not kuairand and uses_side and cfg.optim.distill_side_tables:
+        # The teacher's and the video table's side tables are KuaiRand's, keyed by its ids: a
+        # KuaiRand log, raw (--format kuairand) or prepared from one, gets them.
         optim = dataclasses.replace(cfg.optim, distill_side_tables=False)
         cfg = dataclasses.replace(cfg, optim=optim)
     if args.data and cfg.data.split not in SPLIT_METHODS:

@@ -321,3 +321,36 @@ def test_missing_file_subprocess_exit_2(tmp_path: Path) -> None:
         and "missing.csv" in proc.stderr
         and "Traceback" not in proc.stderr
     )
+
+
+def test_prepared_logs_keep_their_side_tables(shared_data: Path, tmp_path: Path) -> None:
+    """A log prepared from KuaiRand (`segint data prepare --format kuairand`) and given with no
+    ``--format`` is still KuaiRand's: `segint train` fits the video table with KuaiRand's side
+    table, and `segint evaluate --video-trees` refits it the same way, as `segint baselines`
+    treats such a log (`segint.data.log_format`). A log prepared from the canonical format
+    gets none (its ids are not KuaiRand's, here they are, to show the rule follows the
+    format)."""
+    from segint.data import CANONICAL
+    from segint.video_table import read_run_table
+
+    canonical = tmp_path / "log.csv"
+    pl.read_csv(KUAIRAND_FIXTURE).select(CANONICAL).write_csv(canonical)
+    side = {}
+    for fmt, raw in (("kuairand", KUAIRAND_FIXTURE), ("canonical", canonical)):
+        prepared, run = tmp_path / f"prepared-{fmt}", tmp_path / f"run-{fmt}"
+        prepare = ["data", "prepare", "--input", str(raw), "--format", fmt, "--out", str(prepared)]
+        assert main(prepare) == 0
+        train = ["train", "--data", str(prepared), "--config", str(TINY), "--out", str(run)]
+        assert main([*train, "--no-progress", "--set", "optim.video_trees=0.5"]) == 0
+        table = read_run_table(run)
+        assert table is not None
+        refit = ["evaluate", "--model", str(run), "--data", str(prepared), "--video-trees", "0.25"]
+        assert main(refit) == 0
+        again = read_run_table(run)
+        assert again is not None and again.weight == 0.25
+        side[fmt] = (
+            table.meta["side_table"],
+            load_run_config(run).optim.distill_side_tables,
+            again.meta["side_table"],
+        )
+    assert side == {"kuairand": (True, True, True), "canonical": (False, False, False)}
