@@ -60,6 +60,15 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 # in place, this adds segint's own packages.
 COPY . /src
 RUN --mount=type=cache,target=/root/.cache/pip pip install --no-deps /src
+# The scorer's video-block kernel (service/kernels, an ONNX Runtime custom operator): g++ and
+# ONNX Runtime's API headers (fetched from Debian by the build) stay in this stage; only the
+# library goes on with the virtualenv. The service uses it on CPUs with AVX-512F
+# (SEGINT_SCORER_KERNEL=auto) and serves the exported graph elsewhere.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends "g++=4:12.2.0-3" \
+    && rm -rf /var/lib/apt/lists/* \
+    && python -m service.kernels build --out /tmp/kernels/segint_ops.so \
+    && cp /tmp/kernels/segint_ops.so "$VIRTUAL_ENV/lib/segint_ops.so"
 
 # ---------------------------------------------------------------------------------------------
 # train: offline jobs (train a model, export it to ONNX into a mounted volume). torch is the
@@ -89,7 +98,8 @@ FROM base AS serve
 # onnxruntime-gpu finds the driver through the NVIDIA container toolkit; harmless on CPU.
 ENV NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \
-    SEGINT_ARTIFACT_DIR=/artifacts/default
+    SEGINT_ARTIFACT_DIR=/artifacts/default \
+    SEGINT_KERNEL_LIBRARY=/opt/venv/lib/segint_ops.so
 COPY --from=serve-build /opt/venv /opt/venv
 # The outage journal's mount point (SEGINT_JOURNAL_PATH): a new named volume mounted here
 # takes this directory's owner, so the non-root service can write it.

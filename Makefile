@@ -17,12 +17,22 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q -e ".[$(EXTRAS)]"
 	@touch $@
 
+# The scorer's video-block kernel (service/kernels: an ONNX Runtime custom operator, g++ and
+# ONNX Runtime's API headers from Debian's libonnxruntime-dev); on a machine where it cannot be
+# built (not x86-64, no g++) the service serves the exported graph instead.
+KERNEL := build/kernels/segint_ops.so
+$(KERNEL): $(VENV)/.installed $(wildcard service/kernels/*.cpp) service/kernels/__init__.py
+	$(PY) -m service.kernels build --out $@
+
+.PHONY: kernels
+kernels: $(KERNEL) ## build the scorer's custom-operator library (part of install)
+
 .PHONY: help
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 .PHONY: install
-install: $(VENV)/.installed ## create .venv and install segint with all extras
+install: $(VENV)/.installed $(KERNEL) ## create .venv, install segint with all extras, build the kernel
 
 .PHONY: lint
 lint: $(VENV)/.installed ## ruff check + ruff format --check + mypy
@@ -36,7 +46,7 @@ format: $(VENV)/.installed ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff format .
 
 .PHONY: test
-test: $(VENV)/.installed ## run the test suite (starts a throwaway redis-server when none answers)
+test: $(VENV)/.installed $(KERNEL) ## run the test suite (starts a throwaway redis-server when none answers)
 	bash deploy/with-redis.sh $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 .PHONY: bench
@@ -44,7 +54,7 @@ bench: $(VENV)/.installed ## run the benchmarks in bench/ (writes reports/bench/
 	$(PY) bench/run_all.py
 
 .PHONY: serve
-serve: $(VENV)/.installed ## train (if needed), export and serve the model on :8000
+serve: $(VENV)/.installed $(KERNEL) ## train (if needed), export and serve the model on :8000
 	bash deploy/serve.sh
 
 # Load test: fixed arrival rate (requests/s) for DURATION. TARGET=local (default): against the

@@ -134,6 +134,11 @@ GRAPHS: dict[str, GraphContract] = {
 FP32, INT8 = "fp32", "int8"
 PRECISIONS = (FP32, INT8)
 INT8_FILES = {SCORER: "scorer.int8.onnx"}  # graph name -> file of its int8 form
+# The scorer with its video blocks as segint.VideoBlock nodes (export.kernel, service.kernels):
+# listed under this key of the manifest's precisions (an fp32 form, same inputs and outputs).
+KERNEL = "kernel"
+KERNEL_FILES = {SCORER: "scorer.kernel.onnx"}
+KERNEL_OP_DOMAIN, KERNEL_OP = "segint", "VideoBlock"  # its custom node (service/kernels)
 
 # The logit of a slot a ragged scorer run did not compute (j >= T > N, an impossible outcome):
 # the padded model's constant there (`model.network.IMPOSSIBLE_LOGIT`).

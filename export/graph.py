@@ -55,6 +55,7 @@ def export_graph(
     dynamic: dict[str, Any],
     path: Path,
     opset: int,
+    translations: dict[Any, Any] | None = None,
 ) -> GraphSpec:
     """Export ``module(*args)`` to ``path`` with the pinned exporter settings.
 
@@ -66,6 +67,8 @@ def export_graph(
         dynamic: per input name, axis -> `torch.export.Dim`; unlisted inputs are static.
         path: the ``.onnx`` file to write.
         opset: ONNX opset.
+        translations: the exporter's ``custom_translation_table`` (torch custom operators ->
+            ONNX functions; `export.kernel`), if any.
 
     Returns:
         The written graph's inputs and outputs.
@@ -85,6 +88,7 @@ def export_graph(
             output_names=output_names,
             optimize=True,
             verify=False,
+            custom_translation_table=translations,
         )
     if program is None:
         raise SegintError(f"{path.name}: the exporter returned no program")

@@ -19,6 +19,10 @@ Graphs (shape legend as in ``model/network.py``):
   listed in the manifest's ``precisions`` with its sha256; served with
   ``SEGINT_SCORER_PRECISION=int8``.
 
+- ``scorer.kernel.onnx`` (self stream, models the kernel fits: `export.kernel`): the scorer
+  with each video block as one ``segint.VideoBlock`` node, listed under ``precisions.kernel``;
+  the service runs it on CPU when the custom-operator library is built (`service.kernels`).
+
 - with ``--segrec``: ``ctr``, the SegRec CTR head (`export.ctr`): the interest inputs on B rows
   plus interest_logits (B, S) -> ctr (B,).
 
@@ -43,10 +47,21 @@ import yaml
 from torch import Tensor, nn
 from torch.export import Dim
 
-from export.contract import GRAPHS, INT8, INT8_FILES, MODEL, SCORER, USER_ENCODER, GraphContract
+from export.contract import (
+    GRAPHS,
+    INT8,
+    INT8_FILES,
+    KERNEL,
+    KERNEL_FILES,
+    MODEL,
+    SCORER,
+    USER_ENCODER,
+    GraphContract,
+)
 from export.ctr import export_ctr, load_checked_run
 from export.fused import fused_copy, scorer_softmax
 from export.graph import EXPORTER, OPSET, export_graph
+from export.kernel import kernel_copy, kernel_unfit, translations
 from export.manifest import (
     VOCAB_USERS,
     VOCAB_VIDEOS,
@@ -152,7 +167,8 @@ def export_model(
     ``values``, ``unbind`` and ``softmax`` choose the scorer's inference form
     (`export.fused.fused_copy`), ``rewrite`` its
     graph rewrite (`export.rewrite`); the defaults are what is served, the others are the
-    bench's "before" forms.
+    bench's "before" forms. ``layout="kernel"``: the served form with each video block as one
+    ``segint.VideoBlock`` node (`export.kernel`; ``export_kernel_scorer``).
     """
     cfg: ModelConfig = model.cfg
     model = model.eval()
@@ -180,8 +196,11 @@ def export_model(
         args = tuple(ex[n] for n in spec.input_names(content))
         # The scorer runs per request: its video side gets the inference form of
         # `export.fused` (same outputs, fewer and larger operators).
-        scorer = Scorer(fused_copy(model, layout, tilt, values, unbind, softmax))
-        graphs[SCORER] = _export(scorer, args, spec, content, fixed, out_dir, opset)
+        if layout == "kernel":  # the blocks as segint.VideoBlock nodes (export.kernel)
+            scorer, table = Scorer(kernel_copy(model)), translations()
+        else:
+            scorer, table = Scorer(fused_copy(model, layout, tilt, values, unbind, softmax)), None
+        graphs[SCORER] = _export(scorer, args, spec, content, fixed, out_dir, opset, table)
         if rewrite:
             rewrite_file(out_dir / spec.file)
     else:
@@ -199,6 +218,7 @@ def _export(
     fixed: frozenset[str],
     out_dir: Path,
     opset: int,
+    translations: dict[Any, Any] | None = None,
 ) -> GraphSpec:
     """`export_graph` with the names and symbolic axes the contract declares for ``spec``."""
     names = list(spec.input_names(content))
@@ -208,8 +228,9 @@ def _export(
         for n in names
     }
     return export_graph(
-        module, args, names, list(spec.output_names), shapes, out_dir / spec.file, opset
-    )
+        module, args, names, list(spec.output_names), shapes, out_dir / spec.file, opset,
+        translations,
+    )  # fmt: skip
 
 
 def export_run(
@@ -258,6 +279,9 @@ def export_run(
     try:
         graphs = export_model(model, tmp)
         precisions = write_int8_forms(graphs, tmp)
+        kernel = export_kernel_scorer(model, tmp) if SCORER in graphs else None
+        if kernel is not None:  # the scorer with segint.VideoBlock nodes (service.kernels)
+            precisions[KERNEL] = {SCORER: VariantSpec(kernel.name, file_sha256(kernel))}
         ctr = None
         if ctr_run is not None:
             graphs["ctr"], ctr = export_ctr(ctr_run, tmp, OPSET)
@@ -288,6 +312,24 @@ def export_run(
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("exported %s (%s stream) to %s", version, cfg.user_stream, out)
     return manifest
+
+
+def export_kernel_scorer(model: SegmentInterestModel, folder: Path) -> Path | None:
+    """Write ``folder/scorer.kernel.onnx`` (`export.kernel`: each video block one
+    ``segint.VideoBlock`` node) for ``model``; None (logged) when the kernel does not fit it."""
+    reason = kernel_unfit(model)
+    if reason is not None:
+        log.info("no kernel scorer: %s", reason)
+        return None
+    scratch = folder / ".kernel"
+    scratch.mkdir()
+    try:
+        graphs = export_model(model, scratch, layout="kernel", rewrite=False)
+        path = folder / KERNEL_FILES[SCORER]
+        shutil.move(scratch / graphs[SCORER].file, path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return path
 
 
 def write_int8_forms(

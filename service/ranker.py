@@ -17,6 +17,11 @@ Precision: the scorer runs in fp32 (the exported graph) or in its dynamic int8 f
 (``scorer.int8.onnx``, listed in the manifest's ``precisions``), as ``Ranker.load``'s
 ``precision`` picks; the user encoder and the other graphs always run as exported (fp32).
 
+Kernel: on CPU, an fp32 scorer runs from ``scorer.kernel.onnx`` (the same graph with each video
+block as one ``segint.VideoBlock`` node, `export.kernel`) when the artifact has it and the
+custom-operator library of `service.kernels` is built and runs on this CPU; ``kernel="off"``
+or anything missing keeps ``scorer.onnx``.
+
 Notation: ``C`` candidates, ``h`` real history views, ``H = max(h, 1)`` history columns fed
 to the graph (never 0, as in training's collate), ``S`` = s_max slots, ``M = 1 + H`` user
 tokens, ``n_mod`` modalities, ``L`` layers, ``d`` token width.
@@ -40,6 +45,7 @@ from export.contract import (
     FP32,
     INT8,
     INT8_FILES,
+    KERNEL,
     KNOWN_INPUTS,
     SCORER,
 )
@@ -50,7 +56,7 @@ from segint.segments import SEGMENT_MS
 from segint.segments import n_segments as count_segments
 from segint.video_table import VideoTable
 from segint.vocab import UNKNOWN, Vocab
-from service import metrics
+from service import kernels, metrics
 from service.content import ContentFeatures
 from service.ctr import CtrHead
 from service.history import History, UserState, history_feeds
@@ -81,6 +87,7 @@ RAGGED_INPUTS = frozenset(
 # `Ranker.load`'s precision: fp32, int8, or auto (int8 when the artifact has it, on CPU).
 AUTO = "auto"
 PRECISION_CHOICES = (AUTO, FP32, INT8)
+KERNEL_CHOICES = (AUTO, "off")  # `Ranker.load`'s kernel
 
 
 @dataclass
@@ -122,9 +129,11 @@ class Ranker:
         ctr: CtrHead | None = None,
         precision: str = FP32,
         video_table: VideoTable | None = None,
+        kernel: bool = False,
     ) -> None:
         self.manifest = manifest
         self.precision = precision  # the scorer's, as served: fp32 or int8
+        self.kernel = kernel  # the scorer runs from scorer.kernel.onnx (segint.VideoBlock)
         self.sessions = sessions
         self.users = users
         self.videos = videos
@@ -189,6 +198,8 @@ class Ranker:
         feature_store: str | Path | None = None,
         feature_l1: bool | None = None,
         precision: str = FP32,
+        kernel: str = AUTO,
+        kernel_library: str | Path | None = None,
     ) -> Ranker:
         """Open every graph of the artifact in its own session.
 
@@ -205,6 +216,11 @@ class Ranker:
             precision: the scorer's: ``fp32`` (the exported graph), ``int8`` (its int8 form;
                 an artifact without one is an error) or ``auto`` (int8 when the artifact has
                 it and the scorer runs on CPU, where it was measured; fp32 otherwise).
+            kernel: ``auto``: an fp32 scorer on CPU runs from ``scorer.kernel.onnx`` when the
+                artifact has it and ``kernel_library`` is built and runs on this CPU (a
+                library that fails to load is logged and the exported scorer served);
+                ``off``: always ``scorer.onnx``.
+            kernel_library: the custom-operator library (default `service.kernels.LIBRARY`).
 
         Raises:
             ArtifactError: the artifact is missing, malformed or needs unsupported inputs;
@@ -214,6 +230,8 @@ class Ranker:
         """
         if precision not in PRECISION_CHOICES:
             raise ValueError(f"precision {precision!r}, not one of {PRECISION_CHOICES}")
+        if kernel not in KERNEL_CHOICES:
+            raise ValueError(f"kernel {kernel!r}, not one of {KERNEL_CHOICES}")
         folder = Path(artifact_dir)
         manifest = Manifest.read(folder)
         if precision == INT8 and not any(manifest.variant(g, INT8) for g in INT8_FILES):
@@ -226,7 +244,7 @@ class Ranker:
         content = _open_content(manifest, feature_store, feature_l1)
         use_cuda = provider in ("auto", "cuda")
         sessions: dict[str, ort.InferenceSession] = {}
-        served = FP32
+        served, with_kernel = FP32, False
         # Graphs with an int8 form last: by then a failed CUDA start is known (``auto``).
         for name in sorted(manifest.graphs, key=lambda g: g in INT8_FILES):
             variant = _variant(manifest, name, precision, use_cuda)
@@ -234,6 +252,13 @@ class Ranker:
             _check_listed(path, None if variant is None else variant.sha256)
             if variant is not None:
                 served = INT8
+            if name == SCORER and variant is None and kernel == AUTO and not use_cuda:
+                opened = _open_kernel_scorer(
+                    folder, manifest, kernel_library, intra_op_threads, spinning
+                )
+                if opened is not None:
+                    sessions[name], with_kernel = opened, True
+                    continue
             session = _open_session(path, use_cuda, intra_op_threads, spinning)
             active = session.get_providers()[0]
             if use_cuda and active != _CUDA:
@@ -251,13 +276,15 @@ class Ranker:
         videos = _load_vocab(folder / manifest.vocab_videos)
         ctr = None if manifest.ctr is None else CtrHead.load(folder, manifest.ctr, manifest.s_max)
         table = _load_video_table(folder, manifest, len(videos))
-        ranker = cls(manifest, sessions, users, videos, content, ctr, served, table)
+        ranker = cls(manifest, sessions, users, videos, content, ctr, served, table, with_kernel)
         log.info(
-            "loaded artifact %s (%s stream, graphs %s, scorer precision %s) on %s with %d threads",
+            "loaded artifact %s (%s stream, graphs %s, scorer precision %s%s) on %s with %d "
+            "threads",
             manifest.model_version,
             manifest.user_stream,
             sorted(sessions),
             served,
+            ", video-block kernel" if with_kernel else "",
             ranker.provider,
             intra_op_threads,
         )
@@ -536,8 +563,12 @@ def top_segments(logits: npt.ArrayLike, n: int, k: int, min_gap: int) -> list[in
     return picked
 
 
-def _open_session(path: Path, cuda: bool, threads: int, spinning: bool) -> ort.InferenceSession:
+def _open_session(
+    path: Path, cuda: bool, threads: int, spinning: bool, custom_ops: Path | None = None
+) -> ort.InferenceSession:
     opts = ort.SessionOptions()
+    if custom_ops is not None:
+        opts.register_custom_ops_library(str(custom_ops))
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -562,6 +593,27 @@ def _open_session(path: Path, cuda: bool, threads: int, spinning: bool) -> ort.I
     finally:
         if probe:
             ort.set_default_logger_severity(2)
+
+
+def _open_kernel_scorer(
+    folder: Path, manifest: Manifest, library: str | Path | None, threads: int, spinning: bool
+) -> ort.InferenceSession | None:
+    """The CPU session of ``scorer.kernel.onnx`` with the custom-operator library, or None
+    (the exported scorer is served) when the artifact has no such file, the library is not
+    built or does not run on this CPU, or the session does not open (logged)."""
+    spec = manifest.variant(SCORER, KERNEL)
+    lib = kernels.library(library)
+    if spec is None or lib is None:
+        if spec is not None:
+            log.info("scorer: %s not used (no kernel library for this CPU)", spec.file)
+        return None
+    path = folder / spec.file
+    _check_listed(path, spec.sha256)
+    try:
+        return _open_session(path, False, threads, spinning, custom_ops=lib)
+    except Exception as e:  # ORT raises its own exception types (a library it cannot load)
+        log.warning("scorer: %s not used (%s); serving the exported scorer", spec.file, e)
+        return None
 
 
 def _variant(manifest: Manifest, name: str, precision: str, cuda: bool) -> VariantSpec | None:

@@ -161,6 +161,7 @@ async def healthz(state: StateDep) -> Health:
         provider=ranker.provider,
         user_stream=ranker.manifest.user_stream,
         scorer_precision="int8" if ranker.precision == INT8 else "fp32",
+        scorer_kernel=ranker.kernel,
         cache="redis" if state.cache.redis is not None else "local",
         ctr_head=None if ctr is None else f"{ctr.backbone}/{ctr.mode}",
         video_table_weight=None if ranker.video_table is None else ranker.video_table.weight,

@@ -388,6 +388,10 @@ class Health(BaseModel):
         "graph) or int8 (its dynamic int8 form: weights int8, activations quantised per run); "
         "SEGINT_SCORER_PRECISION chooses it. The user encoder always runs in fp32"
     )
+    scorer_kernel: bool = Field(
+        description="the scorer's video blocks run as the segint.VideoBlock custom operator "
+        "(scorer.kernel.onnx; same outputs); false: the exported graph. SEGINT_SCORER_KERNEL"
+    )
     cache: Literal["redis", "local"]
     ctr_head: str | None = Field(
         description="backbone/mode of the SegRec CTR head; null without one (no `ctr` in /score)"

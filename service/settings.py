@@ -104,6 +104,18 @@ class Settings(BaseSettings):
         "runs on CPU, else fp32). fp32 is the default: an int8 answer moves with the other "
         "candidates of its request. /healthz reports the one served (docs/serving.md)",
     )
+    scorer_kernel: Literal["auto", "off"] = Field(
+        default="auto",
+        description="auto: on CPU, an fp32 scorer runs its video blocks as the segint.VideoBlock "
+        "custom operator (scorer.kernel.onnx) when the artifact has it and the library "
+        "(`make install` builds it; SEGINT_KERNEL_LIBRARY) runs on this CPU, else the exported "
+        "graph; off: always the exported graph. /healthz reports which (docs/serving.md)",
+    )
+    kernel_library: str | None = Field(
+        default=None,
+        description="the custom-operator library (default: build/kernels/segint_ops.so of the "
+        "checkout, written by `make install`)",
+    )
     ragged_scoring: bool = Field(
         default=True,
         description="score each candidate on its own slots only, in length buckets (off: one "

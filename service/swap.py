@@ -53,6 +53,8 @@ def load_ranker(artifact: Path, settings: Settings) -> Ranker:
         feature_store=settings.feature_store,
         feature_l1=settings.feature_l1,
         precision=settings.scorer_precision,
+        kernel=settings.scorer_kernel,
+        kernel_library=settings.kernel_library,
     )
     ranker.ragged_enabled = settings.ragged_scoring
     return ranker

@@ -1,18 +1,18 @@
-"""Issue 12, round 11 (docs/serving.md): a fused C++ video block against ONNX Runtime.
+"""Issue 12, round 11 (docs/serving.md): the video-block kernel alone against ONNX Runtime.
 
-Measurement only, nothing here is served. On the `make serve` run (runs/default, its artifact
+Measurement only (the served path is `service.kernels` + `export.kernel`). On the `make serve` run (runs/default, its artifact
 in artifacts/default), 500 real KuaiRand candidates for one user in the served 12-run bucket
 plan:
 
-1. compiles video_block.cpp (g++ -O3 -march=native -ffast-math; needs AVX-512F);
+1. compiles the kernel (service/kernels/video_block.cpp; g++ -O3 -march=native -ffast-math,
+   AVX-512F) as a plain library;
 2. captures every run's input to the two video blocks from the exported form's torch model
    (`export.fused.fused_copy`) and checks the kernel against its blocks on every valid slot;
 3. times, interleaved round by round: the kernel's two blocks over the 12 runs (ctypes, in
    process), the served scorer in ONNX Runtime (the whole ORT stage), and the same scorer
    exported without its two blocks (embeddings, the user-side key and value maps, decoder,
    shape arithmetic: what a scorer with the blocks as one custom operator each would still
-   run operator by operator);
-4. prints the section timings of the kernel (each part left out in turn).
+   run operator by operator).
 
     .venv/bin/python docs/results/issue12_kernel/measure.py [ROUNDS]
 """
@@ -51,12 +51,11 @@ ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 40
 torch.set_num_threads(1)
 work = Path(tempfile.mkdtemp())
 lib_path = work / "video_block.so"
-src = Path(__file__).with_name("video_block.cpp")
+src = ROOT / "service" / "kernels" / "video_block.cpp"
 flags = ["-O3", "-march=native", "-ffast-math", "-fPIC", "-shared"]
 subprocess.run(["g++", *flags, str(src), "-o", str(lib_path), "-lmvec", "-lm"], check=True)
 lib = ctypes.CDLL(str(lib_path))
 lib.video_block.argtypes = [ctypes.c_int] * 3 + [ctypes.c_void_p] * 6
-skip = ctypes.c_int.in_dll(lib, "SKIP")
 
 model, cfg, _, _ = load_model(ROOT / "runs" / "default")
 fused = fused_copy(model)
@@ -85,7 +84,7 @@ def kernel_weights(b):
 weights = [kernel_weights(b) for b in blocks]
 
 # One user (20 real views) and 500 distinct KuaiRand videos, as the bench draws them.
-ranker = Ranker.load(ROOT / "artifacts" / "default", provider="cpu")
+ranker = Ranker.load(ROOT / "artifacts" / "default", provider="cpu", kernel="off")
 ids, dur = kuairand_videos(ranker.manifest.s_max)
 pick = np.random.default_rng(0).choice(len(ids), 500, replace=False)
 vids, durs = ids[pick], dur[pick]
@@ -211,8 +210,3 @@ say(f"{'projected: the rest in ORT + kernel':36s} {projected:7.2f} ms "
       f"({med['ORT, served scorer'] / projected:.2f}x less than the served stage)")  # fmt: skip
 for name, ms in (("served", med["ORT, served scorer"]), ("projected", projected)):
     say(f"share of P on useful work, {name}: {useful / (ms * 1e-3) / (peak * 1e9):.1%}")
-for flag, name in ((1, "attention"), (2, "FFN"), (4, "q/k map"), (8, "exp")):
-    skip.value = flag
-    left = float(np.median([kernel_stage() for _ in range(20)])) * 1e3
-    skip.value = 0
-    say(f"kernel without its {name:10s} {left:6.2f} ms")

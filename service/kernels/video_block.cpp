@@ -1,7 +1,6 @@
-// Measurement prototype (issue 12, round 11; docs/serving.md): one video block of the served
-// scorer (`export.fused.FusedVideoBlock`, deferred softmax) as a single C++ pass per candidate,
-// to measure how far a fused kernel is from ONNX Runtime's operator-by-operator run. Not served,
-// not built by `make install`: `measure.py` compiles it (g++, AVX-512F) and calls it with ctypes.
+// One video block of the scorer (`export.fused.FusedVideoBlock`, deferred softmax) as a single
+// pass per candidate: the kernel of the ONNX Runtime custom operator segint.VideoBlock
+// (custom_op.cpp; export.kernel writes the scorer that uses it, service.kernels builds it).
 //
 // Dimensions fixed at compile time: D = 32, H = 4, DH = 8, F = 64 (the base model). Queries are
 // vectorised 16 at a time (one zmm per head dimension), keys are exact (the candidate's valid
@@ -95,8 +94,6 @@ struct Weights {
 };
 
 extern "C" {
-int SKIP = 0;  // leave out, for the section timings: 1 attention, 2 FFN, 4 q/k map, 8 exp
-
 // x (C, T, D) -> out (C, T, D). nkeys[c]: the candidate's valid video keys (a prefix of its T
 // slots). uk (H, DH, M): user keys; uv1 (H, DH + 1, M): counted user values, transposed.
 void video_block(int C, int T, int M, const float* x, const int64_t* nkeys, const float* uk,
@@ -122,7 +119,7 @@ void video_block(int C, int T, int M, const float* x, const int64_t* nkeys, cons
     float* oc = out + (int64_t)c * T * D;
     const int nk = (int)nkeys[c];
     const int tp = (T + 15) & ~15;
-    if (!(SKIP & 4)) gemm_rows<D, 96>(xc, T, D, W.wqk_t, W.bqk, qk, 96);
+    gemm_rows<D, 96>(xc, T, D, W.wqk_t, W.bqk, qk, 96);
     gemm_rows<D, V1P>(xc, nk, D, W.wv1_t, W.bv1, v1, V1P);
     for (int h = 0; h < H; ++h)
       for (int k = 0; k < DH; ++k) {
@@ -132,7 +129,7 @@ void video_block(int C, int T, int M, const float* x, const int64_t* nkeys, cons
         }
         for (int t = T; t < tp; ++t) qt[0][h][k][t] = qt[1][h][k][t] = 0.f;
       }
-    if (!(SKIP & 1)) for (int h = 0; h < H; ++h)
+    for (int h = 0; h < H; ++h)
       for (int t0 = 0; t0 < tp; t0 += 16) {
         {
           __m512 q[DH], qu[DH];
@@ -153,7 +150,6 @@ void video_block(int C, int T, int M, const float* x, const int64_t* nkeys, cons
             _mm512_store_ps(sc[nk + m], acc);
           }
         }
-        if (!(SKIP & 8))
           for (int j = 0; j < nk + M; ++j) _mm512_store_ps(sc[j], exp16(_mm512_load_ps(sc[j])));
         __m512 nm[DH + 1];
         for (int k = 0; k <= DH; ++k) nm[k] = _mm512_setzero_ps();
@@ -180,12 +176,10 @@ void video_block(int C, int T, int M, const float* x, const int64_t* nkeys, cons
       for (int i = 0; i < D; ++i) r[i] += xc[t * D + i];
       layer_norm(r, W.g1, W.be1);
     }
-    if (!(SKIP & 2)) {
     gemm_rows<D, F>(x1, T, D, W.w1_t, W.b1, f1, F);
     for (int i = 0; i < T * F; ++i)
       f1[i] = 0.5f * f1[i] * (1.f + std::erf(f1[i] * 0.70710678118654752f));
     gemm_rows<F, D>(f1, T, F, W.w2_t, W.b2, oc, D);
-    }
     for (int t = 0; t < T; ++t) {
       float* r = oc + t * D;
       for (int i = 0; i < D; ++i) r[i] += x1[t * D + i];

@@ -1,0 +1,26 @@
+"""``python -m service.kernels build [--out PATH]``: compile the custom-operator library."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from service.kernels import LIBRARY, build
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m service.kernels")
+    p.add_argument("command", choices=["build"])
+    p.add_argument("--out", type=Path, default=LIBRARY, help=f"library path (default {LIBRARY})")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    path = build(args.out)
+    sys.stdout.write(f"built {path}\n" if path else "segint kernels: not built here\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""The scorer's video-block kernel: `export.kernel` (scorer.kernel.onnx, the torch reference of
+segint::video_block) and `service.kernels` (the ONNX Runtime custom operator), against the
+exported scorer: same outputs on every real slot, in PyTorch and through the ranker."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from export.contract import KERNEL, KERNEL_FILES, SCORER
+from export.fused import fused_copy
+from export.kernel import kernel_copy, kernel_unfit
+from export.manifest import Manifest
+from model.config import ModelConfig
+from model.network import SegmentInterestModel
+from service import kernels
+from service.history import History
+from service.ranker import Ranker, Scores
+from tests.export.test_onnx import user_inputs
+from tests.export.tiny import TINY, USERS, VIDEOS, write_run
+
+S = 9
+# The kernel's dimensions (d 32, 4 heads, FFN 64) on the tiny model's other settings.
+KERNEL_TINY = TINY | {"s_max": S, "d_model": 32, "n_heads": 4, "ffn_dim": 64}
+
+
+def kernel_model(seed: int = 0) -> SegmentInterestModel:
+    """Random weights (smaller than tiny_model's, so that the deferred softmax applies: the
+    attention logits are bounded by 44.8), random exit counts and side codes."""
+    cfg = ModelConfig(n_users=len(USERS), n_videos=len(VIDEOS), **KERNEL_TINY)  # type: ignore[arg-type]
+    torch.manual_seed(seed)
+    model = SegmentInterestModel(cfg)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name and name.endswith("weight"):
+                p.normal_(1.0, 0.2)  # LayerNorm gains: the logit bound grows with them
+            else:
+                p.normal_(0.0, 0.1 if p.dim() == 2 else 0.4)
+        model.decoder.set_exit_counts(
+            torch.randint(0, 4, (len(VIDEOS), S)).float(), torch.randint(0, 9, (S + 1, S)).float()
+        )
+        sizes_v, sizes_u = torch.tensor(cfg.video_side_sizes), torch.tensor(cfg.user_side_sizes)
+        model.set_side_features(
+            (torch.rand(len(VIDEOS), len(sizes_v)) * sizes_v).long(),
+            (torch.rand(len(USERS), len(sizes_u)) * sizes_u).long(),
+        )
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def kernel_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from export.onnx import export_run
+
+    folder = tmp_path_factory.mktemp("kernel")
+    run = write_run(folder / "run", kernel_model())
+    export_run(run, folder / "artifact", version="tiny-kernel")
+    return folder / "artifact"
+
+
+CASES = {
+    "odd_mix": [3, 1, 7, 2, 6, 2, 5, 1, 4, 9, 8],
+    "single": [4],
+    "single_full": [S],
+    "all_one": [1] * 5,
+    "thousand": np.random.default_rng(0).integers(1, S + 1, 1000).tolist(),
+}
+
+
+def test_the_tiny_kernel_model_fits_and_the_others_say_why_not() -> None:
+    from tests.export.tiny import tiny_model
+
+    assert kernel_unfit(kernel_model()) is None
+    assert "d 12, 3 heads, FFN 20" in str(kernel_unfit(tiny_model("self")))
+    assert "cross stream" in str(kernel_unfit(tiny_model("cross")))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_kernel_form_scores_what_the_exported_form_scores_in_pytorch(case: str) -> None:
+    """segint::video_block's PyTorch implementation, from the flat weights (`KERNEL_LAYOUT`),
+    against the exported form's blocks, ragged (T = the widest N + 1)."""
+    model = kernel_model()
+    served, kernel = fused_copy(model), kernel_copy(model)
+    n = torch.tensor(CASES[case])
+    vids = torch.randint(0, len(VIDEOS), (len(n),), generator=torch.Generator().manual_seed(1))
+    t = torch.arange(min(int(n.max()) + 1, S))
+    with torch.no_grad():
+        states, mask = model.encode_user(**user_inputs(1, 4, seed=2))  # one user, 4 views
+        want = served.score(states, mask, vids, n, slot_index=t)
+        got = kernel.score(states, mask, vids, n, slot_index=t)
+    for i, k in enumerate(n.tolist()):
+        m = min(k + 1, S)
+        torch.testing.assert_close(got[i, :m], want[i, :m], atol=1e-5, rtol=1e-5)
+
+
+def test_export_lists_the_kernel_scorer_only_for_models_it_fits(
+    kernel_artifact: Path, self_artifact: Path
+) -> None:
+    manifest = Manifest.read(kernel_artifact)
+    spec = manifest.variant(SCORER, KERNEL)
+    assert spec is not None and spec.file == KERNEL_FILES[SCORER]
+    assert (kernel_artifact / spec.file).is_file()
+    raw = json.loads((kernel_artifact / "manifest.json").read_text())
+    assert set(raw["precisions"]) == {"int8", KERNEL}
+    assert Manifest.read(self_artifact).variant(SCORER, KERNEL) is None  # d 12: no kernel form
+
+
+def test_the_library_is_built_and_runs_on_this_cpu() -> None:
+    """`make test` builds it (`make kernels`); every machine the suite runs on has AVX-512F."""
+    assert kernels.cpu_supported(), "this CPU has no AVX-512F"
+    assert kernels.library() is not None, f"{kernels.LIBRARY} is not built: run `make kernels`"
+
+
+def _scores(ranker: Ranker, n: list[int]) -> Scores:
+    history = History.from_views(
+        [1004, 1010, 77], [20000, 6000, 30000], [9000, 6000, 100], [300, 200, 100], cap=5
+    )
+    state = ranker.encode_user(103, history)
+    vids = np.random.default_rng(len(n)).integers(998, 1030, len(n))  # some unknown ids
+    return ranker.score(103, state, vids, np.asarray(n, dtype=np.int64) * 5000 - 1700)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_kernel_scorer_answers_as_the_exported_scorer(kernel_artifact: Path, case: str) -> None:
+    """Through ONNX Runtime and the ranker (ragged runs): every head of every candidate."""
+    kernel = Ranker.load(kernel_artifact, provider="cpu")
+    graph = Ranker.load(kernel_artifact, provider="cpu", kernel="off")
+    assert kernel.kernel and not graph.kernel
+    n = CASES[case]
+    got, want = _scores(kernel, n), _scores(graph, n)
+    for i, k in enumerate(n):
+        m = min(k + 1, S)
+        np.testing.assert_allclose(got.logits[i, :m], want.logits[i, :m], atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(got.exit_distribution, want.exit_distribution, atol=1e-6)
+    np.testing.assert_allclose(got.expected_watch_ms, want.expected_watch_ms, rtol=1e-6)
+    np.testing.assert_allclose(got.completion_probability, want.completion_probability, atol=1e-6)
+    np.testing.assert_array_equal(got.predicted_exit_slot, want.predicted_exit_slot)
+    kernel.ragged_enabled = graph.ragged_enabled = False  # one padded run of S slots
+    got, want = _scores(kernel, n), _scores(graph, n)
+    np.testing.assert_allclose(got.logits, want.logits, atol=1e-5, rtol=1e-5)
+
+
+def test_without_a_usable_library_the_exported_scorer_is_served(
+    kernel_artifact: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A missing library, or a file ONNX Runtime cannot load as one: the exported scorer,
+    the same answers, and a log line saying why."""
+    want = _scores(Ranker.load(kernel_artifact, provider="cpu", kernel="off"), CASES["odd_mix"])
+    broken = tmp_path / "broken.so"
+    broken.write_text("not a library")
+    for library in (tmp_path / "missing.so", broken):
+        with caplog.at_level(logging.INFO, logger="service.ranker"):
+            ranker = Ranker.load(kernel_artifact, provider="cpu", kernel_library=library)
+        assert not ranker.kernel
+        assert "scorer.kernel.onnx not used" in caplog.text
+        caplog.clear()
+        got = _scores(ranker, CASES["odd_mix"])
+        np.testing.assert_array_equal(got.logits, want.logits)
+
+
+def test_an_unknown_kernel_setting_is_refused(kernel_artifact: Path) -> None:
+    with pytest.raises(ValueError, match="kernel 'fast'"):
+        Ranker.load(kernel_artifact, provider="cpu", kernel="fast")
+
+
+def test_healthz_says_whether_the_kernel_serves(kernel_artifact: Path) -> None:
+    """SEGINT_SCORER_KERNEL auto serves it (fp32 on CPU), off and the int8 scorer do not; the
+    answers of /score agree."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    body = {"user_id": 103, "candidates": [{"video_id": 1004 + i, "duration_ms": 5000 * i - 1700}
+                                           for i in range(1, S + 1)]}  # fmt: skip
+    answers = {}
+    for kernel, precision, served in (("auto", "fp32", True), ("off", "fp32", False),
+                                      ("auto", "int8", False)):  # fmt: skip
+        settings = Settings(
+            artifact_dir=kernel_artifact, intra_op_threads=1, scorer_precision=precision,
+            scorer_kernel=kernel, gc_freeze=False, redis_url=None, api_key=None,
+        )  # type: ignore[arg-type]  # fmt: skip
+        with TestClient(create_app(settings)) as c:
+            health = c.get("/healthz").json()
+            assert (health["scorer_kernel"], health["scorer_precision"]) == (served, precision)
+            r = c.post("/score", json=body | {"include": ["segment_scores"]})
+            assert r.status_code == 200, r.text
+            answers[kernel, precision] = [c["segment_scores"] for c in r.json()["candidates"]]
+    for got, want in zip(answers["auto", "fp32"], answers["off", "fp32"], strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
