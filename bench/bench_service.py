@@ -127,15 +127,18 @@ BEFORE_FORM = ("stacked", "matmul", False, "joined", "split", "explicit")
 def before_artifact(artifact: Path, model: Any, cache: Path = CACHE) -> Path:
     """A copy of ``artifact`` whose scorer is the round-1 export of the same weights (cached):
     the ``before`` server serves it padded, so the bench measures the path issue 12 started
-    from beside today's. Same vocabularies, user encoder, int8 file and video table; the
-    manifest's fingerprint is recomputed (the scorer differs) and ``source.scorer_form``
+    from beside today's. Same vocabularies, user encoder, int8 file and video table (no kernel
+    scorer: round 1 had none, and the service would serve it); the manifest's fingerprint is
+    recomputed (the scorer differs) and ``source.scorer_form``
     names the form. ``model`` is the artifact's PyTorch model (its weights are exported)."""
     import dataclasses
 
+    from export.contract import KERNEL, KERNEL_FILES, SCORER
     from export.manifest import Manifest, files_fingerprint
 
     out = cache / f"{artifact.name}-before"
-    if not (out / "manifest.json").exists():
+    stale = (out / "manifest.json").exists() and Manifest.read(out).variant(SCORER, KERNEL)
+    if stale or not (out / "manifest.json").exists():
         scorer = scorer_variant(artifact, model, *BEFORE_FORM, cache=cache)
         shutil.rmtree(out, ignore_errors=True)
         shutil.copytree(artifact, out)
@@ -143,7 +146,13 @@ def before_artifact(artifact: Path, model: Any, cache: Path = CACHE) -> Path:
         m = Manifest.read(artifact)
         graphs = [out / m.graphs[g].file for g in sorted(m.graphs)]
         source = m.source | {"scorer_form": {"softmax": "explicit", "form": "round 1 (bench)"}}
-        dataclasses.replace(m, fingerprint=files_fingerprint(graphs), source=source).write(out)
+        # no kernel scorer: the service would serve it instead of the round-1 graph
+        precisions = {k: v for k, v in m.precisions.items() if k != KERNEL}
+        (out / KERNEL_FILES[SCORER]).unlink(missing_ok=True)
+        m = dataclasses.replace(
+            m, fingerprint=files_fingerprint(graphs), source=source, precisions=precisions
+        )
+        m.write(out)
     return out
 
 

@@ -192,3 +192,16 @@ def test_healthz_says_whether_the_kernel_serves(kernel_artifact: Path) -> None:
             answers[kernel, precision] = [c["segment_scores"] for c in r.json()["candidates"]]
     for got, want in zip(answers["auto", "fp32"], answers["off", "fp32"], strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_the_bench_before_artifact_has_no_kernel_scorer(
+    kernel_artifact: Path, tmp_path: Path
+) -> None:
+    """The bench's `before` server serves the round-1 graph: its artifact copy must not list
+    the kernel scorer, which the service would serve instead."""
+    from bench.bench_service import before_artifact
+
+    before = before_artifact(kernel_artifact, kernel_model(), cache=tmp_path)
+    assert Manifest.read(before).variant(SCORER, KERNEL) is None
+    assert not (before / KERNEL_FILES[SCORER]).exists()
+    assert not Ranker.load(before, provider="cpu").kernel

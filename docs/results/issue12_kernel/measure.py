@@ -1,16 +1,16 @@
 """Issue 12, round 11 (docs/serving.md): the video-block kernel alone against ONNX Runtime.
 
-Measurement only (the served path is `service.kernels` + `export.kernel`). On the `make serve` run (runs/default, its artifact
-in artifacts/default), 500 real KuaiRand candidates for one user in the served 12-run bucket
-plan:
+Measurement only (the served path is `service.kernels` + `export.kernel`). On the `make serve`
+run (runs/default, its artifact in artifacts/default), 500 real KuaiRand candidates for one
+user in the served 12-run bucket plan:
 
 1. compiles the kernel (service/kernels/video_block.cpp; g++ -O3 -march=native -ffast-math,
    AVX-512F) as a plain library;
 2. captures every run's input to the two video blocks from the exported form's torch model
    (`export.fused.fused_copy`) and checks the kernel against its blocks on every valid slot;
 3. times, interleaved round by round: the kernel's two blocks over the 12 runs (ctypes, in
-   process), the served scorer in ONNX Runtime (the whole ORT stage), and the same scorer
-   exported without its two blocks (embeddings, the user-side key and value maps, decoder,
+   process), the exported scorer (scorer.onnx) in ONNX Runtime (the whole ORT stage), and the
+   same scorer exported without its two blocks (embeddings, the user-side key and value maps, decoder,
    shape arithmetic: what a scorer with the blocks as one custom operator each would still
    run operator by operator).
 
@@ -169,7 +169,7 @@ opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
 rest = ort.InferenceSession(str(work / "rest" / "scorer.onnx"), sess_options=opts,
                             providers=["CPUExecutionProvider"],
                             disabled_optimizers=list(DISABLED_OPTIMIZERS))  # fmt: skip
-served = ranker.sessions["scorer"]
+exported = ranker.sessions["scorer"]
 
 
 def ort_stage(session):
@@ -186,7 +186,7 @@ def kernel_stage():
     return time.perf_counter() - t0
 
 
-timed = {"ORT, served scorer": lambda: ort_stage(served),
+timed = {"ORT, exported scorer": lambda: ort_stage(exported),
          "ORT, scorer without its two blocks": lambda: ort_stage(rest),
          "kernel, two blocks": kernel_stage}  # fmt: skip
 times = {k: [] for k in timed}
@@ -207,6 +207,6 @@ peak = gemm_peak(1)
 say(f"useful work {useful / 1e9:.3f} GFLOP; 1-thread fp32 GEMM peak P = {peak:.1f} GFLOP/s")
 projected = med["ORT, scorer without its two blocks"] + med["kernel, two blocks"]
 say(f"{'projected: the rest in ORT + kernel':36s} {projected:7.2f} ms "
-      f"({med['ORT, served scorer'] / projected:.2f}x less than the served stage)")  # fmt: skip
-for name, ms in (("served", med["ORT, served scorer"]), ("projected", projected)):
+      f"({med['ORT, exported scorer'] / projected:.2f}x less than the exported scorer's stage)")  # fmt: skip
+for name, ms in (("exported", med["ORT, exported scorer"]), ("projected", projected)):
     say(f"share of P on useful work, {name}: {useful / (ms * 1e-3) / (peak * 1e9):.1%}")
