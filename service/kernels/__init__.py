@@ -40,8 +40,10 @@ HEADERS_SHA256 = "14f7d959d5deacbcf1504830d4189f91fc67382b399ed9ae9d3aa9c4050ced
 HEADERS = ("onnxruntime_c_api.h", "onnxruntime_cxx_api.h", "onnxruntime_cxx_inline.h",
            "onnxruntime_float16.h", "onnxruntime_lite_custom_op.h")  # fmt: skip
 # AVX-512F code, portable across x86-64 CPUs that have it (the ranker checks the CPU);
-# -ffast-math lets GCC vectorise GELU's erf through glibc's vector math library.
-CXXFLAGS = ("-O3", "-std=c++17", "-mavx512f", "-mfma", "-ffast-math", "-fPIC", "-shared")
+# -ffast-math lets GCC vectorise GELU's erf through glibc's vector math library. It is a
+# compile flag only: linked with it, GCC 12 adds crtfastmath.o, whose constructor turns on
+# flush-to-zero for the process that loads the library (every later numpy result with it).
+CXXFLAGS = ("-O3", "-std=c++17", "-mavx512f", "-mfma", "-ffast-math", "-fPIC")
 
 
 def cpu_supported() -> bool:
@@ -111,8 +113,10 @@ def build(out: Path = LIBRARY, cxx: str | None = None) -> Path | None:
         log.warning("segint kernels: not built (no C++ compiler; set CXX)")
         return None
     headers = fetch_headers(out.parent / "onnxruntime-headers")
-    tmp = out.with_suffix(".tmp.so")
-    cmd = [cxx, *CXXFLAGS, f"-I{headers}", str(HERE / "custom_op.cpp"), "-o", str(tmp), "-lmvec"]
-    subprocess.run([*cmd, "-lm"], check=True)
+    obj, tmp = out.with_suffix(".o"), out.with_suffix(".tmp.so")
+    source = str(HERE / "custom_op.cpp")
+    subprocess.run([cxx, *CXXFLAGS, f"-I{headers}", "-c", source, "-o", str(obj)], check=True)
+    subprocess.run([cxx, "-shared", str(obj), "-o", str(tmp), "-lmvec", "-lm"], check=True)
     os.replace(tmp, out)
+    obj.unlink()
     return out

@@ -205,3 +205,25 @@ def test_the_bench_before_artifact_has_no_kernel_scorer(
     assert Manifest.read(before).variant(SCORER, KERNEL) is None
     assert not (before / KERNEL_FILES[SCORER]).exists()
     assert not Ranker.load(before, provider="cpu").kernel
+
+
+def test_loading_the_library_leaves_the_floating_point_mode_alone() -> None:
+    """Linked with -ffast-math, GCC 12 adds crtfastmath.o to a shared library: loading it turns
+    on flush-to-zero and denormals-are-zero for the loading thread and every thread it starts
+    (each later numpy result). The library is compiled with it and linked without it."""
+    import subprocess
+    import sys
+
+    lib = kernels.library()
+    assert lib is not None, f"{kernels.LIBRARY} is not built: run `make kernels`"
+    code = (
+        "import ctypes, sys, numpy as np\n"
+        "tiny = np.float32(1e-39)  # a float32 denormal\n"
+        "before = float(tiny * np.float32(1.0))\n"
+        "ctypes.CDLL(sys.argv[1])\n"
+        "print(before > 0, float(tiny * np.float32(1.0)) > 0)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(lib)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["True", "True"]

@@ -52,8 +52,11 @@ torch.set_num_threads(1)
 work = Path(tempfile.mkdtemp())
 lib_path = work / "video_block.so"
 src = ROOT / "service" / "kernels" / "video_block.cpp"
-flags = ["-O3", "-march=native", "-ffast-math", "-fPIC", "-shared"]
-subprocess.run(["g++", *flags, str(src), "-o", str(lib_path), "-lmvec", "-lm"], check=True)
+flags = ["-O3", "-march=native", "-ffast-math", "-fPIC"]  # compile only (service.kernels.CXXFLAGS)
+subprocess.run(["g++", *flags, "-c", str(src), "-o", str(work / "kernel.o")], check=True)
+subprocess.run(
+    ["g++", "-shared", str(work / "kernel.o"), "-o", str(lib_path), "-lmvec", "-lm"], check=True
+)
 lib = ctypes.CDLL(str(lib_path))
 lib.video_block.argtypes = [ctypes.c_int] * 3 + [ctypes.c_void_p] * 6
 
