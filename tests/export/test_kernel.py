@@ -227,3 +227,26 @@ def test_loading_the_library_leaves_the_floating_point_mode_alone() -> None:
         [sys.executable, "-c", code, str(lib)], capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["True", "True"]
+
+
+def test_a_build_that_fails_says_why_in_one_line(tmp_path: Path) -> None:
+    """`python -m service.kernels build` with a compiler that fails: exit 0 (the exported
+    graph is served), one line naming the failure, no library, no traceback."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    headers = kernels.LIBRARY.parent / "onnxruntime-headers"
+    shutil.copytree(headers, tmp_path / "onnxruntime-headers")  # no download here
+    out = tmp_path / "segint_ops.so"
+    proc = subprocess.run(
+        [sys.executable, "-m", "service.kernels", "build", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"CXX": "/bin/false"},
+        cwd=kernels.ROOT,
+    )
+    assert proc.returncode == 0 and not out.exists()
+    assert proc.stderr.startswith("segint kernels: not built (") and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
