@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 
 # The scorer's video-block kernel (service/kernels: an ONNX Runtime custom operator, g++ and
 # ONNX Runtime's API headers from Debian's libonnxruntime-dev); on a machine where it cannot be
-# built (not x86-64, no g++) the service serves the exported graph instead.
+# built (not x86-64, no g++, Debian's package unreachable) the service serves the exported graph.
 KERNEL := build/kernels/segint_ops.so
 $(KERNEL): $(VENV)/.installed $(wildcard service/kernels/*.cpp) service/kernels/__init__.py
 	$(PY) -m service.kernels build --out $@
@@ -50,7 +50,7 @@ test: $(VENV)/.installed $(KERNEL) ## run the test suite (starts a throwaway red
 	bash deploy/with-redis.sh $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 .PHONY: bench
-bench: $(VENV)/.installed ## run the benchmarks in bench/ (writes reports/bench/*.json)
+bench: $(VENV)/.installed $(KERNEL) ## run the benchmarks in bench/ (writes reports/bench/*.json)
 	$(PY) bench/run_all.py
 
 .PHONY: serve

@@ -168,7 +168,8 @@ def export_model(
     (`export.fused.fused_copy`), ``rewrite`` its
     graph rewrite (`export.rewrite`); the defaults are what is served, the others are the
     bench's "before" forms. ``layout="kernel"``: the served form with each video block as one
-    ``segint.VideoBlock`` node (`export.kernel`; ``export_kernel_scorer``).
+    ``segint.VideoBlock`` node (`export.kernel`; ``export_kernel_scorer``), the scorer only (its
+    user encoder is the exported one).
     """
     cfg: ModelConfig = model.cfg
     model = model.eval()
@@ -181,7 +182,8 @@ def export_model(
         encoder = UserEncoder(model)
         spec = GRAPHS[USER_ENCODER]
         args = tuple(ex[n] for n in spec.input_names(content))
-        graphs[USER_ENCODER] = _export(encoder, args, spec, content, fixed, out_dir, opset)
+        if layout != "kernel":
+            graphs[USER_ENCODER] = _export(encoder, args, spec, content, fixed, out_dir, opset)
         with torch.no_grad():
             states, mask = encoder(*args)
         # Scorer examples: one user (batch 1, broadcast), C = 3 candidates, T = S - 1 slots

@@ -19,10 +19,10 @@ from export.manifest import Manifest
 from model.config import ModelConfig
 from model.network import SegmentInterestModel
 from service import kernels
-from service.history import History
 from service.ranker import Ranker, Scores
 from tests.export.test_onnx import user_inputs
 from tests.export.tiny import TINY, USERS, VIDEOS, write_run
+from tests.service.test_ragged import durations, history
 
 S = 9
 # The kernel's dimensions (d 32, 4 heads, FFN 64) on the tiny model's other settings.
@@ -116,12 +116,9 @@ def test_the_library_is_built_and_runs_on_this_cpu() -> None:
 
 
 def _scores(ranker: Ranker, n: list[int]) -> Scores:
-    history = History.from_views(
-        [1004, 1010, 77], [20000, 6000, 30000], [9000, 6000, 100], [300, 200, 100], cap=5
-    )
-    state = ranker.encode_user(103, history)
+    state = ranker.encode_user(103, history())
     vids = np.random.default_rng(len(n)).integers(998, 1030, len(n))  # some unknown ids
-    return ranker.score(103, state, vids, np.asarray(n, dtype=np.int64) * 5000 - 1700)
+    return ranker.score(103, state, vids, durations(n))
 
 
 @pytest.mark.parametrize("case", CASES)
