@@ -62,7 +62,7 @@ COPY . /src
 RUN --mount=type=cache,target=/root/.cache/pip pip install --no-deps /src
 # The scorer's video-block kernel (service/kernels, an ONNX Runtime custom operator): g++ and
 # ONNX Runtime's API headers (fetched from Debian by the build) stay in this stage; only the
-# library goes on with the virtualenv. The service uses it on CPUs with AVX-512F
+# library goes on with the virtualenv. The service uses it on CPUs with AVX-512F or AVX2 + FMA
 # (SEGINT_SCORER_KERNEL=auto) and serves the exported graph elsewhere.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends "g++=4:12.2.0-3" \

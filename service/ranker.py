@@ -284,7 +284,7 @@ class Ranker:
             manifest.user_stream,
             sorted(sessions),
             served,
-            ", video-block kernel" if with_kernel else "",
+            f", video-block kernel ({kernels.isa()})" if with_kernel else "",
             ranker.provider,
             intra_op_threads,
         )

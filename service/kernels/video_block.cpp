@@ -2,77 +2,127 @@
 // pass per candidate: the kernel of the ONNX Runtime custom operator segint.VideoBlock
 // (custom_op.cpp; export.kernel writes the scorer that uses it, service.kernels builds it).
 //
+// Compiled once per instruction set: SEGINT_WIDTH=16 (-mavx512f: video_block_avx512) and
+// SEGINT_WIDTH=8 (-mavx2 -mfma: video_block_avx2); the same code on VL-float vectors `vf`.
 // Dimensions fixed at compile time: D = 32, H = 4, DH = 8, F = 64 (the base model). Queries are
-// vectorised 16 at a time (one zmm per head dimension), keys are exact (the candidate's valid
-// video keys, then the user's), exp is inline (degree-6 polynomial), GELU's erf is glibc's
+// vectorised VL at a time (one register per head dimension), keys are exact (the candidate's
+// valid video keys, then the user's), exp is inline (degree-6 polynomial), GELU's erf is glibc's
 // vector erff (libmvec).
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <immintrin.h>
 
+#include "video_block.h"
+
+namespace {
 
 // exp for |x| < 87: 2^n * p(r), r = x - n ln2 in [-ln2/2, ln2/2], degree-6 Taylor (rel. error
 // < 2e-7 there); inline, so no call spills the attention's accumulators.
-static inline __m512 exp16(__m512 x) {
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.f / 720);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-  return _mm512_scalef_ps(p, n);
+#if SEGINT_WIDTH == 16
+#define VIDEO_BLOCK video_block_avx512
+using vf = __m512;
+inline vf vload(const float* p) { return _mm512_loadu_ps(p); }
+inline vf vloada(const float* p) { return _mm512_load_ps(p); }
+inline void vstore(float* p, vf v) { _mm512_storeu_ps(p, v); }
+inline void vstorea(float* p, vf v) { _mm512_store_ps(p, v); }
+inline vf vset1(float a) { return _mm512_set1_ps(a); }
+inline vf vzero() { return _mm512_setzero_ps(); }
+inline vf vmul(vf a, vf b) { return _mm512_mul_ps(a, b); }
+inline vf vfmadd(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
+inline vf vfnmadd(vf a, vf b, vf c) { return _mm512_fnmadd_ps(a, b, c); }
+inline vf vround(vf a) {
+  return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+inline vf vscale2(vf p, vf n) { return _mm512_scalef_ps(p, n); }  // p * 2^n
+inline vf vclamp_exp(vf x) { return x; }  // scalef covers the whole range
+#elif SEGINT_WIDTH == 8
+#define VIDEO_BLOCK video_block_avx2
+using vf = __m256;
+inline vf vload(const float* p) { return _mm256_loadu_ps(p); }
+inline vf vloada(const float* p) { return _mm256_load_ps(p); }
+inline void vstore(float* p, vf v) { _mm256_storeu_ps(p, v); }
+inline void vstorea(float* p, vf v) { _mm256_store_ps(p, v); }
+inline vf vset1(float a) { return _mm256_set1_ps(a); }
+inline vf vzero() { return _mm256_setzero_ps(); }
+inline vf vmul(vf a, vf b) { return _mm256_mul_ps(a, b); }
+inline vf vfmadd(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
+inline vf vfnmadd(vf a, vf b, vf c) { return _mm256_fnmadd_ps(a, b, c); }
+inline vf vround(vf a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+// p * 2^n through the exponent bits: n in [-126, 127] (vclamp_exp keeps it there)
+inline vf vscale2(vf p, vf n) {
+  const __m256i e = _mm256_slli_epi32(
+      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+inline vf vclamp_exp(vf x) {
+  return _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(87.f)), _mm256_set1_ps(-87.f));
+}
+#else
+#error "SEGINT_WIDTH must be 16 (AVX-512F) or 8 (AVX2 + FMA)"
+#endif
+
+constexpr int VL = SEGINT_WIDTH;  // floats per vector
+// slots rounded up to whole 16-float vectors: every row of qt starts 64-byte aligned
+constexpr int TP = (TMAX + 15) / 16 * 16;
+
+inline vf vexp(vf x) {
+  x = vclamp_exp(x);
+  const vf n = vround(vmul(x, vset1(1.44269504088896341f)));
+  vf r = vfnmadd(n, vset1(0.693359375f), x);
+  r = vfnmadd(n, vset1(-2.12194440e-4f), r);
+  vf p = vset1(1.f / 720);
+  p = vfmadd(p, r, vset1(1.f / 120));
+  p = vfmadd(p, r, vset1(1.f / 24));
+  p = vfmadd(p, r, vset1(1.f / 6));
+  p = vfmadd(p, r, vset1(0.5f));
+  p = vfmadd(p, r, vset1(1.f));
+  p = vfmadd(p, r, vset1(1.f));
+  return vscale2(p, n);
 }
 
-constexpr int D = 32, H = 4, DH = 8, F = 64, V1W = H * (DH + 1);  // 36
-constexpr int V1P = 48;                                            // 36 padded to 3 x 16
-constexpr int TMAX = 40, MMAX = 64;
-
-// out[t][0:O] = b + sum_k x[t][k] * wt[k][0:O]   (wt: K x O, row-major, O % 16 == 0)
+// out[t][0:O] = b + sum_k x[t][k] * wt[k][0:O]   (wt: K x O, row-major, O % VL == 0). Two rows
+// per pass while their accumulators fit in 12 registers (all of AVX-512's shapes), else one.
 template <int K, int O>
-static inline void gemm_rows(const float* __restrict x, int rows, int ldx,
-                             const float* __restrict wt, const float* __restrict b,
-                             float* __restrict out, int ldo) {
-  constexpr int V = O / 16;
+inline void gemm_rows(const float* __restrict x, int rows, int ldx, const float* __restrict wt,
+                      const float* __restrict b, float* __restrict out, int ldo) {
+  constexpr int V = O / VL;
+  static_assert(O % VL == 0, "output width must be whole vectors");
   int t = 0;
-  for (; t + 1 < rows; t += 2) {
-    __m512 a0[V], a1[V];
-    for (int o = 0; o < V; ++o) a0[o] = a1[o] = _mm512_loadu_ps(b + 16 * o);
-    const float* x0 = x + t * ldx;
-    const float* x1 = x0 + ldx;
-    for (int k = 0; k < K; ++k) {
-      const __m512 u0 = _mm512_set1_ps(x0[k]), u1 = _mm512_set1_ps(x1[k]);
-      const float* w = wt + k * O;
-      for (int o = 0; o < V; ++o) {
-        const __m512 wv = _mm512_loadu_ps(w + 16 * o);
-        a0[o] = _mm512_fmadd_ps(u0, wv, a0[o]);
-        a1[o] = _mm512_fmadd_ps(u1, wv, a1[o]);
+  if constexpr (2 * V <= 12) {
+    for (; t + 1 < rows; t += 2) {
+      vf a0[V], a1[V];
+      for (int o = 0; o < V; ++o) a0[o] = a1[o] = vload(b + VL * o);
+      const float* x0 = x + t * ldx;
+      const float* x1 = x0 + ldx;
+      for (int k = 0; k < K; ++k) {
+        const vf u0 = vset1(x0[k]), u1 = vset1(x1[k]);
+        const float* w = wt + k * O;
+        for (int o = 0; o < V; ++o) {
+          const vf wv = vload(w + VL * o);
+          a0[o] = vfmadd(u0, wv, a0[o]);
+          a1[o] = vfmadd(u1, wv, a1[o]);
+        }
       }
-    }
-    for (int o = 0; o < V; ++o) {
-      _mm512_storeu_ps(out + t * ldo + 16 * o, a0[o]);
-      _mm512_storeu_ps(out + (t + 1) * ldo + 16 * o, a1[o]);
+      for (int o = 0; o < V; ++o) {
+        vstore(out + t * ldo + VL * o, a0[o]);
+        vstore(out + (t + 1) * ldo + VL * o, a1[o]);
+      }
     }
   }
   for (; t < rows; ++t) {
-    __m512 a0[V];
-    for (int o = 0; o < V; ++o) a0[o] = _mm512_loadu_ps(b + 16 * o);
+    vf a0[V];
+    for (int o = 0; o < V; ++o) a0[o] = vload(b + VL * o);
     const float* x0 = x + t * ldx;
     for (int k = 0; k < K; ++k) {
-      const __m512 u0 = _mm512_set1_ps(x0[k]);
-      for (int o = 0; o < V; ++o)
-        a0[o] = _mm512_fmadd_ps(u0, _mm512_loadu_ps(wt + k * O + 16 * o), a0[o]);
+      const vf u0 = vset1(x0[k]);
+      for (int o = 0; o < V; ++o) a0[o] = vfmadd(u0, vload(wt + k * O + VL * o), a0[o]);
     }
-    for (int o = 0; o < V; ++o) _mm512_storeu_ps(out + t * ldo + 16 * o, a0[o]);
+    for (int o = 0; o < V; ++o) vstore(out + t * ldo + VL * o, a0[o]);
   }
 }
 
-static inline void layer_norm(float* __restrict x, const float* __restrict g,
+inline void layer_norm(float* __restrict x, const float* __restrict g,
                               const float* __restrict b) {
   float mean = 0.f;
   for (int i = 0; i < D; ++i) mean += x[i];
@@ -93,22 +143,22 @@ struct Weights {
   const float *g2, *be2;
 };
 
-extern "C" {
-// x (C, T, D) -> out (C, T, D). nkeys[c]: the candidate's valid video keys (a prefix of its T
-// slots). uk (H, DH, M): user keys; uv1 (H, DH + 1, M): counted user values, transposed.
-void video_block(int C, int T, int M, const float* x, const int64_t* nkeys, const float* uk,
+}  // namespace
+
+// video_block_avx512 / video_block_avx2 (video_block.h)
+extern "C" void VIDEO_BLOCK(int C, int T, int M, const float* x, const int64_t* nkeys, const float* uk,
                  const float* uv1, const float* const* w, float* out) {
   const Weights W{w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8], w[9], w[10], w[11],
                   w[12], w[13]};  // kernel_weights' 14 arrays
   alignas(64) float qk[TMAX * 96];
   alignas(64) float v1[TMAX * V1P];
-  alignas(64) float qt[2][H][DH][TMAX + 16];  // queries per source and head, transposed
+  alignas(64) float qt[2][H][DH][TP];  // queries per source and head, transposed
   alignas(64) float ukt[H][MMAX][DH];          // user keys, row per key
   alignas(64) float uvr[H][MMAX][DH + 1];      // user counted values, row per key
-  alignas(64) float y[(TMAX + 16) * D];
+  alignas(64) float y[TP * D];
   alignas(64) float x1[TMAX * D];
   alignas(64) float f1[TMAX * F];
-  alignas(64) float sc[TMAX + MMAX][16];       // one query block's logits, then exp
+  alignas(64) float sc[TMAX + MMAX][VL];       // one query block's logits, then exp
   for (int h = 0; h < H; ++h)
     for (int m = 0; m < M; ++m) {
       for (int k = 0; k < DH; ++k) ukt[h][m][k] = uk[(h * DH + k) * M + m];
@@ -118,7 +168,7 @@ void video_block(int C, int T, int M, const float* x, const int64_t* nkeys, cons
     const float* xc = x + (int64_t)c * T * D;
     float* oc = out + (int64_t)c * T * D;
     const int nk = (int)nkeys[c];
-    const int tp = (T + 15) & ~15;
+    const int tp = (T + VL - 1) / VL * VL;
     gemm_rows<D, 96>(xc, T, D, W.wqk_t, W.bqk, qk, 96);
     gemm_rows<D, V1P>(xc, nk, D, W.wv1_t, W.bv1, v1, V1P);
     for (int h = 0; h < H; ++h)
@@ -130,42 +180,42 @@ void video_block(int C, int T, int M, const float* x, const int64_t* nkeys, cons
         for (int t = T; t < tp; ++t) qt[0][h][k][t] = qt[1][h][k][t] = 0.f;
       }
     for (int h = 0; h < H; ++h)
-      for (int t0 = 0; t0 < tp; t0 += 16) {
+      for (int t0 = 0; t0 < tp; t0 += VL) {
         {
-          __m512 q[DH], qu[DH];
+          vf q[DH], qu[DH];
           for (int k = 0; k < DH; ++k) {
-            q[k] = _mm512_load_ps(&qt[0][h][k][t0]);
-            qu[k] = _mm512_load_ps(&qt[1][h][k][t0]);
+            q[k] = vloada(&qt[0][h][k][t0]);
+            qu[k] = vloada(&qt[1][h][k][t0]);
           }
           for (int j = 0; j < nk; ++j) {  // the video's own keys
             const float* kj = qk + j * 96 + 64 + h * DH;
-            __m512 acc = _mm512_mul_ps(_mm512_set1_ps(kj[0]), q[0]);
-            for (int k = 1; k < DH; ++k) acc = _mm512_fmadd_ps(_mm512_set1_ps(kj[k]), q[k], acc);
-            _mm512_store_ps(sc[j], acc);
+            vf acc = vmul(vset1(kj[0]), q[0]);
+            for (int k = 1; k < DH; ++k) acc = vfmadd(vset1(kj[k]), q[k], acc);
+            vstorea(sc[j], acc);
           }
           for (int m = 0; m < M; ++m) {  // the user's keys
             const float* kj = ukt[h][m];
-            __m512 acc = _mm512_mul_ps(_mm512_set1_ps(kj[0]), qu[0]);
-            for (int k = 1; k < DH; ++k) acc = _mm512_fmadd_ps(_mm512_set1_ps(kj[k]), qu[k], acc);
-            _mm512_store_ps(sc[nk + m], acc);
+            vf acc = vmul(vset1(kj[0]), qu[0]);
+            for (int k = 1; k < DH; ++k) acc = vfmadd(vset1(kj[k]), qu[k], acc);
+            vstorea(sc[nk + m], acc);
           }
         }
-          for (int j = 0; j < nk + M; ++j) _mm512_store_ps(sc[j], exp16(_mm512_load_ps(sc[j])));
-        __m512 nm[DH + 1];
-        for (int k = 0; k <= DH; ++k) nm[k] = _mm512_setzero_ps();
+        for (int j = 0; j < nk + M; ++j) vstorea(sc[j], vexp(vloada(sc[j])));
+        vf nm[DH + 1];
+        for (int k = 0; k <= DH; ++k) nm[k] = vzero();
         for (int j = 0; j < nk; ++j) {
           const float* vj = v1 + j * V1P + h * (DH + 1);
-          const __m512 ej = _mm512_load_ps(sc[j]);
-          for (int k = 0; k <= DH; ++k) nm[k] = _mm512_fmadd_ps(ej, _mm512_set1_ps(vj[k]), nm[k]);
+          const vf ej = vloada(sc[j]);
+          for (int k = 0; k <= DH; ++k) nm[k] = vfmadd(ej, vset1(vj[k]), nm[k]);
         }
         for (int m = 0; m < M; ++m) {
           const float* vj = uvr[h][m];
-          const __m512 ej = _mm512_load_ps(sc[nk + m]);
-          for (int k = 0; k <= DH; ++k) nm[k] = _mm512_fmadd_ps(ej, _mm512_set1_ps(vj[k]), nm[k]);
+          const vf ej = vloada(sc[nk + m]);
+          for (int k = 0; k <= DH; ++k) nm[k] = vfmadd(ej, vset1(vj[k]), nm[k]);
         }
-        alignas(64) float num[DH + 1][16];
-        for (int k = 0; k <= DH; ++k) _mm512_store_ps(num[k], nm[k]);
-        for (int i = 0; i < 16; ++i) {
+        alignas(64) float num[DH + 1][VL];
+        for (int k = 0; k <= DH; ++k) vstorea(num[k], nm[k]);
+        for (int i = 0; i < VL; ++i) {
           const float inv = 1.f / num[DH][i];
           for (int k = 0; k < DH; ++k) y[(t0 + i) * D + h * DH + k] = num[k][i] * inv;
         }
@@ -186,5 +236,4 @@ void video_block(int C, int T, int M, const float* x, const int64_t* nkeys, cons
       layer_norm(r, W.g2, W.be2);
     }
   }
-}
 }

@@ -110,9 +110,22 @@ def test_export_lists_the_kernel_scorer_only_for_models_it_fits(
 
 
 def test_the_library_is_built_and_runs_on_this_cpu() -> None:
-    """`make test` builds it (`make kernels`); every machine the suite runs on has AVX-512F."""
-    assert kernels.cpu_supported(), "this CPU has no AVX-512F"
+    """`make test` builds it (`make kernels`); every machine the suite runs on has AVX2 + FMA
+    at least (x86-64 since 2013-2015)."""
+    assert kernels.cpu_supported(), "this CPU has neither AVX-512F nor AVX2 + FMA"
     assert kernels.library() is not None, f"{kernels.LIBRARY} is not built: run `make kernels`"
+
+
+def test_the_kernel_builds_this_cpu_runs_are_read_from_its_flags() -> None:
+    assert kernels.cpu_isas("fpu sse2 avx avx2 fma avx512f avx512bw") == ["avx512", "avx2"]
+    assert kernels.cpu_isas("fpu sse2 avx avx2 fma bmi2") == ["avx2"]
+    assert kernels.cpu_isas("fpu sse2 avx avx2") == []  # AVX2 without FMA
+    assert kernels.cpu_isas("fpu sse2 avx512fp16") == []  # a word, not a prefix
+
+
+# Each kernel build this CPU runs (`SEGINT_KERNEL_ISA`): AVX2's everywhere, AVX-512's too where
+# the CPU has it.
+ISAS = kernels.cpu_isas()
 
 
 def _scores(ranker: Ranker, n: list[int]) -> Scores:
@@ -121,9 +134,15 @@ def _scores(ranker: Ranker, n: list[int]) -> Scores:
     return ranker.score(103, state, vids, durations(n))
 
 
+@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("case", CASES)
-def test_the_kernel_scorer_answers_as_the_exported_scorer(kernel_artifact: Path, case: str) -> None:
-    """Through ONNX Runtime and the ranker (ragged runs): every head of every candidate."""
+def test_the_kernel_scorer_answers_as_the_exported_scorer(
+    kernel_artifact: Path, case: str, isa: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through ONNX Runtime and the ranker (ragged runs): every head of every candidate, with
+    each build of the kernel this CPU runs."""
+    monkeypatch.setenv(kernels.ISA_ENV, isa)
+    assert kernels.isa() == isa
     kernel = Ranker.load(kernel_artifact, provider="cpu")
     graph = Ranker.load(kernel_artifact, provider="cpu", kernel="off")
     assert kernel.kernel and not graph.kernel
@@ -157,6 +176,27 @@ def test_without_a_usable_library_the_exported_scorer_is_served(
         caplog.clear()
         got = _scores(ranker, CASES["odd_mix"])
         np.testing.assert_array_equal(got.logits, want.logits)
+
+
+def test_a_kernel_build_this_cpu_cannot_run_serves_the_exported_scorer(
+    kernel_artifact: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SEGINT_KERNEL_ISA naming no build (or one this CPU lacks): the library's registration
+    fails with the reason and the ranker serves the exported scorer, the same answers."""
+    from service.ranker import _open_session
+
+    want = _scores(Ranker.load(kernel_artifact, provider="cpu", kernel="off"), CASES["odd_mix"])
+    monkeypatch.setenv(kernels.ISA_ENV, "sse2")
+    assert kernels.isa() is None
+    with caplog.at_level(logging.INFO, logger="service.ranker"):
+        ranker = Ranker.load(kernel_artifact, provider="cpu")
+    assert not ranker.kernel and "scorer.kernel.onnx not used" in caplog.text
+    np.testing.assert_array_equal(_scores(ranker, CASES["odd_mix"]).logits, want.logits)
+    # the library itself refuses too (the ranker's check aside), naming the setting
+    with pytest.raises(Exception, match="SEGINT_KERNEL_ISA=sse2, not one of"):
+        _open_session(
+            kernel_artifact / KERNEL_FILES[SCORER], False, 1, False, custom_ops=kernels.LIBRARY
+        )
 
 
 def test_an_unknown_kernel_setting_is_refused(kernel_artifact: Path) -> None:
