@@ -17,11 +17,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q -e ".[$(EXTRAS)]"
 	@touch $@
 
-# The scorer's video-block kernel (service/kernels: an ONNX Runtime custom operator, g++ and
-# ONNX Runtime's API headers from Debian's libonnxruntime-dev); on a machine where it cannot be
-# built (not x86-64, no g++, Debian's package unreachable) the service serves the exported graph.
+# The scorer's video-block kernel and the compiled response heads (service/kernels: an ONNX
+# Runtime custom operator and a ctypes function; g++ and ONNX Runtime's API headers from
+# Debian's libonnxruntime-dev); on a machine where it cannot be built (not x86-64, no g++,
+# Debian's package unreachable) the service serves the exported graph and numpy's heads.
 KERNEL := build/kernels/segint_ops.so
-$(KERNEL): $(VENV)/.installed $(wildcard service/kernels/*.cpp) service/kernels/__init__.py
+$(KERNEL): $(VENV)/.installed $(wildcard service/kernels/*.cpp service/kernels/*.h) service/kernels/__init__.py
 	$(PY) -m service.kernels build --out $@
 
 .PHONY: kernels

@@ -264,10 +264,14 @@ async def _open_loop(
         "p99_ms": float(np.percentile(lat, 99)),
         "max_ms": float(lat.max()),
         "time_share": shares(lat, timings) if timings else {},
-        # the handler's own work: its time minus ORT, the inference queue and the cache
+        # the handler's own work: its time minus ORT, the inference queue and the cache (the
+        # issue's cell); of it, the inference thread's hand-offs (waits for a CPU and the loop)
         "handler_minus_ort_ms": statistics.fmean(
             t["handler"] - t["ort"] - t.get("queue", 0.0) - t.get("cache", 0.0) for t in timings
         )
+        if timings
+        else float("nan"),
+        "handoff_ms": statistics.fmean(t.get("handoff", 0.0) for t in timings)
         if timings
         else float("nan"),
         "ort_ms": statistics.fmean(t["ort"] for t in timings) if timings else float("nan"),
@@ -304,6 +308,7 @@ def repeated_open_loop(
         "handler_minus_ort_ms": statistics.fmean(handler),
         "handler_minus_ort_ms_se": statistics.stdev(handler) / len(handler) ** 0.5,
         "handler_minus_ort_ms_runs": handler,
+        "handoff_ms": statistics.fmean(r["handoff_ms"] for r in runs),
         "ort_ms": statistics.fmean(r["ort_ms"] for r in runs),
         "runs": runs,
     }
@@ -314,13 +319,18 @@ def shares(latency_ms: np.ndarray, timings: list[dict[str, float]]) -> dict[str,
     total = float(latency_ms.mean())
     mean = {
         k: statistics.fmean(t.get(k, 0.0) for t in timings)
-        for k in ("cache", "queue", "ort", "handler")
+        for k in ("cache", "queue", "handoff", "ort", "handler")
     }
     parts = {
         "onnxruntime": mean["ort"],
         "redis": mean["cache"],
         "inference_queue": mean["queue"],
-        "pre_post_processing": mean["handler"] - mean["ort"] - mean["cache"] - mean["queue"],
+        "thread_handoff": mean["handoff"],
+        "pre_post_processing": mean["handler"]
+        - mean["ort"]
+        - mean["cache"]
+        - mean["queue"]
+        - mean["handoff"],
         "http_validation_serialization": total - mean["handler"],
     }
     return {k: v / total for k, v in parts.items()} | {"mean_latency_ms": total}
@@ -745,6 +755,8 @@ def serve_and_load(
         "SEGINT_MAX_CANDIDATES": "1000",
         "SEGINT_RAGGED_SCORING": "true" if mode == "ragged" else "false",
         "SEGINT_SCORER_PRECISION": args.server_precision,
+        # `before` is the path issue 12 measured: the exported graph and numpy's heads
+        "SEGINT_SCORER_KERNEL": "off" if mode == "before" else "auto",
     }
     if url_redis:
         env["SEGINT_REDIS_URL"] = url_redis
@@ -953,7 +965,7 @@ def report(r: dict[str, Any]) -> str:
     lines += [
         "",
         "HTTP /score (open loop; handler-ort = mean Server-Timing handler minus ort, queue and "
-        "cache):",
+        "cache; in brackets its thread hand-offs, Server-Timing handoff):",
         "",
         "| scoring | C | offered req/s | achieved | p50 ms | p99 ms | shed | errors | handler-ort ms | "
         "saturation req/s | response KB (with arrays) | sequential ms (with arrays) |",
@@ -968,6 +980,8 @@ def report(r: dict[str, Any]) -> str:
                 if "runs" in run:  # --server-repeats: mean +- SE over the runs, their p99s
                     handler += f" +- {run['handler_minus_ort_ms_se']:.2f} ({len(run['runs'])} runs)"
                     p99 += " (" + ", ".join(f"{v:.1f}" for v in run["p99_ms_runs"]) + ")"
+                if "handoff_ms" in run:
+                    handler += f" [{run['handoff_ms']:.2f}]"
                 lines.append(
                     f"| {label} | {c} | {run['offered_rps']:.0f} | {run['achieved_rps']:.1f} | "
                     f"{run['p50_ms']:.1f} | {p99} | {run.get('shed', 0)} | {run['errors']} | "

@@ -81,14 +81,17 @@ class VideoTable:
         if len(rows):
             block = dist[rows]  # a copy: scaled and added to in place, then written back
             block *= 1.0 - self.weight
-            block += self._scaled.take(np.asarray(video_idx, dtype=np.int64)[rows], axis=0)
+            block += self.scaled.take(np.asarray(video_idx, dtype=np.int64)[rows], axis=0)
             dist[rows] = block
         return use
 
     @functools.cached_property
-    def _scaled(self) -> FloatArray:
-        """``w * dist``, computed once (the service mixes on every request)."""
-        out: FloatArray = self.weight * self.dist
+    def scaled(self) -> FloatArray:
+        """``w * dist`` (float64, C-contiguous), computed once (the service mixes on every
+        request)."""
+        out: FloatArray = np.ascontiguousarray(
+            np.multiply(self.weight, self.dist, dtype=np.float64)
+        )
         return out
 
     def write(self, folder: str | Path) -> Path:

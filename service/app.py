@@ -54,7 +54,7 @@ SegRec CTR head, the probability of an effective view (`ctr`).
 
 The user side of the model is computed once per user and cached (Redis, or in process);
 `POST /events/view` keeps it current. Responses of scoring routes carry a `Server-Timing`
-header (cache, queue, ort, handler; ms).
+header (cache, queue, handoff, ort, handler; ms).
 """
 
 

@@ -60,6 +60,7 @@ from service import kernels, metrics
 from service.content import ContentFeatures
 from service.ctr import CtrHead
 from service.history import History, UserState, history_feeds
+from service.kernels.heads import CompiledHeads, Heads
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,12 @@ _CPU = "CPUExecutionProvider"
 # runs was fastest (attention is quadratic in a run's width, a run's fixed cost is small).
 # Round 3 (ORT + the ranker's own work per request): 32, 128 and 256 tie with 64.
 RUN_OVERHEAD_SLOTS = 64
+# With the video-block kernel a run's width costs less (its attention reads each candidate's
+# valid keys only, not T), so fewer, wider runs pay: round 12, base model, 1 ORT thread, 20
+# interleaved rounds of real KuaiRand candidates (the bundled log's videos, no model's test
+# rows), ORT stage against 64: 128 0.929 +- 0.015 (C = 100, 4 runs instead of 5) and 0.962 +-
+# 0.015 (C = 500, 8 instead of 12); 256 ties 128, 512 ties 64, 1,024 loses at C = 500 (1.10).
+KERNEL_RUN_OVERHEAD_SLOTS = 128
 # ORT graph transformers left out of every session (level ALL otherwise). ORT's fused
 # SkipLayerNormalization kernel is slower than the Add + LayerNormalization it replaces on our
 # d = 32 rows: scorer, 500 KuaiRand candidates, 1 thread, interleaved in one process on a
@@ -95,8 +102,12 @@ class Timings:
     """Seconds spent per stage of one request (filled in by the ranker and the cache layer)."""
 
     ort_s: float = 0.0
-    queue_s: float = 0.0
+    queue_s: float = 0.0  # waiting for an inference slot (`Shedder`)
     cache_s: float = 0.0
+    # an inference call's thread hand-offs: from its submission to the thread starting it,
+    # and from its end to the request's coroutine running again (both wait for a CPU and
+    # the event loop, no work of this request's)
+    handoff_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -130,10 +141,12 @@ class Ranker:
         precision: str = FP32,
         video_table: VideoTable | None = None,
         kernel: bool = False,
+        heads: CompiledHeads | None = None,
     ) -> None:
         self.manifest = manifest
         self.precision = precision  # the scorer's, as served: fp32 or int8
         self.kernel = kernel  # the scorer runs from scorer.kernel.onnx (segint.VideoBlock)
+        self.heads = heads  # the response heads compiled (service.kernels.heads); None: numpy
         self.sessions = sessions
         self.users = users
         self.videos = videos
@@ -185,7 +198,8 @@ class Ranker:
             extra = sorted(set(self._io[SCORER][0]) - RAGGED_INPUTS)
             raise ArtifactError(f"a scorer with slot_index cannot take {extra}")
         self.ragged_enabled = True  # off: one padded run of S slots (bench's "before")
-        self.run_overhead = RUN_OVERHEAD_SLOTS  # bucket_plan's cost of a run, in slots
+        # bucket_plan's cost of a run, in slots
+        self.run_overhead = KERNEL_RUN_OVERHEAD_SLOTS if kernel else RUN_OVERHEAD_SLOTS
         self._slots = np.arange(manifest.s_max, dtype=np.int64)  # slot_index feeds: [:T]
 
     @classmethod
@@ -276,15 +290,19 @@ class Ranker:
         videos = _load_vocab(folder / manifest.vocab_videos)
         ctr = None if manifest.ctr is None else CtrHead.load(folder, manifest.ctr, manifest.s_max)
         table = _load_video_table(folder, manifest, len(videos))
-        ranker = cls(manifest, sessions, users, videos, content, ctr, served, table, with_kernel)
+        compiled = _load_heads(kernel_library) if kernel == AUTO else None
+        ranker = cls(
+            manifest, sessions, users, videos, content, ctr, served, table, with_kernel, compiled
+        )
         log.info(
-            "loaded artifact %s (%s stream, graphs %s, scorer precision %s%s) on %s with %d "
-            "threads",
+            "loaded artifact %s (%s stream, graphs %s, scorer precision %s%s, %s heads) on %s "
+            "with %d threads",
             manifest.model_version,
             manifest.user_stream,
             sorted(sessions),
             served,
             f", video-block kernel ({kernels.isa()})" if with_kernel else "",
+            "compiled" if compiled is not None else "numpy",
             ranker.provider,
             intra_op_threads,
         )
@@ -346,17 +364,24 @@ class Ranker:
             ctr = self._run("ctr", ctr_feeds, timings, rows=c)["ctr"].astype(np.float64)
         # The run's calibration temperature (1 without one) shapes the distribution only;
         # segment_scores and the CTR head keep the raw logits.
-        dist = watchtime.calibrated_exit_distribution(logits, nseg, self.temperature)
-        if self.video_table is not None:  # its videos' rows: (1 - w) network + w table
-            self.video_table.mix(dist, video_idx, nseg)
+        if self.heads is not None:
+            table, rows, keep = None, None, 1.0
+            if self.video_table is not None:  # its videos' rows: (1 - w) network + w table
+                table, keep = self.video_table.scaled, 1.0 - self.video_table.weight
+                rows = np.where(self.video_table.mixed(video_idx, nseg), video_idx, -1)
+            out_heads = self.heads(logits, nseg, dur, self.temperature, table, rows, keep)
+        else:
+            out_heads = numpy_heads(
+                logits, nseg, dur, self.temperature, self.video_table, video_idx
+            )
         return Scores(
             logits=logits,
             n_segments=nseg,
-            exit_distribution=dist,
-            predicted_exit_slot=heads.expected_exit_slot(dist),
-            expected_watch_ms=expected_watch_ms(dist, dur),
-            completion_probability=heads.completion_probability(dist, nseg),
-            median_watch_ms=watchtime.median_watch_ms(dist, dur),
+            exit_distribution=out_heads.exit_distribution,
+            predicted_exit_slot=out_heads.predicted_exit_slot,
+            expected_watch_ms=out_heads.expected_watch_ms,
+            completion_probability=out_heads.completion_probability,
+            median_watch_ms=out_heads.median_watch_ms,
             video_unknown=video_idx == UNKNOWN,
             user_unknown=bool(self.users.lookup([user_id])[0] == UNKNOWN),
             ctr=ctr,
@@ -527,6 +552,29 @@ def bucket_plan(
     return order, runs[::-1]
 
 
+def numpy_heads(
+    logits: npt.NDArray[np.float32],
+    nseg: IntArray,
+    duration_ms: IntArray,
+    temperature: float,
+    video_table: VideoTable | None,
+    video_idx: IntArray,
+) -> Heads:
+    """The response heads in numpy (`CompiledHeads` computes the same in one pass): the
+    calibrated exit distribution, the video table's rows mixed in, and what the response
+    carries from it."""
+    dist = watchtime.calibrated_exit_distribution(logits, nseg, temperature)
+    if video_table is not None:  # its videos' rows: (1 - w) network + w table
+        video_table.mix(dist, video_idx, nseg)
+    return Heads(
+        exit_distribution=dist,
+        predicted_exit_slot=heads.expected_exit_slot(dist),
+        expected_watch_ms=expected_watch_ms(dist, duration_ms),
+        completion_probability=heads.completion_probability(dist, nseg),
+        median_watch_ms=watchtime.median_watch_ms(dist, duration_ms),
+    )
+
+
 def expected_watch_ms(dist: npt.NDArray[np.float64], duration_ms: IntArray) -> FloatArray:
     """`segint.heads.expected_watch_ms` for exit distributions with no mass beyond each row's
     ``N = min(ceil(duration / 5 s), S)`` (the ranker's: the outcome mask puts 0 there), as one
@@ -613,6 +661,19 @@ def _open_kernel_scorer(
         return _open_session(path, False, threads, spinning, custom_ops=lib)
     except Exception as e:  # ORT raises its own exception types (a library it cannot load)
         log.warning("scorer: %s not used (%s); serving the exported scorer", spec.file, e)
+        return None
+
+
+def _load_heads(library: str | Path | None) -> CompiledHeads | None:
+    """The compiled response heads from the kernels' library, or None (numpy computes them)
+    when it is not built for this CPU or does not load (logged)."""
+    lib = kernels.library(library)
+    if lib is None:
+        return None
+    try:
+        return CompiledHeads(lib)
+    except (OSError, AttributeError) as e:  # not a library, or one built before heads.cpp
+        log.warning("response heads: %s not used (%s); numpy computes them", lib, e)
         return None
 
 

@@ -2,8 +2,9 @@
 
 Handlers are ``async def``: cache calls are awaited and every model run goes through
 `UserStates.infer` (a worker thread), so the event loop never blocks on inference. Each
-scoring response carries a ``Server-Timing`` header (cache, queue, ort, handler; ms) that the
-benchmark uses to split a request's time into HTTP + validation, Redis and ONNX Runtime.
+scoring response carries a ``Server-Timing`` header (cache, queue, handoff, ort, handler; ms)
+that the benchmark uses to split a request's time into HTTP + validation, Redis, waits for the
+inference thread and ONNX Runtime.
 """
 
 import time
@@ -17,6 +18,7 @@ from export.contract import INT8
 from segint.segments import segment_bounds_ms
 from service.deps import StateDep, UsersDep, require_api_key
 from service.history import NO_TIME, History, UserState
+from service.kernels.heads import CompiledHeads
 from service.ranker import Ranker, Scores, Timings, top_segments
 from service.schemas import (
     CandidateScore,
@@ -90,16 +92,22 @@ def _score_json(
 ) -> bytes:
     """`Ranker.score` and the `ScoreResponse` JSON of its result (blocking: a worker's)."""
     s = ranker.score(user_id, state, video_ids, duration_ms, timings)
-    return encode_scores(head, video_ids, s, include)
+    return encode_scores(head, video_ids, s, include, ranker.heads)
 
 
 def encode_scores(
-    head: dict[str, Any], video_ids: list[int], s: Scores, include: frozenset[str]
+    head: dict[str, Any],
+    video_ids: list[int],
+    s: Scores,
+    include: frozenset[str],
+    compiled: CompiledHeads | None = None,
 ) -> bytes:
     """The `ScoreResponse` JSON: ``head``, the request-level ``user_unknown`` and one
-    `CandidateScore` object per candidate (`CandidateScore.json_array`)."""
+    `CandidateScore` object per candidate (`CandidateScore.json_array`; ``compiled``: the
+    ranker's compiled writer, when it has one)."""
     front = orjson.dumps(head | {"user_unknown": s.user_unknown})  # {...}
-    return front[:-1] + b',"candidates":' + CandidateScore.json_array(video_ids, s, include) + b"}"
+    candidates = CandidateScore.json_array(video_ids, s, include, compiled)
+    return front[:-1] + b',"candidates":' + candidates + b"}"
 
 
 async def thumbnail(
@@ -162,6 +170,7 @@ async def healthz(state: StateDep) -> Health:
         user_stream=ranker.manifest.user_stream,
         scorer_precision="int8" if ranker.precision == INT8 else "fp32",
         scorer_kernel=ranker.kernel,
+        response_heads="numpy" if ranker.heads is None else "compiled",
         cache="redis" if state.cache.redis is not None else "local",
         ctr_head=None if ctr is None else f"{ctr.backbone}/{ctr.mode}",
         video_table_weight=None if ranker.video_table is None else ranker.video_table.weight,
@@ -258,5 +267,6 @@ def _server_timing(t: Timings, t0: float) -> str:
     handler_ms = (time.perf_counter() - t0) * 1e3
     return (
         f"cache;dur={t.cache_s * 1e3:.3f}, queue;dur={t.queue_s * 1e3:.3f}, "
-        f"ort;dur={t.ort_s * 1e3:.3f}, handler;dur={handler_ms:.3f}"
+        f"handoff;dur={t.handoff_s * 1e3:.3f}, ort;dur={t.ort_s * 1e3:.3f}, "
+        f"handler;dur={handler_ms:.3f}"
     )

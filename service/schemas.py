@@ -18,6 +18,7 @@ import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 if TYPE_CHECKING:
+    from service.kernels.heads import CompiledHeads
     from service.ranker import Scores
 
 # The largest integer every JSON parser reads exactly (JavaScript's Number.MAX_SAFE_INTEGER).
@@ -280,7 +281,13 @@ class CandidateScore(BaseModel):
     )
 
     @classmethod
-    def json_array(cls, video_ids: list[int], s: Scores, include: frozenset[str]) -> bytes:
+    def json_array(
+        cls,
+        video_ids: list[int],
+        s: Scores,
+        include: frozenset[str],
+        compiled: CompiledHeads | None = None,
+    ) -> bytes:
         """The JSON array of every candidate's `CandidateScore` object, in request order.
 
         Written column by column: orjson writes each column (a numpy array) at once, its items
@@ -291,7 +298,17 @@ class CandidateScore(BaseModel):
         form: ``0.6498181``, not ``0.6498181223869324``), watch times whole ms. ``ctr`` is
         present only with a CTR head, the arrays only when ``include`` lists them: together
         with the request-level ``user_unknown`` that keeps 500 default candidates under 100 KB.
+
+        With ``compiled`` (the kernels' library) and no arrays asked for, one compiled pass
+        writes the same bytes (`CompiledHeads.candidates_json`).
         """
+        if compiled is not None and not include:
+            text = compiled.candidates_json(
+                video_ids, s.video_unknown, s.n_segments, s.predicted_exit_slot,
+                s.completion_probability, s.expected_watch_ms, s.median_watch_ms, s.ctr,
+            )  # fmt: skip
+            if text is not None:
+                return text
         nseg = s.n_segments
         columns: dict[str, list[bytes]] = {
             "video_id": _items(np.asarray(video_ids, dtype=np.int64)),
@@ -391,6 +408,11 @@ class Health(BaseModel):
     scorer_kernel: bool = Field(
         description="the scorer's video blocks run as the segint.VideoBlock custom operator "
         "(scorer.kernel.onnx; same outputs); false: the exported graph. SEGINT_SCORER_KERNEL"
+    )
+    response_heads: Literal["compiled", "numpy"] = Field(
+        description="how the exit distribution and the per-candidate outputs are computed from "
+        "the scores: compiled (one pass in the kernels' library) or numpy; the same values "
+        "within 1e-12. SEGINT_SCORER_KERNEL=off: numpy"
     )
     cache: Literal["redis", "local"]
     ctr_head: str | None = Field(

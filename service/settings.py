@@ -109,7 +109,9 @@ class Settings(BaseSettings):
         description="auto: on CPU, an fp32 scorer runs its video blocks as the segint.VideoBlock "
         "custom operator (scorer.kernel.onnx) when the artifact has it and the library "
         "(`make install` builds it; SEGINT_KERNEL_LIBRARY) runs on this CPU, else the exported "
-        "graph; off: always the exported graph. /healthz reports which (docs/serving.md)",
+        "graph, and the response heads are computed in one compiled pass of that library; "
+        "off: always the exported graph and numpy's heads. /healthz reports which "
+        "(docs/serving.md)",
     )
     kernel_library: str | None = Field(
         default=None,

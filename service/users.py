@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import functools
 import logging
 import math
 import time
@@ -153,7 +152,19 @@ class UserStates:
             waited = time.perf_counter() - t0
             timings.queue_s += waited
             metrics.INFERENCE_QUEUE_WAIT.observe(waited)
-            return await self.shedder.run(functools.partial(fn, *args, **kwargs))
+            marks = [0.0, 0.0]  # the call's start and end, in the inference thread
+
+            def call() -> T:
+                marks[0] = time.perf_counter()
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    marks[1] = time.perf_counter()
+
+            submitted = time.perf_counter()
+            result = await self.shedder.run(call)
+            timings.handoff_s += (marks[0] - submitted) + (time.perf_counter() - marks[1])
+            return result
 
     async def resolve(self, user_id: int, history: History | None, timings: Timings) -> Resolved:
         """The user's state: cached, else computed once (from the request's history, or an

@@ -149,6 +149,17 @@ def build(out: Path = LIBRARY, cxx: str | None = None) -> Path | None:
             source = str(HERE / "video_block.cpp")
             subprocess.run([cxx, *CXXFLAGS, *flags, "-c", source, "-o", str(obj)], check=True)
             objects.append(obj)
+        obj = out.with_suffix(".heads.o")  # the response heads: scalar, IEEE (no contraction)
+        source = str(HERE / "heads.cpp")
+        subprocess.run([cxx, "-O3", "-std=c++17", "-fPIC", "-ffp-contract=off", "-c", source,
+                        "-o", str(obj)], check=True)  # fmt: skip
+        objects.append(obj)
+        obj = out.with_suffix(".response.o")  # the default /score candidates array
+        source = str(HERE / "response.cpp")
+        subprocess.run(
+            [cxx, "-O2", "-std=c++17", "-fPIC", "-c", source, "-o", str(obj)], check=True
+        )
+        objects.append(obj)
         obj = out.with_suffix(".op.o")
         source = str(HERE / "custom_op.cpp")
         subprocess.run([cxx, *CXXFLAGS, f"-I{headers}", "-c", source, "-o", str(obj)], check=True)

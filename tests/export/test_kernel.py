@@ -19,7 +19,7 @@ from export.manifest import Manifest
 from model.config import ModelConfig
 from model.network import SegmentInterestModel
 from service import kernels
-from service.ranker import Ranker, Scores
+from service.ranker import KERNEL_RUN_OVERHEAD_SLOTS, RUN_OVERHEAD_SLOTS, Ranker, Scores
 from tests.export.test_onnx import user_inputs
 from tests.export.tiny import TINY, USERS, VIDEOS, write_run
 from tests.service.test_ragged import durations, history
@@ -146,6 +146,11 @@ def test_the_kernel_scorer_answers_as_the_exported_scorer(
     kernel = Ranker.load(kernel_artifact, provider="cpu")
     graph = Ranker.load(kernel_artifact, provider="cpu", kernel="off")
     assert kernel.kernel and not graph.kernel
+    assert kernel.heads is not None and graph.heads is None  # compiled heads against numpy's
+    assert (kernel.run_overhead, graph.run_overhead) == (
+        KERNEL_RUN_OVERHEAD_SLOTS,
+        RUN_OVERHEAD_SLOTS,
+    )
     n = CASES[case]
     got, want = _scores(kernel, n), _scores(graph, n)
     for i, k in enumerate(n):
@@ -224,6 +229,7 @@ def test_healthz_says_whether_the_kernel_serves(kernel_artifact: Path) -> None:
         with TestClient(create_app(settings)) as c:
             health = c.get("/healthz").json()
             assert (health["scorer_kernel"], health["scorer_precision"]) == (served, precision)
+            assert health["response_heads"] == ("compiled" if kernel == "auto" else "numpy")
             r = c.post("/score", json=body | {"include": ["segment_scores"]})
             assert r.status_code == 200, r.text
             answers[kernel, precision] = [c["segment_scores"] for c in r.json()["candidates"]]

@@ -338,3 +338,21 @@ def test_unusable_cached_blobs_are_recomputed_and_replaced(
         assert sample("segint_fallback_total", reason="stale_blob") == stale0 + 1
     finally:
         client.close()
+
+
+def test_server_timing_splits_the_handler(client: TestClient) -> None:
+    """`Server-Timing` of /score and /thumbnail names every stage, each one within the
+    handler's time (the bench subtracts them from it)."""
+    body = {
+        "user_id": 104,
+        "candidates": [{"video_id": v, "duration_ms": d} for v, d in CANDIDATES],
+    }
+    thumb = {"user_id": 104, "video_id": CANDIDATES[0][0], "duration_ms": CANDIDATES[0][1]}
+    for path, json_body in (("/score", body), ("/score", body), ("/thumbnail", thumb)):
+        r = client.post(path, json=json_body)
+        assert r.status_code == 200, r.text
+        parts = dict(p.strip().split(";dur=") for p in r.headers["Server-Timing"].split(","))
+        t = {k: float(v) for k, v in parts.items()}
+        assert set(t) == {"cache", "queue", "handoff", "ort", "handler"}
+        assert min(t.values()) >= 0 and t["ort"] > 0 and t["handoff"] > 0
+        assert t["cache"] + t["queue"] + t["handoff"] + t["ort"] <= t["handler"]

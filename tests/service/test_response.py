@@ -131,14 +131,17 @@ def test_openapi_documents_the_diet(make_settings: Callable[..., Settings]) -> N
     assert {"skip_probability", "predicted_exit_slot", "expected_watch_ms"} <= set(cand["required"])
 
 
+@pytest.mark.parametrize("writer", ["python", "compiled"])
 @pytest.mark.parametrize("ctr", [False, True])
 @pytest.mark.parametrize("include", [[], ["segment_scores", "exit_distribution"]])
 def test_json_array_writes_what_orjson_writes_of_one_dict_per_candidate(
-    ctr: bool, include: list[str]
+    ctr: bool, include: list[str], writer: str
 ) -> None:
-    """The column-wise writer gives the same bytes as one dict per candidate given to orjson
-    (the float32 values, bools, whole ms, N-long and N+1-long arrays; N = S has no completion
-    slot), for odd values: 1e-8, 0.1, 1.0, ids up to 2**53 - 1."""
+    """The column-wise writer, and the compiled one of the kernels' library (default fields
+    only; with arrays the column-wise one writes), give the same bytes as one dict per
+    candidate given to orjson (the float32 values, bools, whole ms, N-long and N+1-long arrays;
+    N = S has no completion slot), for odd values: 1e-8, 0.1, 1.0, 3e-6 (orjson's decimal
+    form), 2e-7 (its exponent form), ids up to 2**53 - 1, watch times ending in .5."""
     import orjson
 
     from service.ranker import Scores
@@ -151,7 +154,7 @@ def test_json_array_writes_what_orjson_writes_of_one_dict_per_candidate(
     dist[np.arange(S)[None, :] > nseg[:, None]] = 0.0
     dist /= dist.sum(axis=1, keepdims=True)
     comp = np.array([dist[i, n] if n < S else 0.0 for i, n in enumerate(nseg)])
-    comp[:3] = [1e-8, 0.1, 1.0]
+    comp[:5] = [1e-8, 0.1, 1.0, 3e-6, 2e-7]
     s = Scores(
         logits=rng.normal(size=(c, S)).astype(np.float32),
         n_segments=nseg,
@@ -159,13 +162,21 @@ def test_json_array_writes_what_orjson_writes_of_one_dict_per_candidate(
         predicted_exit_slot=rng.integers(0, S, c),
         expected_watch_ms=rng.random(c) * 1e5,
         completion_probability=comp,
-        median_watch_ms=rng.random(c) * 1e5 + 0.5,
+        median_watch_ms=np.floor(rng.random(c) * 1e5) + 0.5,  # half to even, both ways
         video_unknown=rng.random(c) < 0.5,
         user_unknown=False,
         ctr=rng.random(c) if ctr else None,
     )
     ids = [0, 1, JSON_INT_MAX, *range(7, 13)]
-    got = CandidateScore.json_array(ids, s, frozenset(include))
+    compiled = None
+    if writer == "compiled":
+        from service import kernels
+        from service.kernels.heads import CompiledHeads
+
+        lib = kernels.library()
+        assert lib is not None, f"{kernels.LIBRARY} is not built: run `make kernels`"
+        compiled = CompiledHeads(lib)
+    got = CandidateScore.json_array(ids, s, frozenset(include), compiled)
     f32 = np.float32
     want = []
     for i in range(c):

@@ -1,0 +1,92 @@
+"""Round 12 (issue 12): the ranker's work beside ONNX Runtime at C candidates, numpy against
+compiled, interleaved round by round in one process (`docs/serving.md`, round 12).
+
+    taskset -c 0 .venv/bin/python docs/results/issue12_round12/measure.py [ROUNDS] [C]
+
+Needs `make serve`'s artifact (artifacts/default) and the kernels' library (`make kernels`).
+Per round, one request of C real KuaiRand candidates (the bundled log's videos) for one user
+with a full random history: the response heads (`numpy_heads` against `CompiledHeads`, same
+inputs) and the default JSON (`CandidateScore.json_array` without and with the compiled
+writer), each timed on its own; medians, and the paired ratio compiled / numpy with its
+standard error over rounds. The outputs are checked equal (heads within 1e-12, JSON bytes)."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import bench_service  # noqa: E402
+
+from service.history import History  # noqa: E402
+from service.ranker import Ranker, numpy_heads  # noqa: E402
+from service.schemas import CandidateScore  # noqa: E402
+
+
+def main() -> None:
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    c = int(sys.argv[2]) if len(sys.argv) > 2 else 500
+    ranker = Ranker.load(ROOT / "artifacts" / "default", provider="cpu")
+    assert ranker.heads is not None, "the kernels' library is not built: make kernels"
+    vids, durs = bench_service.kuairand_videos(ranker.manifest.s_max)
+    rng = np.random.default_rng(0)
+    h = ranker.manifest.history_len
+    history = History.from_views(
+        rng.choice(vids, h).tolist(),
+        rng.integers(3000, 60000, h).tolist(),
+        rng.integers(1, 3000, h).tolist(),
+        list(range(h)),
+        cap=ranker.history_cap,
+    )
+    state = ranker.encode_user(1, history)
+    table = ranker.video_table
+    times: dict[str, list[float]] = {k: [] for k in ("heads numpy", "heads compiled",
+                                                      "json python", "json compiled")}  # fmt: skip
+    for i in range(rounds):
+        pick = rng.choice(len(vids), c, replace=False)
+        ids, dur = vids[pick], durs[pick]
+        s = ranker.score(1, state, ids, dur)
+        idx = ranker.videos.lookup(ids)
+        rows = None if table is None else np.where(table.mixed(idx, s.n_segments), idx, -1)
+        scaled = None if table is None else table.scaled
+        keep = 1.0 if table is None else 1.0 - table.weight
+        runs = {
+            "heads numpy": lambda: numpy_heads(
+                s.logits, s.n_segments, dur, ranker.temperature, table, idx
+            ),
+            "heads compiled": lambda: ranker.heads(
+                s.logits, s.n_segments, dur, ranker.temperature, scaled, rows, keep
+            ),
+            "json python": lambda: CandidateScore.json_array(ids.tolist(), s, frozenset()),
+            "json compiled": lambda: CandidateScore.json_array(
+                ids.tolist(), s, frozenset(), ranker.heads
+            ),
+        }
+        out = {}
+        for name in (list(runs) if i % 2 else list(runs)[::-1]):  # alternate the order
+            t0 = time.perf_counter()
+            out[name] = runs[name]()
+            times[name].append(time.perf_counter() - t0)
+        a, b = out["heads numpy"], out["heads compiled"]
+        np.testing.assert_allclose(b.exit_distribution, a.exit_distribution, rtol=1e-12, atol=1e-15)
+        np.testing.assert_array_equal(b.median_watch_ms, a.median_watch_ms)
+        assert out["json python"] == out["json compiled"]
+    print(f"C = {c}, {rounds} rounds (ms, median):")
+    for name, ts in times.items():
+        print(f"  {name:15s} {statistics.median(ts) * 1e3:.3f}")
+    for what in ("heads", "json"):
+        base = "numpy" if what == "heads" else "python"
+        r = np.array(times[f"{what} compiled"]) / np.array(times[f"{what} {base}"])
+        se = r.std(ddof=1) / len(r) ** 0.5
+        print(f"  {what}: compiled / {base} {r.mean():.3f} +- {se:.3f}")
+
+
+if __name__ == "__main__":
+    main()
