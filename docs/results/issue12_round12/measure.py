@@ -15,6 +15,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,10 @@ import bench_service  # noqa: E402
 from service.history import History  # noqa: E402
 from service.ranker import Ranker, numpy_heads  # noqa: E402
 from service.schemas import CandidateScore  # noqa: E402
+
+
+def say(text: str) -> None:
+    sys.stdout.write(text + "\n")
 
 
 def main() -> None:
@@ -58,19 +63,19 @@ def main() -> None:
         scaled = None if table is None else table.scaled
         keep = 1.0 if table is None else 1.0 - table.weight
         runs = {
-            "heads numpy": lambda: numpy_heads(
-                s.logits, s.n_segments, dur, ranker.temperature, table, idx
+            "heads numpy": partial(
+                numpy_heads, s.logits, s.n_segments, dur, ranker.temperature, table, idx
             ),
-            "heads compiled": lambda: ranker.heads(
-                s.logits, s.n_segments, dur, ranker.temperature, scaled, rows, keep
+            "heads compiled": partial(
+                ranker.heads, s.logits, s.n_segments, dur, ranker.temperature, scaled, rows, keep
             ),
-            "json python": lambda: CandidateScore.json_array(ids.tolist(), s, frozenset()),
-            "json compiled": lambda: CandidateScore.json_array(
-                ids.tolist(), s, frozenset(), ranker.heads
+            "json python": partial(CandidateScore.json_array, ids.tolist(), s, frozenset()),
+            "json compiled": partial(
+                CandidateScore.json_array, ids.tolist(), s, frozenset(), ranker.heads
             ),
         }
         out = {}
-        for name in (list(runs) if i % 2 else list(runs)[::-1]):  # alternate the order
+        for name in list(runs) if i % 2 else list(runs)[::-1]:  # alternate the order
             t0 = time.perf_counter()
             out[name] = runs[name]()
             times[name].append(time.perf_counter() - t0)
@@ -78,14 +83,14 @@ def main() -> None:
         np.testing.assert_allclose(b.exit_distribution, a.exit_distribution, rtol=1e-12, atol=1e-15)
         np.testing.assert_array_equal(b.median_watch_ms, a.median_watch_ms)
         assert out["json python"] == out["json compiled"]
-    print(f"C = {c}, {rounds} rounds (ms, median):")
+    say(f"C = {c}, {rounds} rounds (ms, median):")
     for name, ts in times.items():
-        print(f"  {name:15s} {statistics.median(ts) * 1e3:.3f}")
+        say(f"  {name:15s} {statistics.median(ts) * 1e3:.3f}")
     for what in ("heads", "json"):
         base = "numpy" if what == "heads" else "python"
         r = np.array(times[f"{what} compiled"]) / np.array(times[f"{what} {base}"])
         se = r.std(ddof=1) / len(r) ** 0.5
-        print(f"  {what}: compiled / {base} {r.mean():.3f} +- {se:.3f}")
+        say(f"  {what}: compiled / {base} {r.mean():.3f} +- {se:.3f}")
 
 
 if __name__ == "__main__":
