@@ -115,9 +115,8 @@ class CompiledHeads:
             for a in (completion_probability, expected_watch_ms, median_watch_ms)
         ]
         ctr64 = None if ctr is None else np.ascontiguousarray(ctr, dtype=np.float64)
-        if any(len(a) != c for a in (unknown, *ints, *floats)) or (
-            ctr64 is not None and len(ctr64) != c
-        ):
+        lengths = {len(unknown), *map(len, ints), *map(len, floats)}
+        if lengths - {c} or (ctr64 is not None and len(ctr64) != c):
             raise ValueError("candidates_json: columns of different lengths")
         if c and not (np.abs(floats[1]).max() < 2.0**53 and np.abs(floats[2]).max() < 2.0**53):
             return None
