@@ -333,8 +333,11 @@ class Ranker:
         head over all of them when the artifact has one and ``with_ctr``)."""
         vids = np.asarray(video_ids, dtype=np.int64)
         dur = np.asarray(duration_ms, dtype=np.int64)
-        nseg = np.clip(count_segments(dur), 1, self.manifest.s_max)  # (C,)
-        video_idx = self.videos.lookup(vids)  # (C,)
+        if self.heads is not None:  # the same two steps compiled
+            nseg, video_idx = self.heads.prepare(vids, dur, self.videos.ids, self.manifest.s_max)
+        else:
+            nseg = np.clip(count_segments(dur), 1, self.manifest.s_max)  # (C,)
+            video_idx = self.videos.lookup(vids)  # (C,)
         c = len(vids)
         feeds: dict[str, npt.NDArray[np.generic]] = {"video_ids": video_idx, "n_segments": nseg}
         if self.content is not None:
@@ -405,7 +408,8 @@ class Ranker:
         """
         s_max, c = self.manifest.s_max, len(nseg)
         if self.ragged_enabled:
-            order, runs = bucket_plan(nseg, s_max, self.run_overhead)
+            plan = bucket_plan if self.heads is None else self.heads.bucket_plan
+            order, runs = plan(nseg, s_max, self.run_overhead)
         else:
             order, runs = np.arange(c), [(0, c, s_max)]
         sorted_feeds: dict[str, npt.NDArray[np.generic]] = {

@@ -154,12 +154,13 @@ def build(out: Path = LIBRARY, cxx: str | None = None) -> Path | None:
         subprocess.run([cxx, "-O3", "-std=c++17", "-fPIC", "-ffp-contract=off", "-c", source,
                         "-o", str(obj)], check=True)  # fmt: skip
         objects.append(obj)
-        obj = out.with_suffix(".response.o")  # the default /score candidates array
-        source = str(HERE / "response.cpp")
-        subprocess.run(
-            [cxx, "-O2", "-std=c++17", "-fPIC", "-c", source, "-o", str(obj)], check=True
-        )
-        objects.append(obj)
+        for name in ("response", "plan"):  # the default /score JSON; N, ids and bucket plan
+            obj = out.with_suffix(f".{name}.o")
+            source = str(HERE / f"{name}.cpp")
+            subprocess.run(
+                [cxx, "-O2", "-std=c++17", "-fPIC", "-c", source, "-o", str(obj)], check=True
+            )
+            objects.append(obj)
         obj = out.with_suffix(".op.o")
         source = str(HERE / "custom_op.cpp")
         subprocess.run([cxx, *CXXFLAGS, f"-I{headers}", "-c", source, "-o", str(obj)], check=True)

@@ -51,6 +51,47 @@ class CompiledHeads:
         bound = dll.segint_candidates_bound
         bound.restype, bound.argtypes = ctypes.c_int64, [ctypes.c_int64]
         self._bound = bound
+        prepare = dll.segint_prepare
+        prepare.restype, prepare.argtypes = None, [ctypes.c_int64, ctypes.c_int64, _P, _P, _P,
+                                                   ctypes.c_int64, _P, _P]  # fmt: skip
+        self._prepare = prepare
+        plan = dll.segint_bucket_plan
+        plan.restype = ctypes.c_int64
+        plan.argtypes = [ctypes.c_int64, ctypes.c_int64, _P, ctypes.c_int64, _P, _P]
+        self._plan = plan
+
+    def prepare(
+        self, video_ids: npt.NDArray[np.int64], duration_ms: npt.NDArray[np.int64],
+        vocab: npt.NDArray[np.int64], s_max: int,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:  # fmt: skip
+        """(N clipped to 1..S, vocabulary rows) of the candidates: `segint.segments.n_segments`
+        clipped and `segint.vocab.Vocab.lookup` (``vocab``: its sorted ids) in one pass."""
+        ids = np.ascontiguousarray(video_ids, dtype=np.int64)
+        dur = np.ascontiguousarray(duration_ms, dtype=np.int64)
+        voc = np.ascontiguousarray(vocab, dtype=np.int64)
+        if ids.shape != dur.shape or ids.ndim != 1:
+            raise ValueError("prepare: video ids and durations of different shapes")
+        nseg, idx = np.empty(len(ids), dtype=np.int64), np.empty(len(ids), dtype=np.int64)
+        self._prepare(
+            len(ids), s_max, ids.ctypes.data, dur.ctypes.data, voc.ctypes.data, len(voc),
+            nseg.ctypes.data, idx.ctypes.data,
+        )  # fmt: skip
+        return nseg, idx
+
+    def bucket_plan(
+        self, n_segments: npt.NDArray[np.int64], s_max: int, run_overhead: int
+    ) -> tuple[npt.NDArray[np.int64], list[tuple[int, int, int]]]:
+        """`service.ranker.bucket_plan` compiled: the same order and a plan of the same least
+        cost (``n_segments`` in 1..S)."""
+        nseg = np.ascontiguousarray(n_segments, dtype=np.int64)
+        if len(nseg) and (nseg.min() < 1 or nseg.max() > s_max):
+            raise ValueError(f"bucket_plan: N in 1..{s_max} needed")
+        order = np.empty(len(nseg), dtype=np.int64)
+        runs = np.empty((s_max + 1, 3), dtype=np.int64)
+        n = self._plan(
+            len(nseg), s_max, nseg.ctypes.data, run_overhead, order.ctypes.data, runs.ctypes.data
+        )
+        return order, [(int(a), int(b), int(w)) for a, b, w in runs[:n].tolist()]
 
     def __call__(
         self,

@@ -149,6 +149,55 @@ def test_the_compiled_writer_leaves_huge_watch_times_to_python(compiled: Compile
         compiled.candidates_json(*args, ones, ones[:1], None)
 
 
+def test_the_compiled_preparation_is_numpys(compiled: CompiledHeads) -> None:
+    """N clipped to 1..S and the vocabulary rows, for durations from 1 ms past S slots and
+    ids in and out of the vocabulary (0 and 2**53 - 1 among them)."""
+    from segint.vocab import Vocab
+
+    rng = np.random.default_rng(5)
+    vocab = Vocab(rng.choice(10_000, 3_000, replace=False))
+    for c in (0, 1, 9, 1_000):
+        ids = rng.integers(0, 10_010, c)
+        ids[: min(c, 2)] = [0, 2**53 - 1][: min(c, 2)]
+        dur = rng.integers(1, 300_000, c)
+        dur[: min(c, 4)] = [1, 5_000, 5_001, 200_000][: min(c, 4)]
+        nseg, idx = compiled.prepare(ids, dur, vocab.ids, S)
+        np.testing.assert_array_equal(nseg, np.clip(n_segments(dur), 1, S))
+        np.testing.assert_array_equal(idx, vocab.lookup(ids))
+    with pytest.raises(ValueError, match="different shapes"):
+        compiled.prepare(np.zeros(3, np.int64), np.ones(2, np.int64), vocab.ids, S)
+
+
+def _cost(runs: list[tuple[int, int, int]], overhead: int) -> int:
+    return sum(overhead + (stop - start) * width for start, stop, width in runs)
+
+
+@pytest.mark.parametrize("overhead", [0, 64, 128, 10**6])
+def test_the_compiled_bucket_plan_costs_what_the_python_plan_costs(
+    compiled: CompiledHeads, overhead: int
+) -> None:
+    """The same candidate order, a plan of the same least cost that covers every candidate
+    once in contiguous runs at least as wide as each one's need (C = 0, one N, all N)."""
+    from service.ranker import bucket_plan
+
+    rng = np.random.default_rng(overhead)
+    cases = [np.array([], dtype=np.int64), np.full(7, 3), np.arange(1, S + 1)]
+    cases += [rng.integers(1, S + 1, c) for c in (1, 2, 50, 500, 1_000)]
+    cases += [np.clip(rng.geometric(0.1, 500), 1, S)]  # KuaiRand-like: short videos dominate
+    for nseg in cases:
+        order, runs = compiled.bucket_plan(nseg, S, overhead)
+        want_order, want_runs = bucket_plan(nseg, S, overhead)
+        np.testing.assert_array_equal(order, want_order)
+        assert _cost(runs, overhead) == _cost(want_runs, overhead)
+        need = np.minimum(nseg + 1, S)[order]
+        assert [r[0] for r in runs] == [0, *[r[1] for r in runs[:-1]]][: len(runs)]
+        assert (runs[-1][1] if runs else 0) == len(nseg)
+        for start, stop, width in runs:
+            assert start < stop and need[start:stop].max() == width
+    with pytest.raises(ValueError, match="N in 1..40"):
+        compiled.bucket_plan(np.array([0, 3]), S, 64)
+
+
 def test_a_library_without_the_heads_leaves_them_to_numpy(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
