@@ -293,3 +293,19 @@ def test_a_build_that_fails_says_why_in_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 0 and not out.exists()
     assert proc.stderr.startswith("segint kernels: not built (") and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_package_ships_every_source_the_build_reads() -> None:
+    """The serving image builds the library from the installed package (`pip install`), so
+    its package data must hold every C++ source and header of service/kernels (a header left
+    out made the image's build fail and serve the exported graph)."""
+    import fnmatch
+    import tomllib
+
+    patterns = tomllib.loads((kernels.ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["service.kernels"]
+    sources = [p.name for p in kernels.HERE.iterdir() if p.suffix in (".cpp", ".h")]
+    assert {"video_block.h", "video_block.cpp", "custom_op.cpp"} <= set(sources)
+    missing = [s for s in sources if not any(fnmatch.fnmatch(s, p) for p in patterns)]
+    assert not missing, f"pyproject.toml's package data lacks {missing}"
