@@ -2,10 +2,10 @@
 
 Measurement only (the served path is `service.kernels` + `export.kernel`). On the `make serve`
 run (runs/default, its artifact in artifacts/default), 500 real KuaiRand candidates for one
-user in the served 12-run bucket plan:
+user in round 11's 12-run bucket plan (64 slots of run overhead):
 
-1. compiles the kernel (service/kernels/video_block.cpp; g++ -O3 -march=native -ffast-math,
-   AVX-512F) as a plain library;
+1. loads the kernel from the kernels' library (`make kernels`; the build this CPU runs, AVX-512F
+   or AVX2, `service.kernels.isa`);
 2. captures every run's input to the two video blocks from the exported form's torch model
    (`export.fused.fused_copy`) and checks the kernel against its blocks on every valid slot;
 3. times, interleaved round by round: the kernel's two blocks over the 12 runs (ctypes, in
@@ -20,7 +20,6 @@ user in the served 12-run bucket plan:
 from __future__ import annotations
 
 import ctypes
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from export.fused import FusedVideoEncoder, fused_copy  # noqa: E402
 from export.onnx import export_model  # noqa: E402
 from segint.segments import n_segments as count_segments  # noqa: E402
+from service import kernels  # noqa: E402
 from service.history import History  # noqa: E402
 from service.ranker import DISABLED_OPTIMIZERS, Ranker, Timings, bucket_plan, buckets  # noqa: E402
 from training.checkpoint import load_model  # noqa: E402
@@ -50,15 +50,10 @@ def say(text: str) -> None:
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 40
 torch.set_num_threads(1)
 work = Path(tempfile.mkdtemp())
-lib_path = work / "video_block.so"
-src = ROOT / "service" / "kernels" / "video_block.cpp"
-flags = ["-O3", "-march=native", "-ffast-math", "-fPIC"]  # compile only (service.kernels.CXXFLAGS)
-subprocess.run(["g++", *flags, "-c", str(src), "-o", str(work / "kernel.o")], check=True)
-subprocess.run(
-    ["g++", "-shared", str(work / "kernel.o"), "-o", str(lib_path), "-lmvec", "-lm"], check=True
-)
-lib = ctypes.CDLL(str(lib_path))
-lib.video_block.argtypes = [ctypes.c_int] * 3 + [ctypes.c_void_p] * 6
+lib_path = kernels.library()
+assert lib_path is not None, f"{kernels.LIBRARY} is not built for this CPU: make kernels"
+video_block = getattr(ctypes.CDLL(str(lib_path)), f"video_block_{kernels.isa()}")
+video_block.argtypes = [ctypes.c_int] * 3 + [ctypes.c_void_p] * 6
 
 model, cfg, _, _ = load_model(ROOT / "runs" / "default")
 fused = fused_copy(model)
@@ -142,7 +137,7 @@ def kernel_blocks(c, t, m, x0, nk, user):
     for i in range(len(blocks)):
         out = np.empty_like(x)
         uk, uv1t = user[i]
-        lib.video_block(c, t, m, x.ctypes.data, nk.ctypes.data, uk.ctypes.data,
+        video_block(c, t, m, x.ctypes.data, nk.ctypes.data, uk.ctypes.data,
                         uv1t.ctypes.data, weights[i][1], out.ctypes.data)  # fmt: skip
         x = out
     return x
