@@ -142,29 +142,20 @@ def build(out: Path = LIBRARY, cxx: str | None = None) -> Path | None:
         return None
     headers = fetch_headers(out.parent / "onnxruntime-headers")
     tmp = out.with_suffix(".tmp.so")
+    base = ("-std=c++17", "-fPIC")
+    units = [  # (object, source, compile flags)
+        *((isa, "video_block.cpp", (*CXXFLAGS, *flags)) for isa, flags in ISA_FLAGS.items()),
+        ("heads", "heads.cpp", ("-O3", *base, "-ffp-contract=off")),  # scalar, IEEE
+        ("response", "response.cpp", ("-O2", *base)),  # the default /score JSON
+        ("plan", "plan.cpp", ("-O2", *base)),  # N, vocabulary rows, bucket plan
+        ("op", "custom_op.cpp", (*CXXFLAGS, f"-I{headers}")),
+    ]
     objects = []
     try:
-        for name, flags in ISA_FLAGS.items():  # the kernel, once per instruction set
+        for name, source, flags in units:
             obj = out.with_suffix(f".{name}.o")
-            source = str(HERE / "video_block.cpp")
-            subprocess.run([cxx, *CXXFLAGS, *flags, "-c", source, "-o", str(obj)], check=True)
+            subprocess.run([cxx, *flags, "-c", str(HERE / source), "-o", str(obj)], check=True)
             objects.append(obj)
-        obj = out.with_suffix(".heads.o")  # the response heads: scalar, IEEE (no contraction)
-        source = str(HERE / "heads.cpp")
-        subprocess.run([cxx, "-O3", "-std=c++17", "-fPIC", "-ffp-contract=off", "-c", source,
-                        "-o", str(obj)], check=True)  # fmt: skip
-        objects.append(obj)
-        for name in ("response", "plan"):  # the default /score JSON; N, ids and bucket plan
-            obj = out.with_suffix(f".{name}.o")
-            source = str(HERE / f"{name}.cpp")
-            subprocess.run(
-                [cxx, "-O2", "-std=c++17", "-fPIC", "-c", source, "-o", str(obj)], check=True
-            )
-            objects.append(obj)
-        obj = out.with_suffix(".op.o")
-        source = str(HERE / "custom_op.cpp")
-        subprocess.run([cxx, *CXXFLAGS, f"-I{headers}", "-c", source, "-o", str(obj)], check=True)
-        objects.append(obj)
         subprocess.run(
             [cxx, "-shared", *map(str, objects), "-o", str(tmp), "-lmvec", "-lm"], check=True
         )
