@@ -25,6 +25,16 @@ class Vocab:
         """Number of rows an embedding table needs (known ids + the unknown row)."""
         return len(self.ids) + 1
 
+    def __contains__(self, raw: object) -> bool:
+        """Whether one raw id is in the vocabulary (`lookup` of it is not `UNKNOWN`), without
+        `lookup`'s arrays: a tenth of its time for one id, asked on every scored request."""
+        if not isinstance(raw, (int, np.integer)) or isinstance(raw, bool):
+            return False
+        if not -(2**63) <= raw < 2**63:  # no int64 id equals it
+            return False
+        pos = int(self.ids.searchsorted(raw))
+        return pos < len(self.ids) and int(self.ids[pos]) == raw
+
     def lookup(self, raw: npt.ArrayLike) -> npt.NDArray[np.int64]:
         """Dense indices of ``raw`` ids; 0 for ids not in the vocabulary."""
         r = np.asarray(raw, dtype=np.int64)

@@ -386,7 +386,7 @@ class Ranker:
             completion_probability=out_heads.completion_probability,
             median_watch_ms=out_heads.median_watch_ms,
             video_unknown=video_idx == UNKNOWN,
-            user_unknown=bool(self.users.lookup([user_id])[0] == UNKNOWN),
+            user_unknown=user_id not in self.users,
             ctr=ctr,
             extra=out,
         )

@@ -39,19 +39,20 @@ saw it; with ``loop_lag_in_deadline`` the deadline clock starts that much earlie
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import math
 import os
 import platform
+import queue
 import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 from starlette.requests import Request
@@ -101,7 +102,8 @@ class InferenceThreads:
     def __init__(self, n: int, nice: int = 0) -> None:
         self.n = n
         self.nice = nice
-        self._pool: ThreadPoolExecutor | None = None
+        # (loop, future, fn) per run; None tells one thread to stop. None: no threads yet.
+        self._queue: queue.SimpleQueue[_Run | None] | None = None
 
     def lower_priority(self) -> int | None:
         """Make the calling thread ``nice`` levels nicer (capped at 19); returns its nice
@@ -124,21 +126,67 @@ class InferenceThreads:
 
     async def run(self, fn: Callable[[], T]) -> T:
         """``fn()`` in one of the threads. Like `anyio.to_thread.run_sync`, cancelling the
-        caller waits for the run to end (a slot is never freed while its run goes on)."""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(
-                self.n, thread_name_prefix="segint-inference", initializer=self.lower_priority
-            )
-        future = self._pool.submit(fn)
+        caller waits for the run to end (a slot is never freed while its run goes on).
+
+        The hand-off is a queue in and ``call_soon_threadsafe`` on the caller's own future
+        out: one loop wake-up per run, where `ThreadPoolExecutor` + `asyncio.wrap_future`
+        pass the result through a second future and a callback chain (`bench/bench_handoff.py`,
+        one core: 97 against 52 us a round trip)."""
+        if self._queue is None:
+            self._queue = queue.SimpleQueue()
+            for i in range(self.n):
+                threading.Thread(
+                    target=self._work,
+                    args=(self._queue,),
+                    name=f"segint-inference_{i}",
+                    daemon=True,
+                ).start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put((loop, future, fn))
         with anyio.CancelScope(shield=True):
-            result = await asyncio.wrap_future(future)
+            result = await future
         return result
+
+    def _work(self, runs: queue.SimpleQueue[_Run | None]) -> None:
+        """One thread: run what arrives until told to stop."""
+        self.lower_priority()
+        while (item := runs.get()) is not None:
+            loop, future, fn = item
+            try:
+                result = fn()
+            except BaseException as e:  # the caller's exception, raised where it awaits
+                _reply(loop, future, e, error=True)
+            else:
+                _reply(loop, future, result, error=False)
+            del item, future, fn  # nothing of a finished run lives until the next one
 
     def close(self) -> None:
         """Stop the threads once their runs end (a later `run` starts new ones)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
-            self._pool = None
+        if self._queue is not None:
+            for _ in range(self.n):
+                self._queue.put(None)
+            self._queue = None
+
+
+_Run = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]]
+
+
+def _reply(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], value: Any, error: bool
+) -> None:
+    """Hand a run's outcome to the loop that waits for it (from an inference thread)."""
+
+    def settle() -> None:
+        if future.done():  # the waiting task was cancelled by asyncio itself
+            return
+        if error:
+            future.set_exception(value)
+        else:
+            future.set_result(value)
+
+    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+        loop.call_soon_threadsafe(settle)
 
 
 class _SchedAttr(ctypes.Structure):

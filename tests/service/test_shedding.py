@@ -379,6 +379,36 @@ async def test_a_cancelled_caller_waits_for_its_run_to_end() -> None:
         threads.close()
 
 
+async def test_inference_threads_pass_errors_back_run_side_by_side_and_restart() -> None:
+    """A run's exception is raised in its caller (the thread lives on); ``n`` threads run
+    ``n`` calls at once; after `close` the threads end and a later run starts new ones."""
+    threads = InferenceThreads(2, nice=0)
+
+    def fail() -> None:
+        raise KeyError("no such video")
+
+    both = threading.Barrier(2, timeout=5)  # passes only when two runs are in threads at once
+
+    def meet() -> str:
+        both.wait()
+        return threading.current_thread().name
+
+    try:
+        with pytest.raises(KeyError, match="no such video"):
+            await threads.run(fail)
+        assert await threads.run(lambda: 7) == 7
+        names = await asyncio.gather(threads.run(meet), threads.run(meet))
+        assert len(set(names)) == 2 and all(n.startswith("segint-inference") for n in names)
+        before = {t for t in threading.enumerate() if t.name.startswith("segint-inference")}
+        threads.close()
+        for t in before:
+            t.join(5)
+            assert not t.is_alive()
+        assert await threads.run(lambda: "again") == "again"
+    finally:
+        threads.close()
+
+
 async def test_loop_lag_reads_how_late_the_loop_runs() -> None:
     """While the loop is blocked, `LoopLag.now` grows with the overdue tick; the tick after
     records it; an idle loop reads near zero again. Before it is started it reads 0."""
