@@ -103,7 +103,8 @@ def _unpack(w: Tensor) -> dict[str, Tensor]:
 def video_block(x: Tensor, nkeys: Tensor, uk: Tensor, uv1t: Tensor, w: Tensor) -> Tensor:
     """One deferred video block from its flat weights (what ``segint.VideoBlock`` computes):
     x (C, T, d), nkeys (C,), user keys (h, dh, M), counted user values transposed
-    (h, dh + 1, M)."""
+    (h, dh + 1, M). Rows past a candidate's ``nkeys + 1`` (neither its keys nor its outcomes:
+    the decoder masks their logits) are zero, as the kernel leaves them uncomputed."""
     p = _unpack(w)
     c, t, d = x.shape
     rows = x.reshape(c * t, d)
@@ -118,7 +119,9 @@ def video_block(x: Tensor, nkeys: Tensor, uk: Tensor, uv1t: Tensor, w: Tensor) -
     h1 = nn.functional.layer_norm(rows + y @ p["out"] + p["out_bias"], (d,), p["norm1"],
                                   p["norm1_bias"])  # fmt: skip
     f = nn.functional.gelu(h1 @ p["ffn1"] + p["ffn1_bias"]) @ p["ffn2"] + p["ffn2_bias"]
-    return nn.functional.layer_norm(h1 + f, (d,), p["norm2"], p["norm2_bias"]).view(c, t, d)
+    out = nn.functional.layer_norm(h1 + f, (d,), p["norm2"], p["norm2_bias"]).view(c, t, d)
+    computed = torch.arange(t, device=x.device)[None] <= nkeys[:, None]  # (C, T)
+    return torch.where(computed[..., None], out, 0.0)
 
 
 @video_block.register_fake

@@ -74,12 +74,15 @@ _CPU = "CPUExecutionProvider"
 # runs was fastest (attention is quadratic in a run's width, a run's fixed cost is small).
 # Round 3 (ORT + the ranker's own work per request): 32, 128 and 256 tie with 64.
 RUN_OVERHEAD_SLOTS = 64
-# With the video-block kernel a run's width costs less (its attention reads each candidate's
-# valid keys only, not T), so fewer, wider runs pay: round 12, base model, 1 ORT thread, 20
-# interleaved rounds of real KuaiRand candidates (the bundled log's videos, no model's test
-# rows), ORT stage against 64: 128 0.929 +- 0.015 (C = 100, 4 runs instead of 5) and 0.962 +-
-# 0.015 (C = 500, 8 instead of 12); 256 ties 128, 512 ties 64, 1,024 loses at C = 500 (1.10).
-KERNEL_RUN_OVERHEAD_SLOTS = 128
+# With the video-block kernel a run's width costs little: its attention reads each candidate's
+# valid keys only, and since round 13 it computes each candidate's own rows only (keys and
+# completion slot; the rows past them are neither keys nor outcomes), so padding costs only the
+# graph's small per-slot operators and fewer, wider runs pay. Round 13, base model, 1 ORT
+# thread, 40 interleaved rounds of real KuaiRand candidates (the bundled log's videos, no
+# model's test rows; docs/results/issue12_round13/overhead.py), ORT stage against 128: 512
+# 0.897 +- 0.014 (C = 100, 2 runs instead of 4) and 0.974 +- 0.014 (C = 500, 4.3 instead of
+# 8.4); 1,024 ties 512, 64 loses (1.05, 1.04), one run per request loses at C = 500 (1.08).
+KERNEL_RUN_OVERHEAD_SLOTS = 512
 # ORT graph transformers left out of every session (level ALL otherwise). ORT's fused
 # SkipLayerNormalization kernel is slower than the Add + LayerNormalization it replaces on our
 # d = 32 rows: scorer, 500 KuaiRand candidates, 1 thread, interleaved in one process on a

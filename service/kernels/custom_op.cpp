@@ -5,7 +5,8 @@
 //
 // Inputs: x (C, T, 32) float; nkeys (C,) int64, each candidate's valid video keys (a prefix of
 // its T slots); user keys (4, 8, M); the user's counted values, transposed (4, 9, M); the block's
-// weights, flat (export.kernel.KERNEL_LAYOUT). Output: (C, T, 32).
+// weights, flat (export.kernel.KERNEL_LAYOUT). Output: (C, T, 32); a candidate's rows past its
+// nkeys + 1 (neither keys nor outcomes) are not computed and come out zero.
 //
 // Instruction set: the widest this CPU has (AVX-512F, else AVX2 + FMA), chosen when a session
 // registers the library; SEGINT_KERNEL_ISA=avx512|avx2 asks for one (registration fails, with

@@ -168,16 +168,19 @@ extern "C" void VIDEO_BLOCK(int C, int T, int M, const float* x, const int64_t* 
     const float* xc = x + (int64_t)c * T * D;
     float* oc = out + (int64_t)c * T * D;
     const int nk = (int)nkeys[c];
-    const int tp = (T + VL - 1) / VL * VL;
-    gemm_rows<D, 96>(xc, T, D, W.wqk_t, W.bqk, qk, 96);
+    // Rows computed: the nk key slots and the completion slot nk. A later row is neither a key
+    // nor an outcome (the decoder masks its logit), so it costs nothing and comes out zero.
+    const int tr = nk + 1 < T ? nk + 1 : T;
+    const int tp = (tr + VL - 1) / VL * VL;
+    gemm_rows<D, 96>(xc, tr, D, W.wqk_t, W.bqk, qk, 96);
     gemm_rows<D, V1P>(xc, nk, D, W.wv1_t, W.bv1, v1, V1P);
     for (int h = 0; h < H; ++h)
       for (int k = 0; k < DH; ++k) {
-        for (int t = 0; t < T; ++t) {
+        for (int t = 0; t < tr; ++t) {
           qt[0][h][k][t] = qk[t * 96 + h * DH + k];
           qt[1][h][k][t] = qk[t * 96 + 32 + h * DH + k];
         }
-        for (int t = T; t < tp; ++t) qt[0][h][k][t] = qt[1][h][k][t] = 0.f;
+        for (int t = tr; t < tp; ++t) qt[0][h][k][t] = qt[1][h][k][t] = 0.f;
       }
     for (int h = 0; h < H; ++h)
       for (int t0 = 0; t0 < tp; t0 += VL) {
@@ -220,20 +223,21 @@ extern "C" void VIDEO_BLOCK(int C, int T, int M, const float* x, const int64_t* 
           for (int k = 0; k < DH; ++k) y[(t0 + i) * D + h * DH + k] = num[k][i] * inv;
         }
       }
-    gemm_rows<D, D>(y, T, D, W.wo_t, W.bo, x1, D);
-    for (int t = 0; t < T; ++t) {
+    gemm_rows<D, D>(y, tr, D, W.wo_t, W.bo, x1, D);
+    for (int t = 0; t < tr; ++t) {
       float* r = x1 + t * D;
       for (int i = 0; i < D; ++i) r[i] += xc[t * D + i];
       layer_norm(r, W.g1, W.be1);
     }
-    gemm_rows<D, F>(x1, T, D, W.w1_t, W.b1, f1, F);
-    for (int i = 0; i < T * F; ++i)
+    gemm_rows<D, F>(x1, tr, D, W.w1_t, W.b1, f1, F);
+    for (int i = 0; i < tr * F; ++i)
       f1[i] = 0.5f * f1[i] * (1.f + std::erf(f1[i] * 0.70710678118654752f));
-    gemm_rows<F, D>(f1, T, F, W.w2_t, W.b2, oc, D);
-    for (int t = 0; t < T; ++t) {
+    gemm_rows<F, D>(f1, tr, F, W.w2_t, W.b2, oc, D);
+    for (int t = 0; t < tr; ++t) {
       float* r = oc + t * D;
       for (int i = 0; i < D; ++i) r[i] += x1[t * D + i];
       layer_norm(r, W.g2, W.be2);
     }
+    std::memset(oc + tr * D, 0, sizeof(float) * (size_t)(T - tr) * D);
   }
 }

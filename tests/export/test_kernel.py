@@ -165,6 +165,69 @@ def test_the_kernel_scorer_answers_as_the_exported_scorer(
     np.testing.assert_allclose(got.logits, want.logits, atol=1e-5, rtol=1e-5)
 
 
+def _video_block_session(library: Path) -> object:
+    """One ``segint.VideoBlock`` node as a graph of its own."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from export.contract import KERNEL_OP, KERNEL_OP_DOMAIN
+
+    names = ("x", "nkeys", "user_keys", "user_values", "weights")
+    types = (TensorProto.FLOAT, TensorProto.INT64, *[TensorProto.FLOAT] * 3)
+    graph = helper.make_graph(
+        [helper.make_node(KERNEL_OP, list(names), ["y"], domain=KERNEL_OP_DOMAIN)],
+        "video_block",
+        [helper.make_tensor_value_info(n, t, None) for n, t in zip(names, types, strict=True)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 20), helper.make_opsetid(KERNEL_OP_DOMAIN, 1)],
+        ir_version=10,
+    )
+    opts = ort.SessionOptions()
+    opts.register_custom_ops_library(str(library))
+    opts.intra_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_the_operator_computes_each_candidates_own_rows_and_zeros_the_rest(
+    isa: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``segint.VideoBlock`` against ``segint::video_block`` (PyTorch, the flat weights of a
+    real block) on every row: rows up to a candidate's ``nkeys`` (its keys and its completion
+    slot) within 1e-5, the rows past them exactly zero in both, for valid-key counts from 1 to
+    T (T = 40, the kernel's widest) and user token counts 1 and 22."""
+    from export.kernel import block_weights, video_block
+
+    monkeypatch.setenv(kernels.ISA_ENV, isa)
+    lib = kernels.library()
+    assert lib is not None, f"{kernels.LIBRARY} is not built: run `make kernels`"
+    session = _video_block_session(lib)
+    block = kernel_copy(kernel_model()).encoders["id"].video[0]  # type: ignore[index]
+    w = block_weights(block)
+    gen = torch.Generator().manual_seed(3)
+    for c, t, m in ((37, 40, 22), (5, 9, 1), (1, 1, 3), (64, 17, 22)):
+        x = torch.randn(c, t, 32, generator=gen)
+        nkeys = torch.randint(1, t + 1, (c,), generator=gen)
+        nkeys[0] = t  # a candidate whose every row is a key
+        uk = torch.randn(4, 8, m, generator=gen) * 0.3
+        uv1t = torch.cat([torch.randn(4, 8, m, generator=gen), torch.ones(4, 1, m)], dim=1)
+        want = video_block(x, nkeys, uk, uv1t, w).numpy()
+        feeds = {
+            "x": x.numpy(),
+            "nkeys": nkeys.numpy(),
+            "user_keys": uk.numpy(),
+            "user_values": uv1t.numpy(),
+            "weights": w.numpy(),
+        }
+        got = session.run(["y"], feeds)[0]  # type: ignore[attr-defined]
+        rows = np.arange(t)[None] <= nkeys.numpy()[:, None]  # (C, T): the rows it computes
+        np.testing.assert_allclose(got[rows], want[rows], atol=1e-5, rtol=1e-5)
+        assert not got[~rows].any() and not want[~rows].any()
+
+
 def test_without_a_usable_library_the_exported_scorer_is_served(
     kernel_artifact: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
