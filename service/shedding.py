@@ -153,13 +153,13 @@ class InferenceThreads:
         self.lower_priority()
         while (item := runs.get()) is not None:
             loop, future, fn = item
+            del item
             try:
-                result = fn()
+                value, error = fn(), False
             except BaseException as e:  # the caller's exception, raised where it awaits
-                _reply(loop, future, e, error=True)
-            else:
-                _reply(loop, future, result, error=False)
-            del item, future, fn  # nothing of a finished run lives until the next one
+                value, error = e, True
+            _reply(loop, future, value, error)
+            del loop, future, fn, value  # nothing of a finished run lives until the next one
 
     def close(self) -> None:
         """Stop the threads once their runs end (a later `run` starts new ones)."""
