@@ -389,19 +389,18 @@ async def test_inference_threads_pass_errors_back_run_side_by_side_and_restart()
 
     both = threading.Barrier(2, timeout=5)  # passes only when two runs are in threads at once
 
-    def meet() -> str:
+    def meet() -> threading.Thread:
         both.wait()
-        return threading.current_thread().name
+        return threading.current_thread()
 
     try:
         with pytest.raises(KeyError, match="no such video"):
             await threads.run(fail)
         assert await threads.run(lambda: 7) == 7
-        names = await asyncio.gather(threads.run(meet), threads.run(meet))
-        assert len(set(names)) == 2 and all(n.startswith("segint-inference") for n in names)
-        before = {t for t in threading.enumerate() if t.name.startswith("segint-inference")}
+        ran = await asyncio.gather(threads.run(meet), threads.run(meet))
+        assert len(set(ran)) == 2 and all(t.name.startswith("segint-inference") for t in ran)
         threads.close()
-        for t in before:
+        for t in ran:  # this pool's threads (other tests' pools may still be alive)
             t.join(5)
             assert not t.is_alive()
         assert await threads.run(lambda: "again") == "again"
