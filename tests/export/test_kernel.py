@@ -165,12 +165,14 @@ def test_the_kernel_scorer_answers_as_the_exported_scorer(
     np.testing.assert_allclose(got.logits, want.logits, atol=1e-5, rtol=1e-5)
 
 
-def _video_block_session(library: Path) -> object:
-    """One ``segint.VideoBlock`` node as a graph of its own."""
-    import onnxruntime as ort
+def _video_block_session(library: Path, folder: Path) -> object:
+    """One ``segint.VideoBlock`` node as a graph of its own, opened as the ranker opens the
+    kernel scorer (`service.ranker._open_session`: same options, same library registration)."""
+    import onnx
     from onnx import TensorProto, helper
 
     from export.contract import KERNEL_OP, KERNEL_OP_DOMAIN
+    from service.ranker import _open_session
 
     names = ("x", "nkeys", "user_keys", "user_values", "weights")
     types = (TensorProto.FLOAT, TensorProto.INT64, *[TensorProto.FLOAT] * 3)
@@ -185,15 +187,14 @@ def _video_block_session(library: Path) -> object:
         opset_imports=[helper.make_opsetid("", 20), helper.make_opsetid(KERNEL_OP_DOMAIN, 1)],
         ir_version=10,
     )
-    opts = ort.SessionOptions()
-    opts.register_custom_ops_library(str(library))
-    opts.intra_op_num_threads = 1
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    path = folder / "video_block.onnx"
+    onnx.save(model, path)
+    return _open_session(path, cuda=False, threads=1, spinning=True, custom_ops=library)
 
 
 @pytest.mark.parametrize("isa", ISAS)
 def test_the_operator_computes_each_candidates_own_rows_and_zeros_the_rest(
-    isa: str, monkeypatch: pytest.MonkeyPatch
+    isa: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """``segint.VideoBlock`` against ``segint::video_block`` (PyTorch, the flat weights of a
     real block) on every row: rows up to a candidate's ``nkeys`` (its keys and its completion
@@ -204,7 +205,7 @@ def test_the_operator_computes_each_candidates_own_rows_and_zeros_the_rest(
     monkeypatch.setenv(kernels.ISA_ENV, isa)
     lib = kernels.library()
     assert lib is not None, f"{kernels.LIBRARY} is not built: run `make kernels`"
-    session = _video_block_session(lib)
+    session = _video_block_session(lib, tmp_path)
     block = kernel_copy(kernel_model()).encoders["id"].video[0]  # type: ignore[index]
     w = block_weights(block)
     gen = torch.Generator().manual_seed(3)
