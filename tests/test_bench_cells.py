@@ -27,6 +27,7 @@ def result(peak: float) -> dict[str, Any]:
                 "100": server(150.0, {50.0: 9.0}, 0.5, 20e3),
             },
             "before": {"500": server(10.0, {15.0: 900.0}, 4.0, 280e3)},
+            "padded": {"500": server(38.0, {15.0: 21.0}, 1.4, 90e3)},
         },
     }
 
@@ -41,6 +42,8 @@ def test_cells_at_the_reference_peak_and_on_a_slower_core() -> None:
     assert ref["ORT stage, share of P on useful work"] == ("17.4%", ">= 30%", "not met")
     assert ref["handler - ORT at 30 req/s"] == ("1.50 ms", "<= 2 ms", "met")
     assert ref["saturation over before"] == ("4.00x", ">= 3.5x", "met")
+    # the padded server is a control beside the cells (its kernel skips padding too)
+    assert ref["saturation over padded (control)"] == ("1.05x", "-", "control")
     assert ref["p99 at 30 req/s"] == ("25.0 ms", "<= 15.0 ms", "not met")
     assert ref["held"] == ("40.0 req/s", ">= 60.0 req/s", "not met")
     assert ref["default response"] == ("90.0 KB", "<= 100 KB", "met")
@@ -50,7 +53,11 @@ def test_cells_at_the_reference_peak_and_on_a_slower_core() -> None:
     assert slow["p99 at 30 req/s"] == ("25.0 ms", "<= 30.0 ms", "met")
     assert slow["held"] == ("40.0 req/s", ">= 30.0 req/s", "met")
     assert slow["100 candidates: p99 at 50 req/s"] == ("9.0 ms", "<= 10.0 ms", "met")
-    assert "saturation over padded" not in slow  # no padded server in this run
+    no_padded = result(230.0)
+    del no_padded["servers"]["padded"]
+    rows = [line.split(" | ")[0][2:] for line in cell_lines(no_padded) if line.startswith("| ")]
+    assert "saturation over before" in rows
+    assert "saturation over padded (control)" not in rows  # no padded server in that run
     fresh = result(230.0)  # as `main` reports it before writing the JSON: C as an int
     fresh["ort_stage"] = {500: fresh["ort_stage"]["500"]}
     assert cell_lines(fresh) == cell_lines(result(230.0))
