@@ -1,7 +1,7 @@
 """Reduced-precision scoring options next to fp32: speed and temporal-split quality.
 
 For a trained run (``--model``) on the temporal split of ``--data``, every test row is scored
-four ways, all on the same rows:
+four ways (five with the kernel), all on the same rows:
 
 - ``torch_fp32``: the PyTorch model (the training/evaluation path);
 - ``torch_bf16``: the same under ``torch.autocast("cpu", dtype=torch.bfloat16)``;
@@ -9,7 +9,10 @@ four ways, all on the same rows:
   slots), as the service runs them;
 - ``ort_int8``: the same with the artifact's ``scorer.int8.onnx``, the scorer quantised by
   ONNX Runtime's dynamic int8 quantisation at export (weights int8, activations quantised per
-  run; VNNI kernels on this CPU), as ``SEGINT_SCORER_PRECISION=int8`` serves it.
+  run; VNNI kernels on this CPU), as ``SEGINT_SCORER_PRECISION=int8`` serves it;
+- ``ort_kernel`` (where the kernel library is built): the artifact's ``scorer.kernel.onnx``,
+  each video block one ``segint.VideoBlock`` node, the fp32 scorer the service runs by default
+  (paired against ``ort_fp32``: the served path's quality against the exported graph's).
 
 Quality: per-row NDCG@5 of the exit slot (strict protocol), paired differences against fp32
 of the same path (bf16 - torch fp32, int8 - ORT fp32) with a bootstrap standard error (1,000
@@ -112,6 +115,17 @@ def main() -> int:
 
     encoder = session(artifact / "user_encoder.onnx")
     scorers = {"ort_fp32": session(artifact / "scorer.onnx"), "ort_int8": session(int8)}
+    # The fp32 scorer the service runs by default where the kernel library is built: each video
+    # block one segint.VideoBlock node (service/kernels), opened as the ranker opens it.
+    from service import kernels
+    from service.ranker import _open_session
+
+    kernel_spec, library = manifest.variant("scorer", "kernel"), kernels.library(None)
+    if kernel_spec is not None and library is not None:
+        path = artifact / kernel_spec.file
+        scorers["ort_kernel"] = _open_session(path, False, 1, False, custom_ops=library)
+    else:
+        print("no kernel scorer here (not exported, or its library not built): not scored")
     for name in scorers:
         logits[name] = np.full((len(rows), s), 1e4, dtype=np.float32)
         seconds[name] = 0.0
@@ -149,20 +163,29 @@ def main() -> int:
         "bf16_vs_fp32": paired(ndcg["torch_fp32"], ndcg["torch_bf16"], rng),
         "int8_vs_fp32": paired(ndcg["ort_fp32"], ndcg["ort_int8"], rng),
         "ort_fp32_vs_torch_fp32": paired(ndcg["torch_fp32"], ndcg["ort_fp32"], rng),
+        "kernel_vs_fp32": paired(ndcg["ort_fp32"], ndcg["ort_kernel"], rng)
+        if "ort_kernel" in ndcg
+        else None,
         "max_abs_logit_diff": {
             "bf16": float(
                 np.abs(logits["torch_bf16"] - logits["torch_fp32"])[
                     logits["torch_fp32"] < 1e3
                 ].max()
             ),
-            "int8": float(
-                np.abs(logits["ort_int8"] - logits["ort_fp32"])[logits["ort_fp32"] < 1e3].max()
-            ),
+            **{
+                name[4:]: float(
+                    np.abs(logits[name] - logits["ort_fp32"])[logits["ort_fp32"] < 1e3].max()
+                )
+                for name in ("ort_int8", "ort_kernel")
+                if name in logits
+            },
         },
         "seconds": seconds,
     }
-    for name in ("bf16_vs_fp32", "int8_vs_fp32", "ort_fp32_vs_torch_fp32"):
+    for name in ("bf16_vs_fp32", "int8_vs_fp32", "ort_fp32_vs_torch_fp32", "kernel_vs_fp32"):
         r = result[name]
+        if r is None:
+            continue
         verdict = "within 0.002" if abs(r["delta"]) < 0.002 else "moves >= 0.002"
         print(f"{name}: delta NDCG@5 {r['delta']:+.4f} +- {r['se']:.4f} (SE) -> {verdict}")
     print(json.dumps(result["ndcg5"]), json.dumps(result["seconds"]))
