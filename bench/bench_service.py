@@ -199,7 +199,7 @@ async def open_loop(
     """Send ``rate * duration`` requests at fixed times; latency counts from the schedule.
 
     ``pacing``: ``thread`` (`bench.pacer.Pacer`, the default since round 14: a thread sleeps
-    to each due time and wakes the loop, tens of microseconds late) or ``asyncio`` (the
+    to each due time and wakes the loop, about 0.1-0.2 ms late on the median) or ``asyncio`` (the
     earlier rounds' ``asyncio.sleep``, whose epoll wake-up is whole milliseconds rounded up:
     about 0.7 ms late on the median, and that lateness is in every latency). Either way the
     run reports how late the generator sent (``send_late_p50_ms``, ``send_late_p99_ms``).
@@ -822,7 +822,7 @@ def serve_and_load(
                     print(
                         f"{label} C={c:4d} rate {r['offered_rps']:6.1f}/s: achieved "
                         f"{r['achieved_rps']:6.1f}/s p50 {r['p50_ms']:7.1f} p99 {r['p99_ms']:7.1f} ms "
-                        f"shed {r['shed']} errors {r['errors']} {r['error_kinds'] or ''}"
+                        f"shed {r['shed']} errors {r['errors']} {r['error_kinds'] or ''} "
                         f"(sent late p50 {r['send_late_p50_ms']:.2f} p99 "
                         f"{r['send_late_p99_ms']:.2f} ms, {r['pacing']} pacing)",
                         flush=True,
