@@ -7,7 +7,8 @@
 // Dimensions fixed at compile time: D = 32, H = 4, DH = 8, F = 64 (the base model). Queries are
 // vectorised VL at a time (one register per head dimension), keys are exact (the candidate's
 // valid video keys, then the user's), exp is inline (degree-6 polynomial), GELU's erf is glibc's
-// vector erff (libmvec).
+// vector erff (libmvec). The attention's output is normalised VL queries at a time and kept
+// transposed (`yt`, a row per feature), which the output projection reads by columns.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -29,6 +30,7 @@ inline void vstorea(float* p, vf v) { _mm512_store_ps(p, v); }
 inline vf vset1(float a) { return _mm512_set1_ps(a); }
 inline vf vzero() { return _mm512_setzero_ps(); }
 inline vf vmul(vf a, vf b) { return _mm512_mul_ps(a, b); }
+inline vf vdiv(vf a, vf b) { return _mm512_div_ps(a, b); }
 inline vf vfmadd(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
 inline vf vfnmadd(vf a, vf b, vf c) { return _mm512_fnmadd_ps(a, b, c); }
 inline vf vround(vf a) {
@@ -46,6 +48,7 @@ inline void vstorea(float* p, vf v) { _mm256_store_ps(p, v); }
 inline vf vset1(float a) { return _mm256_set1_ps(a); }
 inline vf vzero() { return _mm256_setzero_ps(); }
 inline vf vmul(vf a, vf b) { return _mm256_mul_ps(a, b); }
+inline vf vdiv(vf a, vf b) { return _mm256_div_ps(a, b); }
 inline vf vfmadd(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
 inline vf vfnmadd(vf a, vf b, vf c) { return _mm256_fnmadd_ps(a, b, c); }
 inline vf vround(vf a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
@@ -81,9 +84,10 @@ inline vf vexp(vf x) {
   return vscale2(p, n);
 }
 
-// out[t][0:O] = b + sum_k x[t][k] * wt[k][0:O]   (wt: K x O, row-major, O % VL == 0). Two rows
-// per pass while their accumulators fit in 12 registers (all of AVX-512's shapes), else one.
-template <int K, int O>
+// out[t][0:O] = b + sum_k x[t * ldx + k * LDK] * wt[k][0:O]   (wt: K x O, row-major,
+// O % VL == 0; LDK = 1: x row-major, LDK = TP: x transposed, a column per row t). Two rows per
+// pass while their accumulators fit in 12 registers (all of AVX-512's shapes), else one.
+template <int K, int O, int LDK = 1>
 inline void gemm_rows(const float* __restrict x, int rows, int ldx, const float* __restrict wt,
                       const float* __restrict b, float* __restrict out, int ldo) {
   constexpr int V = O / VL;
@@ -96,7 +100,7 @@ inline void gemm_rows(const float* __restrict x, int rows, int ldx, const float*
       const float* x0 = x + t * ldx;
       const float* x1 = x0 + ldx;
       for (int k = 0; k < K; ++k) {
-        const vf u0 = vset1(x0[k]), u1 = vset1(x1[k]);
+        const vf u0 = vset1(x0[k * LDK]), u1 = vset1(x1[k * LDK]);
         const float* w = wt + k * O;
         for (int o = 0; o < V; ++o) {
           const vf wv = vload(w + VL * o);
@@ -115,7 +119,7 @@ inline void gemm_rows(const float* __restrict x, int rows, int ldx, const float*
     for (int o = 0; o < V; ++o) a0[o] = vload(b + VL * o);
     const float* x0 = x + t * ldx;
     for (int k = 0; k < K; ++k) {
-      const vf u0 = vset1(x0[k]);
+      const vf u0 = vset1(x0[k * LDK]);
       for (int o = 0; o < V; ++o) a0[o] = vfmadd(u0, vload(wt + k * O + VL * o), a0[o]);
     }
     for (int o = 0; o < V; ++o) vstore(out + t * ldo + VL * o, a0[o]);
@@ -155,7 +159,7 @@ extern "C" void VIDEO_BLOCK(int C, int T, int M, const float* x, const int64_t* 
   alignas(64) float qt[2][H][DH][TP];  // queries per source and head, transposed
   alignas(64) float ukt[H][MMAX][DH];          // user keys, row per key
   alignas(64) float uvr[H][MMAX][DH + 1];      // user counted values, row per key
-  alignas(64) float y[TP * D];
+  alignas(64) float yt[D][TP];  // the attention's output, transposed: a row per feature
   alignas(64) float x1[TMAX * D];
   alignas(64) float f1[TMAX * F];
   alignas(64) float sc[TMAX + MMAX][VL];       // one query block's logits, then exp
@@ -216,14 +220,10 @@ extern "C" void VIDEO_BLOCK(int C, int T, int M, const float* x, const int64_t* 
           const vf ej = vloada(sc[nk + m]);
           for (int k = 0; k <= DH; ++k) nm[k] = vfmadd(ej, vset1(vj[k]), nm[k]);
         }
-        alignas(64) float num[DH + 1][VL];
-        for (int k = 0; k <= DH; ++k) vstorea(num[k], nm[k]);
-        for (int i = 0; i < VL; ++i) {
-          const float inv = 1.f / num[DH][i];
-          for (int k = 0; k < DH; ++k) y[(t0 + i) * D + h * DH + k] = num[k][i] * inv;
-        }
+        const vf inv = vdiv(vset1(1.f), nm[DH]);  // the softmax's sums, VL queries at once
+        for (int k = 0; k < DH; ++k) vstorea(&yt[h * DH + k][t0], vmul(nm[k], inv));
       }
-    gemm_rows<D, D>(y, tr, D, W.wo_t, W.bo, x1, D);
+    gemm_rows<D, D, TP>(&yt[0][0], tr, 1, W.wo_t, W.bo, x1, D);
     for (int t = 0; t < tr; ++t) {
       float* r = x1 + t * D;
       for (int i = 0; i < D; ++i) r[i] += xc[t * D + i];
